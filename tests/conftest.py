@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+
+import pytest
+
+from live_restore.devices import LiveRestoreCore, config_path, demo_core, load_core, release_core
+
+requires_democam = pytest.mark.skipif(
+    importlib.util.find_spec("mm_test_adapters") is None,
+    reason="needs the mm-test-adapters package (Micro-Manager's C++ DemoCamera)",
+)
+
+SMALL_FRAME = 64
+
+
+@pytest.fixture
+def core() -> Iterator[LiveRestoreCore]:
+    """The demo core from mm_configs/sim_demo.cfg, with small frames; released at teardown."""
+    mmc = demo_core()
+    mmc.setProperty("Camera", "FrameSize", SMALL_FRAME)
+    yield mmc
+    release_core(mmc)
+
+
+@pytest.fixture
+def democam_core() -> Iterator[LiveRestoreCore]:
+    """Micro-Manager's C++ DemoCamera from mm_configs/democam.cfg; released at teardown."""
+    if importlib.util.find_spec("mm_test_adapters") is None:
+        pytest.skip("needs the mm-test-adapters package")
+    mmc = load_core(config_path("democam.cfg"))
+    mmc.setProperty("Camera", "OnCameraCCDXSize", SMALL_FRAME)
+    mmc.setProperty("Camera", "OnCameraCCDYSize", SMALL_FRAME)
+    yield mmc
+    release_core(mmc)

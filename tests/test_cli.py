@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import zarr
+
+CLI = [sys.executable, "-m", "live_restore"]
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def _frames_in(store: Path) -> tuple[tuple[int, ...], int]:
+    group = zarr.open_group(str(store), mode="r")
+    return group["0"].shape, len(group.attrs["ome_writers"]["frame_metadata"])
+
+
+def test_demo_headless_saves_every_frame_at_the_configured_size(tmp_path):
+    out = tmp_path / "x.ome.zarr"
+    result = _run("demo", "--headless", "--frames", "20", "--frame-size", "96", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    shape, written = _frames_in(out)
+    assert shape == (20, 1, 96, 96)
+    assert written == 20
+    assert "photons/pixel" in result.stdout
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_demo_ten_times_never_aborts_at_exit(tmp_path):
+    for i in range(10):
+        result = _run(
+            "demo",
+            "--headless",
+            "--frames",
+            "3",
+            "--frame-size",
+            "32",
+            "--out",
+            str(tmp_path / f"r{i}.ome.zarr"),
+        )
+        assert result.returncode == 0, (
+            f"run {i}: rc={result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
+        assert "FATAL" not in result.stderr
+
+
+def test_demo_without_headless_says_the_viewer_is_not_built_yet(tmp_path):
+    result = _run("demo", "--out", str(tmp_path / "v.ome.zarr"))
+    assert result.returncode == 2
+    assert "--headless" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--structure", "bananas"], "bananas"),
+        (["--frame-size", "63"], "frame size 63x63 is not allowed"),
+        (["--light", "Blinding"], "light level 'Blinding' is not one of"),
+    ],
+)
+def test_failed_demo_names_the_problem_and_leaves_no_store(tmp_path, args, message):
+    out = tmp_path / "bad.ome.zarr"
+    result = _run(
+        "demo", "--headless", "--frames", "2", "--frame-size", "32", "--out", str(out), *args
+    )
+    assert result.returncode == 2
+    assert message in " ".join(result.stdout.split())
+    assert not out.exists()
+    assert not list(tmp_path.glob("bad*"))  # no half-written store under any name
+
+
+def test_demo_refuses_to_overwrite_an_existing_store(tmp_path):
+    out = tmp_path / "keep.ome.zarr"
+    out.mkdir()
+    result = _run("demo", "--headless", "--frames", "2", "--out", str(out))
+    assert result.returncode == 2
+    assert "already exists" in result.stdout
+
+
+def test_help_explains_every_command():
+    for command in ([], ["demo"], ["simulate"]):
+        result = _run(*command, "--help")
+        assert result.returncode == 0
+        assert "Usage" in result.stdout
