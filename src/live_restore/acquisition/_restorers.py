@@ -1,0 +1,146 @@
+"""Restorers: what a restoration stage must provide, and the two model-free ones.
+
+A restorer takes one camera frame (2-D, raw counts, any integer or float dtype) and returns the
+restored frame as float32, scaled by its ``scale`` factor. It does its own normalisation and
+names everything needed to reproduce its output in ``provenance()``.
+
+- :class:`IdentityRestorer`: returns the frame in photons (offset and gain removed); for tests
+  and as the "raw only" fallback.
+- :class:`RichardsonLucyRestorer`: classical Richardson-Lucy deconvolution with the widefield
+  PSF of the simulator's optics. The genuine baseline the learned models must beat: on the
+  simulator at 20-1000 photons it lowers NRMSE against the ground truth by 25-45 % (10 iterations).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import scipy.fft as sfft
+
+from live_restore._version import __version__
+from live_restore.simulate import CameraParams, OpticsParams, otf_rfft
+
+__all__ = ["IdentityRestorer", "Restorer", "RichardsonLucyRestorer", "as_frame"]
+
+
+@runtime_checkable
+class Restorer(Protocol):
+    """One restoration stage: a camera frame in, the restored frame (float32) out."""
+
+    name: str
+    scale: int
+
+    def provenance(self) -> dict[str, str]:
+        """Everything needed to reproduce the output: model, weights, parameters, version."""
+        ...
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """Restore one 2-D frame of raw camera counts."""
+        ...
+
+
+def as_frame(frame: object, min_side: int = 8) -> np.ndarray:
+    """The frame as a float32 2-D array, or ValueError naming what is wrong with it."""
+    array = np.asarray(frame)
+    if array.dtype.kind not in "uif":
+        raise ValueError(f"frame must hold numbers, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"frame must be 2-D (rows, columns), got shape {array.shape}")
+    if min(array.shape) < min_side:
+        raise ValueError(f"frame {array.shape} is too small: each side needs >= {min_side} pixels")
+    out = array.astype(np.float32)
+    if not np.isfinite(out).all():
+        bad = int((~np.isfinite(out)).sum())
+        raise ValueError(f"frame has {bad} non-finite pixels (NaN or infinity)")
+    return out
+
+
+class _CountsToPhotons:
+    def __init__(self, camera: CameraParams) -> None:
+        self.camera = camera
+
+    def photons(self, frame: np.ndarray) -> np.ndarray:
+        counts = as_frame(frame, min_side=17)
+        photons = (counts - np.float32(self.camera.offset_adu)) / np.float32(
+            self.camera.gain_adu_per_e
+        )
+        clipped: np.ndarray = np.maximum(photons, 0.0)
+        return clipped
+
+
+class IdentityRestorer(_CountsToPhotons):
+    """The frame itself, converted from counts to photons."""
+
+    name = "identity"
+    scale = 1
+
+    def __init__(self, camera: CameraParams | None = None) -> None:
+        super().__init__(camera or CameraParams())
+
+    def provenance(self) -> dict[str, str]:
+        """What was done: only the counts -> photons conversion."""
+        return {
+            "model": self.name,
+            "normalisation": f"(counts - {self.camera.offset_adu}) / {self.camera.gain_adu_per_e}",
+            "live_restore_version": __version__,
+        }
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return self.photons(frame)
+
+
+class RichardsonLucyRestorer(_CountsToPhotons):
+    """Richardson-Lucy deconvolution with the simulator's in-focus widefield PSF.
+
+    Parameters
+    ----------
+    optics, camera : parameter models
+        The PSF comes from ``optics``; counts become photons with ``camera``'s offset and gain.
+    iterations : int
+        More sharpens more and amplifies noise more; 10 was best or near best on the simulator
+        from 20 to 1000 photons per pixel (20+ overfits the noise at low light).
+    """
+
+    name = "richardson-lucy"
+    scale = 1
+    _PAD_PX = 16  # reflected border: keeps the periodic FFT convolution from wrapping edges
+
+    def __init__(
+        self,
+        optics: OpticsParams | None = None,
+        camera: CameraParams | None = None,
+        iterations: int = 10,
+    ) -> None:
+        super().__init__(camera or CameraParams())
+        if not 1 <= int(iterations) <= 200:
+            raise ValueError(f"iterations must be 1..200, got {iterations}")
+        self.optics = optics or OpticsParams()
+        self.iterations = int(iterations)
+
+    def provenance(self) -> dict[str, str]:
+        """The PSF's optics, the iteration count and the normalisation."""
+        o = self.optics
+        return {
+            "model": self.name,
+            "iterations": str(self.iterations),
+            "psf": f"widefield NA {o.na}, n {o.immersion_index}, {o.emission_wavelength_nm} nm, "
+            f"pixel {o.pixel_um * 1000:.1f} nm, spherical {o.spherical_aberration_waves} waves",
+            "normalisation": f"(counts - {self.camera.offset_adu}) / {self.camera.gain_adu_per_e}",
+            "live_restore_version": __version__,
+        }
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        observed = np.pad(self.photons(frame), self._PAD_PX, mode="reflect")
+        shape = observed.shape
+        otf = otf_rfft((int(shape[0]), int(shape[1])), self.optics.pixel_um, self.optics, 0.0)
+        otf_conj = np.conj(otf)
+        estimate = np.full_like(observed, max(float(observed.mean()), 1e-3))
+        for _ in range(self.iterations):
+            blurred = sfft.irfft2(sfft.rfft2(estimate) * otf, s=shape)
+            ratio = observed / np.maximum(blurred, 1e-6)
+            estimate *= sfft.irfft2(sfft.rfft2(ratio) * otf_conj, s=shape).astype(np.float32)
+            np.maximum(estimate, 0.0, out=estimate)
+        p = self._PAD_PX
+        restored: np.ndarray = estimate[p:-p, p:-p].astype(np.float32)
+        return restored
