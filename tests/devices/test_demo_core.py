@@ -7,6 +7,17 @@ import useq
 from live_restore.devices import SimMicroscopeHub, load_core, microscope_of, release_core
 from live_restore.simulate import SimMicroscope
 
+# the acquisition: a z-plan, a time plan and two light levels
+Z_TIME_TWO_LIGHT_LEVELS = useq.MDASequence(
+    time_plan={"interval": 0, "loops": 2},
+    z_plan={"range": 2.0, "step": 1.0},
+    channels=[
+        {"config": "Low", "group": "LightLevel"},
+        {"config": "High", "group": "LightLevel"},
+    ],
+    axis_order="tpcz",
+)
+
 
 def _run_collecting(core, sequence):
     frames = []
@@ -54,15 +65,7 @@ def test_snap_returns_a_frame_whose_truth_matches_it(core):
 
 def test_mda_with_z_time_and_two_light_levels_on_the_demo_core(core):
     scope = microscope_of(core)
-    sequence = useq.MDASequence(
-        time_plan={"interval": 0, "loops": 2},
-        z_plan={"range": 2.0, "step": 1.0},
-        channels=[
-            {"config": "Low", "group": "LightLevel"},
-            {"config": "High", "group": "LightLevel"},
-        ],
-        axis_order="tpcz",
-    )
+    sequence = Z_TIME_TWO_LIGHT_LEVELS
     records = []
     core.mda.events.frameReady.connect(lambda img, ev, meta: records.append(scope.last_record))
     frames = _run_collecting(core, sequence)
@@ -150,15 +153,7 @@ def test_a_second_live_hub_with_the_same_label_is_refused(core):
 
 
 def test_mda_on_the_cpp_democamera_config(democam_core):
-    sequence = useq.MDASequence(
-        time_plan={"interval": 0, "loops": 2},
-        z_plan={"range": 2.0, "step": 1.0},
-        channels=[
-            {"config": "Low", "group": "LightLevel"},
-            {"config": "High", "group": "LightLevel"},
-        ],
-        axis_order="tpcz",
-    )
+    sequence = Z_TIME_TWO_LIGHT_LEVELS
     frames = _run_collecting(democam_core, sequence)
     assert len(frames) == 12
     assert {img.shape for _, img in frames} == {(64, 64)}

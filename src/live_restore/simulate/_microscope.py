@@ -436,10 +436,10 @@ class SimMicroscope:
         image *= self._photons_per_unit(record)
         return _non_negative(image)
 
-    def _fine_object(
+    def _fine_spectrum(
         self, record: FrameRecord, margin_px: int
-    ) -> tuple[np.ndarray, tuple[int, int]]:
-        """Fine-grid object over the FOV plus margin (both layers moved, bleached); pad (fine)."""
+    ) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        """rfft2 of the fine-grid object over the FOV plus margin; its grid shape and pad."""
         sample = self.sample
         rows, cols = self._frame_shape
         size = (
@@ -464,16 +464,17 @@ class SimMicroscope:
             patch = _crop_wrapped(layer, top - pad[0], left - pad[1], size) * bleach
             column, row = _phase_ramp(size, (fy - top, fx - left))
             spectrum += sfft.rfft2(patch, workers=-1) * column * row
-        return sfft.irfft2(spectrum, s=size, workers=-1).astype(np.float32), pad
+        return spectrum, size, pad
 
     def _render_fine(
         self, record: FrameRecord, defocus_um: float, pattern_index: int
     ) -> np.ndarray:
         rows, cols = self._frame_shape
         margin = self._margin_px(defocus_um)
-        obj, pad = self._fine_object(record, margin)
-        size = obj.shape
+        spec, size, pad = self._fine_spectrum(record, margin)
         if pattern_index:
+            # illumination multiplies the object in real space: leave Fourier space for it
+            obj = sfft.irfft2(spec, s=size, workers=-1).astype(np.float32)
             angle_rad, phase_rad = pattern_index_to_angle_phase(pattern_index, self.sim)
             fine_px = self.optics.sr_pixel_um
             # pattern is fixed to the camera: its origin is the FOV's top-left corner
@@ -481,8 +482,8 @@ class SimMicroscope:
             x = (np.arange(size[1], dtype=np.float64) - pad[1]) * fine_px
             k = 2 * np.pi / (self.sim.period_nm / 1000.0)
             arg = k * (np.sin(angle_rad) * y[:, None] + np.cos(angle_rad) * x[None, :]) + phase_rad
-            obj = obj * (1.0 + self.sim.modulation * np.cos(arg)).astype(np.float32)
-        spec = sfft.rfft2(obj, workers=-1)
+            obj *= (1.0 + self.sim.modulation * np.cos(arg)).astype(np.float32)
+            spec = sfft.rfft2(obj, workers=-1)
         q = round(defocus_um / _DEFOCUS_QUANTUM_UM) * _DEFOCUS_QUANTUM_UM
         spec *= otf_rfft(size, self.optics.sr_pixel_um, self.optics, q)
         coarse = (size[0] // _FINE, size[1] // _FINE)
@@ -500,11 +501,9 @@ class SimMicroscope:
 
     def _render_sr(self, record: FrameRecord) -> np.ndarray:
         rows, cols = self._frame_shape
-        obj, pad = self._fine_object(record, 16)
-        spec = sfft.rfft2(obj, workers=-1) * sr_otf_rfft(
-            obj.shape, self.optics.sr_pixel_um, self.optics
-        )
-        image = sfft.irfft2(spec, s=obj.shape, workers=-1)[
+        spec, size, pad = self._fine_spectrum(record, 16)
+        spec *= sr_otf_rfft(size, self.optics.sr_pixel_um, self.optics)
+        image = sfft.irfft2(spec, s=size, workers=-1)[
             pad[0] : pad[0] + _FINE * rows, pad[1] : pad[1] + _FINE * cols
         ]
         # per fine pixel -> per camera-pixel area, so that the SR image's mean matches widefield
