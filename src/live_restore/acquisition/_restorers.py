@@ -57,8 +57,13 @@ def as_frame(frame: object, min_side: int = 8) -> np.ndarray:
 
 
 class _CountsToPhotons:
-    def __init__(self, camera: CameraParams) -> None:
-        self.camera = camera
+    """Counts -> photons with the camera's offset and gain: every restorer's first step."""
+
+    def __init__(self, camera: CameraParams | None = None) -> None:
+        self.camera = camera or CameraParams()
+
+    def _normalisation(self) -> str:
+        return f"(counts - {self.camera.offset_adu}) / {self.camera.gain_adu_per_e}"
 
     def photons(self, frame: np.ndarray) -> np.ndarray:
         counts = as_frame(frame, min_side=17)
@@ -75,14 +80,11 @@ class IdentityRestorer(_CountsToPhotons):
     name = "identity"
     scale = 1
 
-    def __init__(self, camera: CameraParams | None = None) -> None:
-        super().__init__(camera or CameraParams())
-
     def provenance(self) -> dict[str, str]:
         """What was done: only the counts -> photons conversion."""
         return {
             "model": self.name,
-            "normalisation": f"(counts - {self.camera.offset_adu}) / {self.camera.gain_adu_per_e}",
+            "normalisation": self._normalisation(),
             "live_restore_version": __version__,
         }
 
@@ -112,7 +114,7 @@ class RichardsonLucyRestorer(_CountsToPhotons):
         camera: CameraParams | None = None,
         iterations: int = 10,
     ) -> None:
-        super().__init__(camera or CameraParams())
+        super().__init__(camera)
         if not 1 <= int(iterations) <= 200:
             raise ValueError(f"iterations must be 1..200, got {iterations}")
         self.optics = optics or OpticsParams()
@@ -126,7 +128,7 @@ class RichardsonLucyRestorer(_CountsToPhotons):
             "iterations": str(self.iterations),
             "psf": f"widefield NA {o.na}, n {o.immersion_index}, {o.emission_wavelength_nm} nm, "
             f"pixel {o.pixel_um * 1000:.1f} nm, spherical {o.spherical_aberration_waves} waves",
-            "normalisation": f"(counts - {self.camera.offset_adu}) / {self.camera.gain_adu_per_e}",
+            "normalisation": self._normalisation(),
             "live_restore_version": __version__,
         }
 

@@ -170,15 +170,26 @@ def _band_limit_to_coarse(fine: np.ndarray, factor: int) -> np.ndarray:
     Values are integrals over the coarse pixel (sum of the fine pixels it covers), band-limited
     at the coarse Nyquist frequency: what the optics passes is kept exactly.
     """
-    h, w = fine.shape
-    ch, cw = h // factor, w // factor
+    coarse_shape = (fine.shape[0] // factor, fine.shape[1] // factor)
     spec = sfft.rfft2(fine.astype(np.float32), workers=-1)
+    small = _coarse_band(spec, (int(fine.shape[0]), int(fine.shape[1])), coarse_shape)
+    coarse: np.ndarray = sfft.irfft2(small, s=coarse_shape, workers=-1).astype(np.float32)
+    return coarse
+
+
+def _coarse_band(
+    spec: np.ndarray, fine_shape: tuple[int, int], coarse_shape: tuple[int, int]
+) -> np.ndarray:
+    """The part of a fine-grid rfft2 spectrum below the coarse grid's Nyquist frequency.
+
+    Laid out as the coarse grid's rfft2 spectrum; the Nyquist row and column are dropped.
+    """
+    ch, cw = coarse_shape
     small = np.zeros((ch, cw // 2 + 1), np.complex64)
     small[: ch // 2] = spec[: ch // 2, : cw // 2 + 1]
-    small[ch // 2 + 1 :] = spec[h - ch // 2 + 1 :, : cw // 2 + 1]  # Nyquist row dropped
+    small[ch // 2 + 1 :] = spec[fine_shape[0] - ch // 2 + 1 :, : cw // 2 + 1]
     small[:, cw // 2] = 0
-    coarse: np.ndarray = sfft.irfft2(small, s=(ch, cw), workers=-1).astype(np.float32)
-    return coarse
+    return small
 
 
 class SimMicroscope:
@@ -487,10 +498,7 @@ class SimMicroscope:
         q = round(defocus_um / _DEFOCUS_QUANTUM_UM) * _DEFOCUS_QUANTUM_UM
         spec *= otf_rfft(size, self.optics.sr_pixel_um, self.optics, q)
         coarse = (size[0] // _FINE, size[1] // _FINE)
-        small = np.zeros((coarse[0], coarse[1] // 2 + 1), np.complex64)
-        small[: coarse[0] // 2] = spec[: coarse[0] // 2, : coarse[1] // 2 + 1]
-        small[coarse[0] // 2 + 1 :] = spec[size[0] - coarse[0] // 2 + 1 :, : coarse[1] // 2 + 1]
-        image = sfft.irfft2(small, s=coarse, workers=-1)
+        image = sfft.irfft2(_coarse_band(spec, size, coarse), s=coarse, workers=-1)
         cp = (pad[0] // _FINE, pad[1] // _FINE)
         image = image[cp[0] : cp[0] + rows, cp[1] : cp[1] + cols] * self._photons_per_unit(record)
         return _non_negative(image)
