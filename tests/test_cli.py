@@ -19,14 +19,19 @@ def _frames_in(store: Path) -> tuple[tuple[int, ...], int]:
     return group["0"].shape, len(group.attrs["ome_writers"]["frame_metadata"])
 
 
-def test_demo_headless_saves_every_frame_at_the_configured_size(tmp_path):
-    out = tmp_path / "x.ome.zarr"
+def test_demo_headless_saves_and_restores_every_frame_at_the_configured_size(tmp_path):
+    out = tmp_path / "demo"
     result = _run("demo", "--headless", "--frames", "20", "--frame-size", "96", "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
-    shape, written = _frames_in(out)
+    shape, written = _frames_in(out / "raw.ome.zarr")
     assert shape == (20, 1, 96, 96)
     assert written == 20
-    assert "photons/pixel" in result.stdout
+    restored = zarr.open_group(str(out / "richardson-lucy.ome.zarr"), mode="r")
+    assert restored["0"].shape == (20, 1, 96, 96)
+    assert restored.attrs["live_restore"]["missing"] == []
+    assert (out / "frames.csv").is_file() and (out / "summary.json").is_file()
+    text = " ".join(result.stdout.split())
+    assert "photons/pixel" in text and "20 of 20 with richardson-lucy" in text
     assert not list(tmp_path.glob("*.partial*"))
 
 
@@ -39,8 +44,10 @@ def test_demo_ten_times_never_aborts_at_exit(tmp_path):
             "3",
             "--frame-size",
             "32",
+            "--model",
+            "identity",
             "--out",
-            str(tmp_path / f"r{i}.ome.zarr"),
+            str(tmp_path / f"r{i}"),
         )
         assert result.returncode == 0, (
             f"run {i}: rc={result.returncode}\n{result.stdout}\n{result.stderr}"
@@ -74,15 +81,60 @@ def test_failed_demo_names_the_problem_and_leaves_no_store(tmp_path, args, messa
 
 
 def test_demo_refuses_to_overwrite_an_existing_store(tmp_path):
-    out = tmp_path / "keep.ome.zarr"
+    out = tmp_path / "keep"
     out.mkdir()
     result = _run("demo", "--headless", "--frames", "2", "--out", str(out))
     assert result.returncode == 2
     assert "already exists" in result.stdout
 
 
+def test_acquire_runs_a_yaml_sequence_on_the_cpp_democamera(tmp_path):
+    pytest.importorskip("mm_test_adapters")
+    sequence = tmp_path / "seq.yaml"
+    sequence.write_text("time_plan:\n  interval: 0\n  loops: 6\n")
+    config = Path(__file__).parents[1] / "mm_configs" / "democam.cfg"
+    out = tmp_path / "acq"
+    result = _run(
+        "acquire",
+        "--config",
+        str(config),
+        "--sequence",
+        str(sequence),
+        "-m",
+        "identity",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert zarr.open_group(str(out / "raw.ome.zarr"), mode="r")["0"].shape[0] == 6
+    assert zarr.open_group(str(out / "identity.ome.zarr"), mode="r")["0"].shape[0] == 6
+    rows = (out / "frames.csv").read_text().splitlines()
+    assert len(rows) == 1 + 6 and all(",restored," in r for r in rows[1:])
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        ("time_plan: {interval: 0, loops: 2}", ["-m", "bogus"], "unknown model 'bogus'"),
+        ("time_plan: [not, a, plan]", [], "not a valid useq-schema MDA sequence"),
+    ],
+)
+def test_acquire_names_what_is_wrong(tmp_path, content, args, message):
+    sequence = tmp_path / "seq.yaml"
+    sequence.write_text(content)
+    result = _run("acquire", "--sequence", str(sequence), "--out", str(tmp_path / "o"), *args)
+    assert result.returncode == 2
+    assert message in " ".join(result.stdout.split())
+
+
+def test_models_lists_the_restorers():
+    result = _run("models")
+    assert result.returncode == 0
+    assert "richardson-lucy" in result.stdout and "identity" in result.stdout
+
+
 def test_help_explains_every_command():
-    for command in ([], ["demo"], ["simulate"]):
+    for command in ([], ["demo"], ["simulate"], ["acquire"], ["models"]):
         result = _run(*command, "--help")
         assert result.returncode == 0
         assert "Usage" in result.stdout

@@ -1,5 +1,27 @@
-"""Restoration during acquisition: restorers (and, next, the RestoreHook that runs them)."""
+"""Restoration during acquisition: the RestoreHook, its stages, groupings and sinks."""
 
+from ._events import HookEvents, HookStats, RestoredFrame, StageError
+from ._grouping import AxisSet, FrameGroup, Grouping, SingleFrame, TemporalWindow
+from ._hook import HookReport, RestoreHook
 from ._restorers import IdentityRestorer, Restorer, RichardsonLucyRestorer, as_frame
+from ._sinks import TABLE_COLUMNS, SinkError
 
-__all__ = ["IdentityRestorer", "Restorer", "RichardsonLucyRestorer", "as_frame"]
+__all__ = [
+    "TABLE_COLUMNS",
+    "AxisSet",
+    "FrameGroup",
+    "Grouping",
+    "HookEvents",
+    "HookReport",
+    "HookStats",
+    "IdentityRestorer",
+    "RestoreHook",
+    "RestoredFrame",
+    "Restorer",
+    "RichardsonLucyRestorer",
+    "SingleFrame",
+    "SinkError",
+    "StageError",
+    "TemporalWindow",
+    "as_frame",
+]

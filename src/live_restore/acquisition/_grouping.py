@@ -1,0 +1,155 @@
+"""Grouping: which frames a stage restores together.
+
+Most stages take one frame at a time (:class:`SingleFrame`). Multi-frame models take a group:
+a SIM set is the frames that differ only along one axis (``AxisSet("c", 9)``: nine pattern
+channels at one time point); a temporal window is each frame with the frames before it at
+the same position, channel and plane (``TemporalWindow(3)``).
+
+A grouping sees frames in acquisition order and returns the groups they complete. It never
+guesses: a set that is still incomplete when a frame of the next set arrives (a cancelled or
+skipped frame) is returned as *incomplete* so the caller can report it, never restored from
+the wrong frames.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["AxisSet", "FrameGroup", "Grouping", "SingleFrame", "TemporalWindow"]
+
+
+@dataclass(frozen=True)
+class FrameGroup:
+    """Frames that a stage restores together, and where its output belongs.
+
+    ``numbers`` are the frames' arrival numbers within the acquisition; ``index`` is the
+    output's position (the MDA event index, less any axis the group spans). ``frames`` is
+    ``None`` for an incomplete group, which must be reported and not restored.
+    """
+
+    numbers: tuple[int, ...]
+    index: dict[str, int]
+    frames: np.ndarray | None = field(repr=False)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every frame of the group arrived."""
+        return self.frames is not None
+
+
+@runtime_checkable
+class Grouping(Protocol):
+    """Turns a stream of frames into the groups a stage takes."""
+
+    removed_axis: str | None
+    """The MDA axis the group spans and the output drops (``None``: same axes as raw)."""
+
+    def add(self, number: int, index: dict[str, int], frame: np.ndarray) -> list[FrameGroup]:
+        """Take the next frame; return the groups it completes (or proves incomplete)."""
+        ...
+
+    def finish(self) -> list[FrameGroup]:
+        """The acquisition ended: return what is left over, as incomplete groups."""
+        ...
+
+
+class SingleFrame:
+    """Every frame on its own: the group is the 2-D frame."""
+
+    removed_axis: str | None = None
+
+    def add(self, number: int, index: dict[str, int], frame: np.ndarray) -> list[FrameGroup]:
+        """One frame is one complete group."""
+        return [FrameGroup((number,), dict(index), frame)]
+
+    def finish(self) -> list[FrameGroup]:
+        """Nothing is ever left over."""
+        return []
+
+
+class AxisSet:
+    """Frames that differ only along ``axis`` form a set of ``size`` (a SIM raw set).
+
+    The group's frames are stacked in arrival order, shape ``(size, rows, columns)``. The
+    set must arrive as ``axis`` = 0..size-1 in order; anything else closes the set as
+    incomplete.
+    """
+
+    def __init__(self, axis: str, size: int) -> None:
+        if size < 2:
+            raise ValueError(f"a set needs at least 2 frames, got {size}")
+        self.removed_axis: str | None = axis
+        self.axis = axis
+        self.size = int(size)
+        self._key: tuple[tuple[str, int], ...] | None = None
+        self._numbers: list[int] = []
+        self._frames: list[np.ndarray] = []
+
+    def _output_index(self, index: dict[str, int]) -> dict[str, int]:
+        return {k: v for k, v in index.items() if k != self.axis}
+
+    def _flush_incomplete(self) -> list[FrameGroup]:
+        if not self._numbers or self._key is None:
+            return []
+        group = FrameGroup(tuple(self._numbers), dict(self._key), None)
+        self._key, self._numbers, self._frames = None, [], []
+        return [group]
+
+    def add(self, number: int, index: dict[str, int], frame: np.ndarray) -> list[FrameGroup]:
+        """Collect the frame; a set closes when it holds ``size`` frames in axis order."""
+        key = tuple(sorted(self._output_index(index).items()))
+        position = index.get(self.axis, 0)
+        out: list[FrameGroup] = []
+        if self._key is not None and (key != self._key or position != len(self._numbers)):
+            out += self._flush_incomplete()
+        if position != len(self._numbers):
+            # a set that does not start at 0 can never be complete: report it alone
+            out.append(FrameGroup((number,), self._output_index(index), None))
+            return out
+        self._key = key
+        self._numbers.append(number)
+        self._frames.append(frame)
+        if len(self._numbers) == self.size:
+            group = FrameGroup(tuple(self._numbers), dict(key), np.stack(self._frames))
+            self._key, self._numbers, self._frames = None, [], []
+            out.append(group)
+        return out
+
+    def finish(self) -> list[FrameGroup]:
+        """A set cut short by the end (or cancel) of the acquisition is incomplete."""
+        return self._flush_incomplete()
+
+
+class TemporalWindow:
+    """Each frame with the ``size - 1`` frames before it at the same position/channel/plane.
+
+    Output goes to the newest frame's index, so the restored array has raw's axes. The first
+    frames of a series repeat the earliest frame to fill the window, so every frame has an
+    output. Memory: ``size`` frames per (position, channel, plane) series.
+    """
+
+    removed_axis: str | None = None
+
+    def __init__(self, size: int) -> None:
+        if size < 2:
+            raise ValueError(f"a temporal window needs at least 2 frames, got {size}")
+        self.size = int(size)
+        self._series: dict[tuple[tuple[str, int], ...], deque[np.ndarray]] = {}
+
+    def add(self, number: int, index: dict[str, int], frame: np.ndarray) -> list[FrameGroup]:
+        """The frame and its predecessors, oldest first, shape ``(size, rows, columns)``."""
+        key = tuple(sorted((k, v) for k, v in index.items() if k != "t"))
+        window = self._series.setdefault(key, deque(maxlen=self.size))
+        window.append(frame)
+        frames = list(window)
+        frames = [frames[0]] * (self.size - len(frames)) + frames
+        return [FrameGroup((number,), dict(index), np.stack(frames))]
+
+    def finish(self) -> list[FrameGroup]:
+        """Forget the series (every frame already had its output)."""
+        self._series.clear()
+        return []

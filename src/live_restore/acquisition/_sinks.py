@@ -1,0 +1,240 @@
+"""Where restored frames go: one OME-Zarr store per stage, and the per-frame table.
+
+Restored images never share an array with raw ones. Each stage writes its own store through
+ome-writers, with raw's axes (less any axis a multi-frame group spans) and the pixel size
+divided by the stage's scale, and the stage's provenance in the store's attributes under
+``live_restore``. Frames that were not restored (error, skipped, disabled stage) are written as
+ome-writers' fill (zeros) and listed in ``live_restore.missing`` — the array alone cannot
+tell a dark frame from a missing one, the attributes can.
+
+A sink that fails to write (disk full, permission) raises :class:`SinkError`; the hook reports
+it and stops writing that store. Raw data are written by pymmcore-plus and never touch this.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import useq
+from ome_writers import AcquisitionSettings, Dimension, create_stream, useq_to_acquisition_settings
+
+__all__ = [
+    "TABLE_COLUMNS",
+    "FrameTable",
+    "RestoredSink",
+    "SinkError",
+    "format_index",
+    "index_key",
+]
+
+
+class SinkError(RuntimeError):
+    """Writing a restored store or the frame table failed."""
+
+
+# MDA axis -> the MDASequence field that makes it (to drop an axis a group spans)
+_AXIS_FIELDS = {"t": "time_plan", "c": "channels", "z": "z_plan", "g": "grid_plan"}
+
+
+def _without_channel_names(dim: Dimension) -> Dimension:
+    # ome-writers 0.3.2 builds an OMERO display window with np.iinfo(dtype) for named
+    # channels, which fails for float32; keep the count, drop the names (they stay in raw)
+    if dim.coords and dim.type == "channel":
+        return dim.model_copy(update={"coords": None, "count": len(dim.coords)})
+    return dim
+
+
+def _dimensions(
+    sequence: Any, removed_axis: str | None, width: int, height: int, pixel_um: float | None
+) -> list[Dimension]:
+    if isinstance(sequence, useq.MDASequence):
+        if removed_axis is not None:
+            field = _AXIS_FIELDS.get(removed_axis)
+            if field is None:
+                raise ValueError(f"a group cannot span the {removed_axis!r} axis")
+            sequence = sequence.replace(**{field: None if field != "channels" else ()})
+        try:
+            settings = useq_to_acquisition_settings(
+                sequence, image_width=width, image_height=height, pixel_size_um=pixel_um
+            )
+            return [_without_channel_names(d) for d in settings["dimensions"]]
+        except NotImplementedError:
+            pass  # ragged sequences: fall through to an unbounded time series
+    scale = pixel_um or None
+    return [
+        Dimension(name="t", count=None, chunk_size=1, type="time"),
+        Dimension(name="y", count=height, chunk_size=height, scale=scale, unit="micrometer"),
+        Dimension(name="x", count=width, chunk_size=width, scale=scale, unit="micrometer"),
+    ]
+
+
+IndexKey = tuple[tuple[str, int], ...]
+
+
+def index_key(index: dict[str, int], removed_axis: str | None = None) -> IndexKey:
+    """A hashable, order-free form of an MDA event index (less ``removed_axis``)."""
+    return tuple(sorted((k, int(v)) for k, v in index.items() if k != removed_axis))
+
+
+def _expected_keys(sequence: Any, removed_axis: str | None) -> Iterator[IndexKey] | None:
+    # the store's positions in acquisition order, lazily (O(1) memory whatever the length)
+    if not isinstance(sequence, useq.MDASequence):
+        return None
+    previous: IndexKey | None = None
+    for event in sequence.iter_events():
+        key = index_key(dict(event.index), removed_axis)
+        if key != previous:
+            yield key
+            previous = key
+    return None
+
+
+class RestoredSink:
+    """One stage's restored frames, written at their MDA index.
+
+    ome-writers streams are append-only in acquisition order, so the sink walks the
+    sequence's positions in order: positions passed over without an output (a failed,
+    skipped or never-restored frame) are left as fill and recorded as missing.
+
+    Parameters
+    ----------
+    path : Path
+        The store to create (``.ome.zarr``); must not exist.
+    sequence : useq.MDASequence or any iterable of events
+        The acquisition, for the store's axes (other iterables: an unbounded time series).
+    frame_shape : (rows, columns)
+        The restored frame's shape (raw shape x scale).
+    pixel_um : float or None
+        The restored pixel size (raw pixel size / scale).
+    removed_axis : str or None
+        The axis a multi-frame group spans (not in the output).
+    provenance : dict
+        Written to the store's attributes at once and again, with the summary, at close.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        sequence: Any,
+        frame_shape: tuple[int, int],
+        pixel_um: float | None,
+        removed_axis: str | None,
+        provenance: dict[str, Any],
+    ) -> None:
+        self.path = path
+        self.provenance = dict(provenance)
+        self.frames_written = 0
+        self.missing: list[str] = []
+        self._removed_axis = removed_axis
+        self._expected = _expected_keys(sequence, removed_axis)
+        dims = _dimensions(sequence, removed_axis, frame_shape[1], frame_shape[0], pixel_um)
+        try:
+            settings = AcquisitionSettings(
+                root_path=str(path), dimensions=dims, dtype="float32", overwrite=False
+            )
+            self._stream = create_stream(settings)
+            self._stream.set_global_metadata("live_restore", self.provenance)
+        except Exception as e:
+            raise SinkError(f"cannot create restored store {path}: {e}") from e
+
+    def _advance_to(self, index: dict[str, int]) -> None:
+        if self._expected is None:
+            return
+        key = index_key(index, self._removed_axis)
+        for expected in self._expected:
+            if expected == key:
+                return
+            self._stream.skip(frames=1)
+            self.missing.append(format_index(dict(expected)))
+        raise SinkError(
+            f"{self.path}: output {format_index(index)} is not a later position of the "
+            "sequence (out of order, or beyond its shape)"
+        )
+
+    def write(self, index: dict[str, int], image: np.ndarray) -> None:
+        """Write the restored output for ``index`` (positions before it left as missing)."""
+        try:
+            self._advance_to(index)
+            self._stream.append(np.ascontiguousarray(image, dtype=np.float32))
+            self.frames_written += 1
+        except SinkError:
+            raise
+        except Exception as e:
+            raise SinkError(f"writing {format_index(index)} to {self.path} failed: {e}") from e
+
+    def mark_missing(self, index: dict[str, int]) -> None:
+        """Leave ``index`` as fill and record it as missing."""
+        try:
+            self._advance_to(index)
+            self._stream.skip(frames=1)
+            self.missing.append(format_index(index))
+        except SinkError:
+            raise
+        except Exception as e:
+            raise SinkError(f"skipping {format_index(index)} in {self.path} failed: {e}") from e
+
+    def close(self, summary: dict[str, Any]) -> None:
+        """Flush, then record the summary (counts, missing outputs, how it ended)."""
+        try:
+            self._stream.close()
+            self._stream.set_global_metadata(
+                "live_restore",
+                {
+                    **self.provenance,
+                    **summary,
+                    "frames_written": self.frames_written,
+                    "missing": self.missing,
+                },
+            )
+        except Exception as e:
+            raise SinkError(f"closing {self.path} failed: {e}") from e
+
+
+TABLE_COLUMNS = (
+    "frame",  # arrival number within the acquisition (0-based)
+    "index",  # the MDA event index, e.g. t=3;c=0
+    "received_s",  # when the hook received it, seconds from the acquisition's start
+    "source",  # memory | raw-store | skipped | dropped
+    "stage",
+    "status",  # restored | error | disabled | skipped | incomplete-group | no-raw | unsaved
+    "latency_ms",  # receipt -> restored output ready
+    "compute_ms",  # the stage's own time (per frame of its batch)
+    "batch",  # frames restored together
+    "flags",
+    "error",
+)
+
+
+class FrameTable:
+    """The per-frame CSV beside the stores, written row by row (nothing held in memory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        try:
+            self._file: TextIO = path.open("x", newline="", encoding="utf-8")
+        except OSError as e:
+            raise SinkError(f"cannot create frame table {path}: {e}") from e
+        self._writer = csv.DictWriter(self._file, fieldnames=TABLE_COLUMNS)
+        self._writer.writeheader()
+
+    def add(self, **row: Any) -> None:
+        """Write one row; unknown columns are an error, missing ones are blank."""
+        try:
+            self._writer.writerow(row)
+            self.rows += 1
+        except OSError as e:
+            raise SinkError(f"writing the frame table {self.path} failed: {e}") from e
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._file.close()
+
+
+def format_index(index: dict[str, int]) -> str:
+    """``{"t": 3, "c": 0}`` -> ``t=3;c=0`` (the table's index column)."""
+    return ";".join(f"{k}={v}" for k, v in index.items())

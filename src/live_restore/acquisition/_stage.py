@@ -1,0 +1,170 @@
+"""One restoration stage in the hook: a restorer, its grouping, its failure accounting.
+
+The stage runs on the worker thread only. Each call's output is checked (2-D, the expected
+scaled shape, finite) before anything downstream sees it; a failure is returned, not raised, so
+the worker can record it with the frame number and go on. After ``max_consecutive_failures``
+failures in a row the stage disables itself and says why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._grouping import FrameGroup, Grouping, SingleFrame
+from ._restorers import Restorer
+
+__all__ = ["StageOutcome", "StageRunner", "check_restorer"]
+
+
+def check_restorer(stage: object) -> Restorer:
+    """The stage if it conforms to :class:`Restorer`, else TypeError saying what is missing."""
+    if not isinstance(stage, Restorer):
+        missing = [
+            name for name in ("name", "scale", "provenance", "__call__") if not hasattr(stage, name)
+        ]
+        raise TypeError(
+            f"{stage!r} is not a Restorer (missing: {', '.join(missing) or 'callable parts'}); "
+            "a stage needs name, scale, provenance() and __call__(frame)"
+        )
+    if not isinstance(stage.scale, int) or stage.scale < 1:
+        raise TypeError(f"stage {stage.name!r} has scale {stage.scale!r}; it must be an int >= 1")
+    grouping = getattr(stage, "grouping", None)
+    if grouping is not None and not isinstance(grouping, Grouping):
+        raise TypeError(f"stage {stage.name!r} has a grouping that is not a Grouping")
+    return stage
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """The result of one group: an output, or why there is none."""
+
+    group: FrameGroup
+    restored: np.ndarray | None
+    status: str  # restored | error | disabled | incomplete-group
+    kind: str = ""  # for errors: exception | bad-output | out-of-memory
+    message: str = ""
+    compute_ms: float = 0.0
+    batch: int = 1
+
+
+def _failure_kind(error: BaseException) -> str:
+    if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
+        return "out-of-memory"
+    return "exception"
+
+
+class StageRunner:
+    """A restorer with its grouping and its record of failures."""
+
+    def __init__(self, restorer: Restorer, max_consecutive_failures: int = 5) -> None:
+        self.restorer = check_restorer(restorer)
+        self.name = restorer.name
+        self.scale = restorer.scale
+        grouping = getattr(restorer, "grouping", None)
+        self.grouping: Grouping = grouping if grouping is not None else SingleFrame()
+        self.max_consecutive_failures = max_consecutive_failures
+        self.consecutive_failures = 0
+        self.failures = 0
+        self.restored = 0
+        self.disabled_reason: str | None = None
+        self.disable_reported = False
+
+    @property
+    def disabled(self) -> bool:
+        """Whether the stage has given up (too many failures in a row)."""
+        return self.disabled_reason is not None
+
+    def run(self, groups: list[FrameGroup]) -> list[StageOutcome]:
+        """Restore complete groups, in order; in one call when the restorer can batch.
+
+        A restorer may offer ``restore_batch(stack) -> stack`` (stack of inputs along a new
+        first axis). If the batch call fails, each group is retried alone so that one bad
+        frame does not take its neighbours down with it.
+        """
+        batched: dict[int, StageOutcome] = {}
+        ready = [g for g in groups if g.complete]
+        restore_batch = getattr(self.restorer, "restore_batch", None)
+        if len(ready) > 1 and callable(restore_batch) and not self.disabled:
+            batched = self._run_batch(ready, restore_batch)
+        outcomes: list[StageOutcome] = []
+        for group in groups:
+            if not group.complete:
+                outcomes.append(StageOutcome(group, None, "incomplete-group"))
+            elif id(group) in batched:
+                outcomes.append(batched[id(group)])
+            elif self.disabled:
+                outcomes.append(StageOutcome(group, None, "disabled", "disabled", ""))
+            else:
+                outcomes.append(self._run_one(group, batch=1))
+        return outcomes
+
+    def _run_batch(
+        self, groups: list[FrameGroup], restore_batch: object
+    ) -> dict[int, StageOutcome]:
+        started = time.perf_counter()
+        try:
+            stack = np.stack([g.frames for g in groups if g.frames is not None])
+            outputs = restore_batch(stack)  # type: ignore[operator]
+            restored = [self._checked(out, stack.shape[-2:]) for out in outputs]
+            if len(restored) != len(groups):
+                raise _BadOutput(f"returned {len(restored)} outputs for {len(groups)} inputs")
+        except Exception:
+            return {}  # retried one by one, where each failure is recorded
+        per_frame_ms = (time.perf_counter() - started) * 1000 / len(groups)
+        self.consecutive_failures = 0
+        self.restored += len(groups)
+        return {
+            id(g): StageOutcome(g, r, "restored", compute_ms=per_frame_ms, batch=len(groups))
+            for g, r in zip(groups, restored, strict=True)
+        }
+
+    def _run_one(self, group: FrameGroup, batch: int) -> StageOutcome:
+        frames = group.frames
+        assert frames is not None  # complete groups carry frames
+        started = time.perf_counter()
+        try:
+            output = self.restorer(frames)
+            restored = self._checked(output, frames.shape[-2:])
+        except Exception as e:
+            return self._failed(group, _failure_kind(e), f"{type(e).__name__}: {e}", started)
+        except MemoryError as e:
+            return self._failed(group, "out-of-memory", f"MemoryError: {e}", started)
+        compute_ms = (time.perf_counter() - started) * 1000
+        self.consecutive_failures = 0
+        self.restored += 1
+        return StageOutcome(group, restored, "restored", compute_ms=compute_ms, batch=batch)
+
+    def _checked(self, output: object, input_shape: tuple[int, ...]) -> np.ndarray:
+        expected = (input_shape[0] * self.scale, input_shape[1] * self.scale)
+        if not isinstance(output, np.ndarray):
+            raise _BadOutput(f"returned {type(output).__name__}, not a numpy array")
+        if output.shape != expected:
+            raise _BadOutput(f"returned shape {output.shape}, expected {expected}")
+        if output.dtype.kind not in "uif":
+            raise _BadOutput(f"returned dtype {output.dtype}")
+        restored = output.astype(np.float32, copy=False)
+        finite = np.isfinite(restored)
+        if not finite.all():
+            raise _BadOutput(f"returned {int((~finite).sum())} non-finite pixels (NaN/inf)")
+        return restored
+
+    def _failed(self, group: FrameGroup, kind: str, message: str, started: float) -> StageOutcome:
+        if message.startswith("_BadOutput: "):
+            kind, message = "bad-output", message.removeprefix("_BadOutput: ")
+        self.failures += 1
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.max_consecutive_failures:
+            self.disabled_reason = (
+                f"stage {self.name!r} disabled after {self.consecutive_failures} consecutive "
+                f"failures (last, on frame {group.numbers[-1]}: {message}); raw frames are "
+                "still saved"
+            )
+        compute_ms = (time.perf_counter() - started) * 1000
+        return StageOutcome(group, None, "error", kind, message, compute_ms)
+
+
+class _BadOutput(ValueError):
+    """The stage returned something that is not a restored frame."""
