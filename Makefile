@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/live-restore demo --headless --frames 100 --out demo-output/demo.ome.zarr --overwrite
+	$(BIN)/live-restore demo --headless --frames 100 --out demo-output --overwrite
 
 test: setup
 	$(BIN)/python -m pytest
@@ -29,6 +29,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_simulator.py
+	$(BIN)/python benchmarks/bench_hook.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache .mypy_cache

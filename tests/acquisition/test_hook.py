@@ -394,3 +394,56 @@ def test_qt_signal_backend_behaves_the_same(tmp_path):
         restored[:, 0] if restored.ndim == 4 else restored,
         np.stack([IdentityRestorer()(f) for f in raw.reshape(12, 64, 64)]),
     )
+
+
+class BatchedIdentity(IdentityRestorer):
+    """Identity that is slow per call, so the worker falls behind and batches."""
+
+    name = "batched"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch_sizes: list[int] = []
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        time.sleep(0.03)
+        return super().__call__(frame)
+
+    def restore_batch(self, frames: np.ndarray) -> np.ndarray:
+        time.sleep(0.03)
+        self.batch_sizes.append(len(frames))
+        return np.stack([super(BatchedIdentity, self).__call__(f) for f in frames])
+
+
+def test_worker_batches_when_behind_and_outputs_stay_in_order(fast_core, tmp_path):
+    out = tmp_path / "run"
+    stage = BatchedIdentity()
+    with RestoreHook(fast_core, stage, output=out, max_batch=4) as hook:
+        hook.run(_sequence())
+    assert max(stage.batch_sizes) > 1 and max(stage.batch_sizes) <= 4
+    assert hook.report.frames_restored == FRAMES
+    _assert_restored_matches_raw(out, "batched", FRAMES)
+    assert {int(r["batch"]) for r in _rows(out)} - {1}  # the table says which were batched
+
+
+def test_close_with_a_hung_stage_reports_exactly_what_was_left(fast_core, tmp_path):
+    release = threading.Event()
+
+    class Hangs(IdentityRestorer):
+        name = "hangs"
+
+        def __call__(self, frame: np.ndarray) -> np.ndarray:
+            release.wait(30)
+            return super().__call__(frame)
+
+    out = tmp_path / "run"
+    hook = RestoreHook(fast_core, Hangs(), output=out, drain_timeout_s=0.3, progress=False)
+    with hook:
+        hook.run(_sequence(6))
+    release.set()
+    report = hook.report
+    assert report.stalled_stage == "hangs" and not report.complete
+    assert sorted(report.undone) == list(range(6))  # frame 0 in the stage, 1-5 waiting
+    assert _array(out / "raw.ome.zarr").shape[0] == 6  # raw complete regardless
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["finished"] == "closed before restoration finished"

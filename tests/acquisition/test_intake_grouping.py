@@ -1,0 +1,107 @@
+"""The intake's memory bound and policies, and the groupings, without a core."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from live_restore.acquisition import AxisSet, SingleFrame, TemporalWindow
+from live_restore.acquisition._intake import Intake, IntakeFrame, SequenceEnd, SkippedRun
+
+
+def _frame(number: int, nbytes: int = 1024) -> IntakeFrame:
+    image = np.full(nbytes // 2, number, np.uint16).reshape(1, -1)
+    return IntakeFrame(number, {"t": number}, 0.0, None, image)
+
+
+def test_all_policy_holds_frames_up_to_the_bound_then_keeps_references():
+    intake = Intake("all", memory_bound_bytes=3 * 1024)
+    for n in range(10):
+        assert intake.put_frame(_frame(n))
+    assert intake.peak_bytes_held == 3 * 1024
+    assert intake.frames_spilled == 7 and intake.frames_waiting == 10
+    taken = intake.take(max_frames=100, timeout_s=0)
+    assert [f.number for f in taken] == list(range(10))  # order kept across memory and refs
+    assert [f.image is not None for f in taken] == [True] * 3 + [False] * 7
+    assert intake.bytes_held == 0 and intake.frames_waiting == 0
+
+
+def test_all_policy_without_a_raw_store_drops_what_does_not_fit():
+    intake = Intake("all", memory_bound_bytes=2 * 1024)
+    intake.can_spill = False
+    accepted = [intake.put_frame(_frame(n)) for n in range(4)]
+    assert accepted == [True, True, False, False]
+
+
+def test_latest_policy_keeps_one_waiting_frame_and_merges_skips():
+    intake = Intake("latest", memory_bound_bytes=10**6)
+    for n in range(6):
+        intake.put_frame(_frame(n))
+    intake.put_marker(SequenceEnd(None, canceled=False))
+    items = intake.take(max_frames=10, timeout_s=0)
+    skipped, newest, end = items
+    assert isinstance(skipped, SkippedRun) and (skipped.first, skipped.count) == (0, 5)
+    assert [i["t"] for i in skipped.indices] == [0, 1, 2, 3, 4]
+    assert isinstance(newest, IntakeFrame) and newest.number == 5
+    assert isinstance(end, SequenceEnd)
+    assert intake.frames_skipped == 5 and intake.peak_bytes_held == 1024
+
+
+def test_take_returns_nothing_after_its_timeout():
+    assert Intake("all", 1024).take(max_frames=4, timeout_s=0.01) == []
+
+
+def test_put_back_restores_order_and_accounting():
+    intake = Intake("all", memory_bound_bytes=10**6)
+    for n in range(3):
+        intake.put_frame(_frame(n))
+    taken = intake.take(max_frames=2, timeout_s=0)
+    intake.put_back(taken)
+    assert intake.frames_waiting == 3 and intake.bytes_held == 3 * 1024
+    assert [f.number for f in intake.take(10, 0)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("policy", "bound"), [("some", 10), ("all", 0)])
+def test_intake_refuses_bad_settings(policy, bound):
+    with pytest.raises(ValueError):
+        Intake(policy, bound)  # type: ignore[arg-type]
+
+
+def _img(value: float) -> np.ndarray:
+    return np.full((4, 4), value, np.float32)
+
+
+def test_single_frame_groups_each_frame():
+    (group,) = SingleFrame().add(7, {"t": 7}, _img(1))
+    assert group.complete and group.numbers == (7,) and group.frames.shape == (4, 4)
+
+
+def test_axis_set_completes_in_order_and_reports_broken_sets():
+    sets = AxisSet("c", 3)
+    out = []
+    for number, (t, c) in enumerate([(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0)]):
+        out += sets.add(number, {"t": t, "c": c}, _img(number))
+    out += sets.finish()
+    assert [(g.numbers, g.complete) for g in out] == [
+        ((0, 1, 2), True),
+        ((3, 4), False),  # t=1 lost its third frame: never restored from the wrong frames
+        ((5,), False),  # cut short by the end of the acquisition
+    ]
+    assert out[0].index == {"t": 0} and out[0].frames.shape == (3, 4, 4)
+
+
+def test_axis_set_that_starts_mid_set_is_incomplete():
+    (group,) = AxisSet("c", 3).add(0, {"t": 0, "c": 1}, _img(0))
+    assert not group.complete
+
+
+def test_temporal_window_pads_the_start_and_keeps_series_apart():
+    window = TemporalWindow(3)
+    first = window.add(0, {"t": 0, "p": 0}, _img(0))[0]
+    window.add(1, {"t": 0, "p": 1}, _img(100))  # another position: its own series
+    second = window.add(2, {"t": 1, "p": 0}, _img(1))[0]
+    third = window.add(3, {"t": 2, "p": 0}, _img(2))[0]
+    assert [f[0, 0] for f in first.frames] == [0, 0, 0]
+    assert [f[0, 0] for f in second.frames] == [0, 0, 1]
+    assert [f[0, 0] for f in third.frames] == [0, 1, 2]
+    assert third.index == {"t": 2, "p": 0}
