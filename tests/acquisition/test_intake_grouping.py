@@ -105,3 +105,22 @@ def test_temporal_window_pads_the_start_and_keeps_series_apart():
     assert [f[0, 0] for f in second.frames] == [0, 0, 1]
     assert [f[0, 0] for f in third.frames] == [0, 1, 2]
     assert third.index == {"t": 2, "p": 0}
+
+
+def test_restored_sink_without_a_sequence_appends_an_unbounded_series(tmp_path):
+    # a run with no MDASequence (the hook opened mid-acquisition): outputs are appended
+    import zarr
+
+    from live_restore.acquisition._sinks import RestoredSink
+
+    sink = RestoredSink(tmp_path / "s.ome.zarr", None, (8, 8), None, None, {"model": "x"})
+    sink.write({"t": 0}, np.ones((8, 8)))
+    sink.mark_missing({"t": 1})
+    sink.write({"t": 2}, np.full((8, 8), 2.0))
+    sink.close({"finished": "completed"})
+    group = zarr.open_group(str(tmp_path / "s.ome.zarr"), mode="r")
+    data = np.asarray(group["0"][:])
+    assert (
+        data.shape == (3, 8, 8) and data[0].max() == 1 and not data[1].any() and data[2].min() == 2
+    )
+    assert group.attrs["live_restore"]["missing"] == ["t=1"]

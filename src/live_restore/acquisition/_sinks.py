@@ -81,16 +81,24 @@ def index_key(index: dict[str, int], removed_axis: str | None = None) -> IndexKe
 
 
 def _expected_keys(sequence: Any, removed_axis: str | None) -> Iterator[IndexKey] | None:
-    # the store's positions in acquisition order, lazily (O(1) memory whatever the length)
+    """The store's positions in acquisition order; None when there is no MDASequence to walk.
+
+    Not a generator itself: a generator function never returns None, and the caller needs
+    None to know that outputs are simply appended (an unbounded time series).
+    """
     if not isinstance(sequence, useq.MDASequence):
         return None
+    return _distinct_keys(sequence, removed_axis)
+
+
+def _distinct_keys(sequence: useq.MDASequence, removed_axis: str | None) -> Iterator[IndexKey]:
+    # lazily: O(1) memory whatever the sequence's length
     previous: IndexKey | None = None
     for event in sequence.iter_events():
         key = index_key(dict(event.index), removed_axis)
         if key != previous:
             yield key
             previous = key
-    return None
 
 
 class RestoredSink:
