@@ -45,18 +45,31 @@ def _main(
         raise typer.Exit()
 
 
-def _models_option(default: list[str]) -> Any:
-    return typer.Option(
-        "--model",
-        "-m",
-        help="Restoration model (repeat for several): " + ", ".join(sorted(_model_names())) + ".",
-    )
-
-
 def _model_names() -> list[str]:
     from .acquisition._registry import RESTORERS
 
     return list(RESTORERS)
+
+
+# options shared by `demo` and `acquire`
+ModelsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Restoration model (repeat for several): " + ", ".join(sorted(_model_names())) + ".",
+    ),
+]
+OutFolderOption = Annotated[
+    Path, typer.Option(help="Output folder: raw.ome.zarr, <model>.ome.zarr, frames.csv.")
+]
+ProcessOption = Annotated[
+    str, typer.Option(help="all: restore every frame; latest: newest frame wins (display).")
+]
+MemoryOption = Annotated[
+    float, typer.Option(min=1.0, help="Most memory the hook holds frames in (MB).")
+]
+OverwriteOption = Annotated[bool, typer.Option(help="Replace an existing output.")]
 
 
 def _check_policy(process: str) -> None:
@@ -75,9 +88,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 @app.command()
 def demo(
-    out: Annotated[
-        Path, typer.Option(help="Output folder: raw.ome.zarr, <model>.ome.zarr, frames.csv.")
-    ] = Path("demo-output"),
+    out: OutFolderOption = Path("demo-output"),
     frames: Annotated[int, typer.Option(min=1, help="Number of time points.")] = 50,
     headless: Annotated[
         bool, typer.Option(help="Run without the napari window (the viewer is not built yet).")
@@ -97,14 +108,10 @@ def demo(
     ] = 512,
     seed: Annotated[int, typer.Option(help="Sample and noise seed.")] = 0,
     drift: Annotated[float, typer.Option(help="Focus drift of the sample (µm/min).")] = 0.0,
-    model: Annotated[list[str] | None, _models_option(["richardson-lucy"])] = None,
-    process: Annotated[
-        str, typer.Option(help="all: restore every frame; latest: newest frame wins (display).")
-    ] = "all",
-    memory_mb: Annotated[
-        float, typer.Option(min=1.0, help="Most memory the hook holds frames in (MB).")
-    ] = 512.0,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    model: ModelsOption = None,
+    process: ProcessOption = "all",
+    memory_mb: MemoryOption = 512.0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Simulated low-light time-lapse, restored while it acquires, saved as OME-Zarr.
 
@@ -185,17 +192,11 @@ def acquire(
     sequence: Annotated[
         Path, typer.Option(help="useq-schema MDA sequence (.yaml, .yml or .json).")
     ] = Path("sequence.yaml"),
-    model: Annotated[list[str] | None, _models_option(["richardson-lucy"])] = None,
-    out: Annotated[
-        Path, typer.Option(help="Output folder: raw.ome.zarr, <model>.ome.zarr, frames.csv.")
-    ] = Path("acquisition"),
-    process: Annotated[
-        str, typer.Option(help="all: restore every frame; latest: newest frame wins (display).")
-    ] = "all",
-    memory_mb: Annotated[
-        float, typer.Option(min=1.0, help="Most memory the hook holds frames in (MB).")
-    ] = 512.0,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    model: ModelsOption = None,
+    out: OutFolderOption = Path("acquisition"),
+    process: ProcessOption = "all",
+    memory_mb: MemoryOption = 512.0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Run any MDA on any Micro-Manager config, restoring every frame while it acquires.
 

@@ -507,18 +507,18 @@ class RestoreHook:
         if run.table is not None:
             run.table.close()
         if run.folder is not None:
-            stages = {
-                s.name: {
+            stages = {}
+            for s in self._stages:
+                sink = run.sinks.get(s.name)
+                stages[s.name] = {
                     "provenance": s.restorer.provenance(),
                     "scale": s.scale,
                     "restored": s.restored,
                     "failures": s.failures,
                     "disabled": s.disabled_reason,
-                    "store": f"{s.name}.ome.zarr" if run.sinks.get(s.name) else None,
-                    "missing": run.sinks[s.name].missing if run.sinks.get(s.name) else None,  # type: ignore[union-attr]
+                    "store": sink.path.name if sink else None,
+                    "missing": sink.missing if sink else None,
                 }
-                for s in self._stages
-            }
             document = {
                 **summary,
                 "policy": self.process,
@@ -585,16 +585,8 @@ class RestoreHook:
                 status = outcome.status
                 if status == "restored" and outcome.restored is not None:
                     status = self._save(run, stage, group, outcome.restored, raw)
-                    self._latency.add(latency_ms, now)
-                    self._mailbox[stage.name] = RestoredFrame(
-                        stage.name,
-                        group.numbers,
-                        group.index,
-                        raw if raw is not None else np.zeros((0, 0)),
-                        outcome.restored,
-                        latency_ms,
-                    )
-                    self.events.restored.emit(self._mailbox[stage.name])
+                    shown = raw if raw is not None else np.zeros((0, 0))
+                    self._publish(stage, group, shown, outcome.restored, latency_ms, now)
                 else:
                     failed.update(group.numbers)
                     self._mark_missing(run, stage, group, raw)
@@ -731,8 +723,22 @@ class RestoreHook:
                 self._error(stage.name, None, outcome.kind or "live", outcome.message)
                 continue
             latency_ms = (now - received_s) * 1000
-            self._latency.add(latency_ms, now)
-            self._mailbox[stage.name] = RestoredFrame(
-                stage.name, (-1,), {}, image, outcome.restored, latency_ms, live=True
-            )
-            self.events.restored.emit(self._mailbox[stage.name])
+            self._publish(stage, group, image, outcome.restored, latency_ms, now, live=True)
+
+    def _publish(
+        self,
+        stage: StageRunner,
+        group: FrameGroup,
+        raw: np.ndarray,
+        restored: np.ndarray,
+        latency_ms: float,
+        now_s: float,
+        live: bool = False,
+    ) -> None:
+        """Count the latency, fill the display mailbox and emit ``restored``."""
+        self._latency.add(latency_ms, now_s)
+        frame = RestoredFrame(
+            stage.name, group.numbers, group.index, raw, restored, latency_ms, live=live
+        )
+        self._mailbox[stage.name] = frame
+        self.events.restored.emit(frame)

@@ -128,10 +128,10 @@ class StageRunner:
         try:
             output = self.restorer(frames)
             restored = self._checked(output, frames.shape[-2:])
-        except Exception as e:
+        except _BadOutput as e:
+            return self._failed(group, "bad-output", str(e), started)
+        except Exception as e:  # MemoryError included: _failure_kind names it
             return self._failed(group, _failure_kind(e), f"{type(e).__name__}: {e}", started)
-        except MemoryError as e:
-            return self._failed(group, "out-of-memory", f"MemoryError: {e}", started)
         compute_ms = (time.perf_counter() - started) * 1000
         self.consecutive_failures = 0
         self.restored += 1
@@ -152,8 +152,6 @@ class StageRunner:
         return restored
 
     def _failed(self, group: FrameGroup, kind: str, message: str, started: float) -> StageOutcome:
-        if message.startswith("_BadOutput: "):
-            kind, message = "bad-output", message.removeprefix("_BadOutput: ")
         self.failures += 1
         self.consecutive_failures += 1
         if self.consecutive_failures >= self.max_consecutive_failures:
