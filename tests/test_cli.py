@@ -138,3 +138,47 @@ def test_help_explains_every_command():
         result = _run(*command, "--help")
         assert result.returncode == 0
         assert "Usage" in result.stdout
+
+
+def test_train_and_eval_commands(tmp_path):
+    from typer.testing import CliRunner
+
+    from live_restore._cli import app
+
+    runner = CliRunner()
+    folder = tmp_path / "fe"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "focus-est",
+            "--out",
+            str(folder),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--fields-per-structure",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (folder / "model.yaml").is_file() and (folder / "weights.safetensors").is_file()
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "dfcan-sr2x-lite",
+            "--fields",
+            "1",
+            "--structures",
+            "microtubules",
+            "--out",
+            str(tmp_path / "eval"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "psnr_model" in (tmp_path / "eval" / "dfcan-sr2x-lite.csv").read_text()
+    assert (tmp_path / "eval" / "dfcan-sr2x-lite.png").stat().st_size > 10_000
+    result = runner.invoke(app, ["train", "no-such-model"])
+    assert result.exit_code == 2 and "no training recipe" in result.output

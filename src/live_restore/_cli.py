@@ -46,9 +46,9 @@ def _main(
 
 
 def _model_names() -> list[str]:
-    from .acquisition._registry import RESTORERS
+    from .acquisition._registry import RESTORERS, shipped_model_names
 
-    return list(RESTORERS)
+    return list(RESTORERS) + shipped_model_names()
 
 
 # options shared by `demo` and `acquire`
@@ -117,8 +117,9 @@ def demo(
 
     The sample is rendered from physics (NA 1.49 oil, 525 nm, 65 nm pixels) with Poisson shot
     noise and camera read noise; the light level sets the photon budget. Each frame is restored
-    off the acquisition thread (default: Richardson-Lucy deconvolution; the deep models come
-    with a later release) and the last frame is scored against the simulator's ground truth.
+    off the acquisition thread (default: DFCAN 2x super-resolution, its CPU variant
+    dfcan-sr2x-lite when torch sees no GPU) and the last frame is scored against the
+    simulator's ground truth.
     """
     from ._demo import run_demo
 
@@ -128,7 +129,7 @@ def demo(
             "run `live-restore demo --headless`"
         )
     _check_policy(process)
-    models = model or ["richardson-lucy"]
+    models = model or ["dfcan-sr2x"]
     _prepare_out(out, overwrite)
     with _progress() as progress:
         acquiring = progress.add_task("acquiring", total=frames)
@@ -275,15 +276,144 @@ def acquire(
 
 @app.command("models")
 def models_list() -> None:
-    """List the restoration models this installation can run."""
-    from .acquisition._registry import RESTORERS
+    """List the restoration models this installation can run (model-free and trained)."""
+    from .acquisition._registry import RESTORERS, shipped_model_names
+    from .models import ModelLoadError, model_dir, read_spec
 
     table = Table(title="models")
     table.add_column("name")
     table.add_column("what it does")
+    table.add_column("trained")
     for name, (_, description) in RESTORERS.items():
-        table.add_row(name, description)
+        table.add_row(name, description, "(model-free)")
+    for name in shipped_model_names():
+        try:
+            spec = read_spec(model_dir(name))
+        except ModelLoadError as error:
+            table.add_row(name, f"[red]unreadable: {error}[/]", "")
+            continue
+        training = spec.training
+        table.add_row(
+            name,
+            f"{spec.task.value}: {training.get('description', spec.architecture)}",
+            f"{training.get('steps', '?')} steps on {training.get('device', '?')}",
+        )
     console.print(table)
+
+
+@app.command()
+def train(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Model to train: dfcan-sr2x, dfcan-sr2x-lite, "
+            "focus-est, refocus (refocus needs focus-est)."
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Model folder (default: engines/NAME, the shipped one).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Training steps (default: recipe).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Examples per step.")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Peak learning rate (cosine).")
+    ] = None,
+    fields_per_structure: Annotated[
+        int | None, typer.Option(min=1, help="Simulated fields of view per structure.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of data, noise and initial weights.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.safetensors.")] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Train on files instead: a BioSR folder (Cell_*/*.mrc) or paired "
+            "TIFFs (input/, target/). Super-resolution models only."
+        ),
+    ] = None,
+) -> None:
+    """Train a model on endless simulated pairs; write weights.safetensors and model.yaml.
+
+    Every example draws a photon level, fresh camera noise, a crop and a rotation from fields
+    of view rendered once by the simulator. Progress, loss and validation NRMSE (or defocus
+    error) show as it runs; history.csv keeps them; a checkpoint is saved every 100 steps.
+    """
+    from .models import engines_dir
+    from .training import RECIPES, train_model
+
+    if name not in RECIPES:
+        raise _fail(f"no training recipe for {name!r}; known: {', '.join(RECIPES)}")
+    folder = out or engines_dir() / name
+    try:
+        _, result = train_model(
+            name,
+            folder,
+            steps=steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            resume=resume,
+            fields_per_structure=fields_per_structure,
+            data=data,
+        )
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        raise _fail(str(e)) from None
+    validation = ", ".join(f"{k} {v:.4g}" for k, v in result.validation.items())
+    console.print(
+        f"trained {name}: {result.steps_done} steps in {result.seconds / 60:.1f} min, "
+        f"final loss {result.final_loss:.4g}, {validation}; written to {folder}"
+    )
+
+
+@app.command("eval")
+def evaluate_model(
+    name: Annotated[str, typer.Argument(help="Shipped model name or model folder.")],
+    fields: Annotated[int, typer.Option(min=1, help="Held-out fields per structure.")] = 3,
+    out: Annotated[Path, typer.Option(help="Folder for the table (CSV) and plot (PNG).")] = Path(
+        "benchmarks/eval"
+    ),
+    record: Annotated[
+        bool, typer.Option(help="Write the summary into the model's model.yaml (evaluation).")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out noise.")] = 0,
+    structures: Annotated[
+        str, typer.Option(help="Comma-separated structures (default: all six).")
+    ] = ",".join(("microtubules", "clathrin", "er", "f-actin", "mitochondria", "nuclei")),
+) -> None:
+    """Score a model on held-out simulated data against the ground truth.
+
+    Super-resolution: PSNR and MS-SSIM per structure x photon level for the input (bicubic
+    widefield), Richardson-Lucy and the model, plus an evaluation-matrix PNG. Focus: error in
+    µm and in/out-of-focus accuracy. Refocus: PSNR gain per defocus distance.
+    """
+    from .models import ModelLoadError
+    from .training._evaluate import evaluate, plot_sr_matrix, write_table
+
+    try:
+        kind, rows = evaluate(
+            name, fields=fields, seed=seed, structures=[s.strip() for s in structures.split(",")]
+        )
+    except (ModelLoadError, ValueError) as e:
+        raise _fail(str(e)) from None
+    stem = Path(name).name
+    table_path = write_table(rows, out / f"{stem}.csv")
+    table = Table(title=f"{stem} on held-out simulated data ({kind})")
+    keys = list(rows[0].condition) + list(rows[0].scores)
+    for key in keys:
+        table.add_column(key.replace("richardson-lucy", "RL"))
+    for row in rows:
+        values = [*row.condition.values(), *row.scores.values()]
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values))
+    console.print(table)
+    console.print(f"table: {table_path}")
+    if kind == "sr":
+        plot = plot_sr_matrix(rows, out / f"{stem}.png", f"{stem}: held-out simulated data")
+        console.print(f"evaluation matrix: {plot}")
+    if record:
+        from .training._evaluate import record_summary
+
+        console.print(f"recorded in {record_summary(name, kind, rows)}")
 
 
 @app.command()

@@ -3,10 +3,15 @@
 A restorer is built for a core: on the simulated microscope it takes the simulator's optics and
 camera, so the PSF and the counts -> photons conversion are the ones that made the frames; on
 any other core it takes the default optics (NA 1.49, 525 nm) at the core's pixel size.
+
+Names not in the table are the trained models shipped in ``engines/`` (or a model folder):
+those load through :func:`live_restore.inference.load_model`, and warn when the core's pixel size
+differs by more than 10 % from the one the model was trained for.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +19,9 @@ from live_restore.simulate import CameraParams, OpticsParams
 
 from ._restorers import IdentityRestorer, Restorer, RichardsonLucyRestorer
 
-__all__ = ["RESTORERS", "make_restorer", "register_restorer"]
+__all__ = ["RESTORERS", "make_restorer", "register_restorer", "shipped_model_names"]
+
+log = logging.getLogger(__name__)
 
 RestorerFactory = Callable[[OpticsParams, CameraParams], Restorer]
 
@@ -52,12 +59,49 @@ def _optics_and_camera(core: Any) -> tuple[OpticsParams, CameraParams]:
     return scope.optics, scope.camera
 
 
+def shipped_model_names() -> list[str]:
+    """Trained models in ``engines/`` (empty if the folder is missing)."""
+    from live_restore.models import ModelLoadError, engines_dir
+
+    try:
+        return sorted(p.parent.name for p in engines_dir().glob("*/model.yaml"))
+    except ModelLoadError:
+        return []
+
+
+def _trained_model(name: str, optics: OpticsParams) -> Restorer:
+    from live_restore.inference import ModelSession, load_model
+    from live_restore.models import ModelLoadError
+
+    try:
+        session = load_model(name)
+    except ModelLoadError as error:
+        raise ValueError(
+            f"unknown or unusable model {name!r} ({error}); available: "
+            f"{', '.join(sorted(RESTORERS) + shipped_model_names())}"
+        ) from error
+    if not isinstance(session, ModelSession):
+        raise ValueError(
+            f"{name!r} estimates focus; it is not a restoration stage (the focus monitor uses it)"
+        )
+    trained_pixel_um = float(session.spec.optics.get("pixel_um", 0.0))
+    if trained_pixel_um and abs(optics.pixel_um / trained_pixel_um - 1.0) > 0.10:
+        log.warning(
+            "%s was trained for %.1f nm pixels; this camera has %.1f nm at the sample: "
+            "expect worse restorations",
+            name,
+            trained_pixel_um * 1000,
+            optics.pixel_um * 1000,
+        )
+    return session
+
+
 def make_restorer(name: str, core: Any = None) -> Restorer:
     """The restorer called ``name``, set up for ``core`` (see module docstring)."""
-    if name not in RESTORERS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(RESTORERS))}")
     optics, camera = (
         _optics_and_camera(core) if core is not None else (OpticsParams(), CameraParams())
     )
+    if name not in RESTORERS:
+        return _trained_model(name, optics)
     factory, _ = RESTORERS[name]
     return factory(optics, camera)

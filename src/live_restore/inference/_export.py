@@ -1,0 +1,49 @@
+"""ONNX export of the models, in the form engines can run.
+
+DFCAN's attention is exported with its sampled-DFT spectrum (MatMul and element-wise ops only;
+see ``models/_fourier.py``), so the graph needs no ONNX ``DFT``. The DFT matrices are built for
+the example's size: an exported DFCAN runs at that input size (the tile size of its session).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from live_restore.models import DFCAN
+
+__all__ = ["export_onnx"]
+
+OPSET = 17
+
+
+def export_onnx(network: nn.Module, path: Path, example_shape: tuple[int, ...]) -> Path:
+    """Write ``network`` as ONNX to ``path`` for inputs of ``example_shape`` (N, C, H, W)."""
+    network = network.eval()
+    if isinstance(network, DFCAN):
+        network.set_spectrum_method("dft")
+    example = torch.rand(*example_shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            # tracing warns that shapes become constants (intended: the graph is per size) and
+            # that the TorchScript exporter is deprecated (the dynamo one needs onnxscript and
+            # emits ONNX DFT for the FFT)
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                network,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            )
+    finally:
+        if isinstance(network, DFCAN):
+            network.set_spectrum_method("fft")
+    return path

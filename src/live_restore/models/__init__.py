@@ -1,0 +1,40 @@
+"""The restoration networks (PyTorch is their source of truth) and their shipped files."""
+
+from ._normalise import FrameScale, frame_scale
+from ._registry import ARCHITECTURES, build_network, load_network, register_architecture
+from ._spec import (
+    ModelLoadError,
+    ModelSpec,
+    ModelTask,
+    Normalisation,
+    engines_dir,
+    file_sha256,
+    model_dir,
+    read_spec,
+    write_spec,
+)
+from .dfcan import DFCAN, DFGANDiscriminator
+from .focusnet import FocusNet
+from .unet import RefocusUNet
+
+__all__ = [
+    "ARCHITECTURES",
+    "DFCAN",
+    "DFGANDiscriminator",
+    "FocusNet",
+    "FrameScale",
+    "ModelLoadError",
+    "ModelSpec",
+    "ModelTask",
+    "Normalisation",
+    "RefocusUNet",
+    "build_network",
+    "engines_dir",
+    "file_sha256",
+    "frame_scale",
+    "load_network",
+    "model_dir",
+    "read_spec",
+    "register_architecture",
+    "write_spec",
+]

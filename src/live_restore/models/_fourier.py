@@ -1,0 +1,103 @@
+"""The Fourier channel attention's spectrum: |FFT2(x)|^γ, fftshifted, resized to a fixed size.
+
+Two ways to compute the same function:
+
+- ``"fft"``: ``torch.fft.fft2`` (cuFFT / pocketfft) then a resize. Fast in eager torch; exports
+  only as ONNX ``DFT``, which TensorRT support for is unverified (ENVIRONMENT.md).
+- ``"dft"``: the resize keeps the spectrum at few points (bilinear: at most two neighbours per
+  output row/column), so only those rows and columns of the DFT are computed, as matrix products
+  with the fftshift folded into the DFT matrices. The graph is MatMul and element-wise ops only,
+  which every exporter and TensorRT accept; the matrices are built for one input size at a time.
+
+The resize is TensorFlow 1's ``resize_images(..., method=BILINEAR)`` with ``align_corners=False``
+as the published Keras DFCAN used it: source coordinate = output coordinate x (in / out), no
+half-pixel offset. torch's ``interpolate`` uses half-pixel centres, so it is written here as an
+interpolation matrix instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+import numpy as np
+import torch
+
+__all__ = ["SpectrumMethod", "attention_spectrum", "tf_bilinear_matrix"]
+
+SpectrumMethod = Literal["fft", "dft"]
+
+# |FFT| + eps before the power, as the published code does (keeps the gradient finite at 0)
+_EPS = 1e-8
+
+
+@functools.lru_cache(maxsize=64)
+def tf_bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """Matrix (out x in) of TF1 legacy bilinear resizing along one axis."""
+    matrix = np.zeros((out_size, in_size), np.float64)
+    scale = in_size / out_size
+    for out_index in range(out_size):
+        source = out_index * scale
+        low = int(np.floor(source))
+        high = min(low + 1, in_size - 1)
+        frac = source - low
+        matrix[out_index, low] += 1.0 - frac
+        matrix[out_index, high] += frac
+    matrix.setflags(write=False)
+    return matrix
+
+
+def _keras_fftshift_index(n: int) -> np.ndarray:
+    """Frequency index at each position after the published code's fftshift.
+
+    Keras took rows ``[-n//2:]`` then ``[:n//2]``: for even ``n`` this is ``fftshift``, for odd
+    ``n`` it is ``ifftshift``. Both are a roll by ``-(n // 2)``.
+    """
+    return (np.arange(n) + n // 2) % n
+
+
+@functools.lru_cache(maxsize=32)
+def _sampled_dft(n: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cos rows, -sin rows, reduced resize matrix) for the frequencies the resize reads."""
+    resize = tf_bilinear_matrix(n, out_size)
+    used_positions = np.flatnonzero(np.abs(resize).sum(axis=0) > 0)
+    frequencies = _keras_fftshift_index(n)[used_positions]
+    angle = 2.0 * np.pi * np.outer(frequencies, np.arange(n)) / n
+    return np.cos(angle), -np.sin(angle), resize[:, used_positions]
+
+
+def _dft_tensors(
+    n: int, out_size: int, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    cos, sin, resize = _sampled_dft(n, out_size)
+    return tuple(  # type: ignore[return-value]
+        torch.tensor(m, device=like.device, dtype=like.dtype) for m in (cos, sin, resize)
+    )
+
+
+def attention_spectrum(
+    x: torch.Tensor, gamma: float, size: int, method: SpectrumMethod = "fft"
+) -> torch.Tensor:
+    """``resize(fftshift(|FFT2(x)| + eps) ** gamma)`` over the last two axes, to ``size x size``."""
+    rows, cols = int(x.shape[-2]), int(x.shape[-1])
+    if method == "fft":
+        spectrum = torch.fft.fft2(x.float())
+        magnitude = (spectrum.abs() + _EPS) ** gamma
+        magnitude = torch.roll(magnitude, shifts=(-(rows // 2), -(cols // 2)), dims=(-2, -1))
+        resize_y = torch.tensor(
+            tf_bilinear_matrix(rows, size), device=x.device, dtype=torch.float32
+        )
+        resize_x = torch.tensor(
+            tf_bilinear_matrix(cols, size), device=x.device, dtype=torch.float32
+        )
+        return (resize_y @ magnitude @ resize_x.T).to(x.dtype)
+    if method == "dft":
+        cos_y, sin_y, resize_y = _dft_tensors(rows, size, x)
+        cos_x, sin_x, resize_x = _dft_tensors(cols, size, x)
+        # F = Wy x Wx^T with W = C + iS: real and imaginary parts from four real products
+        left_real, left_imag = cos_y @ x, sin_y @ x
+        real = left_real @ cos_x.T - left_imag @ sin_x.T
+        imag = left_real @ sin_x.T + left_imag @ cos_x.T
+        magnitude = (torch.sqrt(real * real + imag * imag) + _EPS) ** gamma
+        return resize_y @ magnitude @ resize_x.T
+    raise ValueError(f"unknown spectrum method {method!r}: use 'fft' or 'dft'")

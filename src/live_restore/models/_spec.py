@@ -1,0 +1,132 @@
+"""``engines/<name>/model.yaml``: what a shipped model is, how it was made and how good it is.
+
+Loading never unpickles: weights are safetensors, checked against the sha256 in model.yaml
+before they are read, and matched to the architecture tensor by tensor. Every failure is a
+:class:`ModelLoadError` naming the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "ModelLoadError",
+    "ModelSpec",
+    "ModelTask",
+    "Normalisation",
+    "engines_dir",
+    "file_sha256",
+    "model_dir",
+    "read_spec",
+    "write_spec",
+]
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+class ModelLoadError(RuntimeError):
+    """A model's files are missing, corrupt or do not match its architecture."""
+
+
+class ModelTask(StrEnum):
+    """What a model does to a frame."""
+
+    SUPER_RESOLUTION = "super-resolution"
+    REFOCUS = "refocus"
+    FOCUS_ESTIMATION = "focus-estimation"
+
+
+class Normalisation(BaseModel):
+    """Raw counts -> network input, and network output -> counts (the same at training)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    low_percentile: float = Field(0.1, ge=0.0, lt=50.0, description="Maps to 0.")
+    high_percentile: float = Field(99.9, gt=50.0, le=100.0, description="Maps to 1.")
+    output_range: float = Field(
+        1.0,
+        gt=0.0,
+        description="A sigmoid output y in (0, 1) means low + output_range·(high - low) counts: "
+        "restored peaks are brighter than the input's, so the range is wider than [low, high].",
+    )
+
+
+class ModelSpec(BaseModel):
+    """Contents of model.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Registry name, e.g. dfcan-sr2x.")
+    task: ModelTask
+    architecture: str = Field(description="Builder in models.ARCHITECTURES.")
+    arguments: dict[str, Any] = Field(default_factory=dict, description="Builder arguments.")
+    scale: int = Field(1, ge=1, le=4, description="Output grid / input grid.")
+    multiple_of: int = Field(1, ge=1, description="Input sides the network needs, padded to.")
+    patch_size: int | None = Field(None, description="Patch side for patch-wise models (px).")
+    normalisation: Normalisation = Normalisation()
+    optics: dict[str, float] = Field(
+        default_factory=dict, description="NA, emission_wavelength_nm, pixel_um trained for."
+    )
+    training: dict[str, Any] = Field(default_factory=dict, description="Data, steps, device.")
+    evaluation: dict[str, Any] = Field(default_factory=dict, description="Measured figures.")
+    weights_file: str = "weights.safetensors"
+    weights_sha256: str = Field("", description="sha256 of the weights file.")
+
+
+def engines_dir() -> Path:
+    """The folder that holds the shipped models (packaged in a wheel, or the checkout's)."""
+    for folder in (_PACKAGE_DIR / "engines", _PACKAGE_DIR.parent.parent / "engines"):
+        if folder.is_dir():
+            return folder
+    raise ModelLoadError("the shipped models folder (engines/) is missing from this install")
+
+
+def model_dir(name_or_path: str | Path) -> Path:
+    """A model's folder: a path to a folder with model.yaml, or a shipped model's name."""
+    path = Path(name_or_path).expanduser()
+    if (path / "model.yaml").is_file():
+        return path
+    shipped = engines_dir() / str(name_or_path)
+    if (shipped / "model.yaml").is_file():
+        return shipped
+    available = sorted(p.parent.name for p in engines_dir().glob("*/model.yaml"))
+    raise ModelLoadError(
+        f"no model {str(name_or_path)!r}: not a folder with model.yaml, and not one of the "
+        f"shipped models ({', '.join(available) or 'none'})"
+    )
+
+
+def read_spec(folder: Path) -> ModelSpec:
+    """Parse ``folder/model.yaml`` with the safe loader; ModelLoadError if it is not valid."""
+    path = folder / "model.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return ModelSpec.model_validate(data)
+    except (OSError, yaml.YAMLError, ValidationError) as error:
+        raise ModelLoadError(f"{path} is not a valid model description: {error}") from error
+
+
+def write_spec(folder: Path, spec: ModelSpec) -> Path:
+    """Write ``folder/model.yaml``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.yaml"
+    path.write_text(
+        yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
+        encoding="utf-8",
+    )
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,306 @@
+"""How each shipped model is trained: architecture, data, loss, defaults. One entry per model.
+
+``train_model`` renders the simulated fields, trains, and writes ``weights.safetensors`` and
+``model.yaml`` (architecture, normalisation, optics, what it was trained on and for how long,
+weights sha256) into the model's folder.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from live_restore._version import __version__
+from live_restore.models import (
+    ModelSpec,
+    ModelTask,
+    Normalisation,
+    build_network,
+    file_sha256,
+    load_network,
+    write_spec,
+)
+from live_restore.simulate import STRUCTURES, OpticsParams
+
+from ._files import PairedImages, biosr_pairs, tiff_pairs
+from ._losses import FeatureLoss, gaussian_nll, mse_ssim_loss
+from ._simulated import FieldStack, FocusSampler, RefocusSampler, SRSampler, render_fields
+from ._trainer import BatchSource, Trainer, TrainResult, TrainSettings
+
+__all__ = ["RECIPES", "Recipe", "train_model"]
+
+# held-out fields use other sample seeds than training ever does
+VALIDATION_SEED_OFFSET = 10_000
+_FOCUS_PLANES_UM = tuple(np.round(np.arange(-2.5, 2.5001, 0.1), 2))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything ``train NAME`` needs besides the run length."""
+
+    name: str
+    task: ModelTask
+    architecture: str
+    arguments: dict[str, Any]
+    scale: int
+    multiple_of: int
+    normalisation: Normalisation
+    patch_size: int
+    photon_range: tuple[float, float]
+    defocus_planes_um: tuple[float, ...]
+    steps: int
+    batch_size: int
+    learning_rate: float
+    loss_name: str
+    description: str
+    fields_per_structure: int = 8
+    structures: tuple[str, ...] = STRUCTURES
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_SR_NORMALISATION = Normalisation(low_percentile=0.1, high_percentile=99.9, output_range=4.0)
+
+RECIPES: dict[str, Recipe] = {
+    "dfcan-sr2x": Recipe(
+        "dfcan-sr2x",
+        ModelTask.SUPER_RESOLUTION,
+        "dfcan",
+        {"in_channels": 1, "scale": 2},
+        2,
+        1,
+        _SR_NORMALISATION,
+        64,
+        (10.0, 500.0),
+        (0.0,),
+        20_000,
+        8,
+        3e-4,
+        "MSE + 0.1·(1 − SSIM)",
+        "DFCAN as published (64 features, 4 groups x 4 FCABs), 2x",
+    ),
+    "dfcan-sr2x-lite": Recipe(
+        "dfcan-sr2x-lite",
+        ModelTask.SUPER_RESOLUTION,
+        "dfcan",
+        {"in_channels": 1, "scale": 2, "features": 32, "groups": 2, "blocks": 2},
+        2,
+        1,
+        _SR_NORMALISATION,
+        64,
+        (10.0, 500.0),
+        (0.0,),
+        2_000,
+        8,
+        1e-3,
+        "MSE + 0.1·(1 − SSIM)",
+        "DFCAN structure at CPU size (32 features, 2 groups x 2 FCABs), 2x",
+    ),
+    "refocus": Recipe(
+        "refocus",
+        ModelTask.REFOCUS,
+        "refocus-unet",
+        {"features": 16, "depth": 3},
+        1,
+        8,
+        Normalisation(low_percentile=0.1, high_percentile=99.9, output_range=1.0),
+        64,
+        (20.0, 1000.0),
+        _FOCUS_PLANES_UM,
+        1_200,
+        8,
+        1e-3,
+        "MSE + 0.05·feature loss (focus-est trunk)",
+        "U-Net, defocused widefield -> in focus (same grid)",
+        extra={"feature_model": "focus-est", "feature_weight": 0.05},
+    ),
+    "focus-est": Recipe(
+        "focus-est",
+        ModelTask.FOCUS_ESTIMATION,
+        "focusnet",
+        {"features": 16, "stages": 4},
+        1,
+        1,
+        Normalisation(low_percentile=0.1, high_percentile=99.9, output_range=1.0),
+        64,
+        (20.0, 1000.0),
+        _FOCUS_PLANES_UM,
+        2_000,
+        32,
+        2e-3,
+        "squared error of the mean + Gaussian NLL of the log-variance",
+        "CNN, 64x64 patch -> signed defocus µm and its variance",
+    ),
+}
+
+
+def _sampler(recipe: Recipe, fields: list[FieldStack]) -> BatchSource:
+    kinds: dict[ModelTask, type[SRSampler] | type[RefocusSampler] | type[FocusSampler]] = {
+        ModelTask.SUPER_RESOLUTION: SRSampler,
+        ModelTask.REFOCUS: RefocusSampler,
+        ModelTask.FOCUS_ESTIMATION: FocusSampler,
+    }
+    return kinds[recipe.task](fields, recipe.patch_size, recipe.photon_range, recipe.normalisation)
+
+
+def _loss(recipe: Recipe) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
+    if recipe.task is ModelTask.FOCUS_ESTIMATION:
+        return lambda net, x, y: gaussian_nll(net(x), y)
+    if recipe.task is ModelTask.SUPER_RESOLUTION:
+        return lambda net, x, y: mse_ssim_loss(net(x), y)
+    _, extractor, _ = load_network(recipe.extra["feature_model"])
+    features = FeatureLoss(extractor, [1.0, 1.0, 1.0, 1.0])
+    weight = float(recipe.extra["feature_weight"])
+
+    def refocus_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        prediction = net(x)
+        return nn.functional.mse_loss(prediction, y) + weight * features(prediction, y)
+
+    return refocus_loss
+
+
+def _validation(
+    recipe: Recipe, fields: list[FieldStack], examples: int = 64
+) -> Callable[[nn.Module], dict[str, float]]:
+    inputs, targets = _sampler(recipe, fields).batch(examples, np.random.default_rng(12345))
+    if recipe.task is ModelTask.FOCUS_ESTIMATION:
+
+        def focus_error(net: nn.Module) -> dict[str, float]:
+            return {"val_mae_um": float((net(inputs)[:, 0] - targets[:, 0]).abs().mean())}
+
+        return focus_error
+    # one span for the whole set: a nearly empty patch must not dominate the score
+    span = float(targets.max() - targets.min())
+
+    def image_error(net: nn.Module) -> dict[str, float]:
+        outputs = torch.cat([net(inputs[i : i + 16]) for i in range(0, examples, 16)])
+        rmse = float(((outputs - targets) ** 2).mean().sqrt())
+        return {"val_nrmse": rmse / span}
+
+    return image_error
+
+
+def _file_data(
+    recipe: Recipe, root: Path
+) -> tuple[BatchSource, Callable[[nn.Module], dict[str, float]], str]:
+    if recipe.task is not ModelTask.SUPER_RESOLUTION:
+        raise ValueError(f"{recipe.name} trains on simulated data only (it needs known defocus)")
+    pairs = biosr_pairs(root) if any(root.glob("Cell_*")) else tiff_pairs(root)
+    held_out = pairs[::10] if len(pairs) >= 10 else pairs[-1:]
+    training = [p for i, p in enumerate(pairs) if i % 10] if len(pairs) >= 10 else pairs[:-1]
+    if not training:
+        raise ValueError(f"{root} holds {len(pairs)} pair(s): need at least 2 (one held out)")
+    make = lambda chosen: PairedImages(  # noqa: E731
+        chosen, recipe.patch_size, recipe.scale, recipe.normalisation
+    )
+    inputs, targets = make(held_out).batch(32, np.random.default_rng(12345))
+    span = float(targets.max() - targets.min())
+
+    def image_error(net: nn.Module) -> dict[str, float]:
+        rmse = float(((net(inputs) - targets) ** 2).mean().sqrt())
+        return {"val_nrmse": rmse / span}
+
+    return make(training), image_error, f"{root}: {len(training)} pairs ({len(held_out)} held out)"
+
+
+def train_model(
+    name: str,
+    folder: Path,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    fields_per_structure: int | None = None,
+    structures: tuple[str, ...] | None = None,
+    data: Path | None = None,
+    progress: bool = True,
+) -> tuple[ModelSpec, TrainResult]:
+    """Train the model ``name`` and write its files into ``folder``.
+
+    Simulated data by default; ``data`` (super-resolution models only) is a BioSR folder
+    (``Cell_*``) or a folder of paired TIFFs (``input/``, ``target/``), of which every tenth
+    pair is held out for validation.
+    """
+    from safetensors.torch import save_file
+
+    if name not in RECIPES:
+        raise ValueError(f"no training recipe for {name!r}; known: {', '.join(RECIPES)}")
+    recipe = RECIPES[name]
+    chosen_structures = structures or recipe.structures
+    per_structure = fields_per_structure or recipe.fields_per_structure
+    settings = TrainSettings(
+        steps=steps or recipe.steps,
+        batch_size=batch_size or recipe.batch_size,
+        learning_rate=learning_rate or recipe.learning_rate,
+        seed=seed,
+        validate_every=max(1, min(100, (steps or recipe.steps) // 10)),
+    )
+    planes = recipe.defocus_planes_um
+    source: BatchSource
+    if data is None:
+        fields = render_fields(
+            chosen_structures, per_structure, 128, seed, planes, progress=progress
+        )
+        held_out = render_fields(
+            chosen_structures, 2, 128, seed + VALIDATION_SEED_OFFSET, planes, progress=progress
+        )
+        source, validation = _sampler(recipe, fields), _validation(recipe, held_out)
+        data_text = (
+            f"simulated: {', '.join(chosen_structures)}; {per_structure} fields of 128x128 px "
+            f"each; peak photons log-uniform {recipe.photon_range}; fresh camera noise per "
+            f"example; defocus planes {min(planes)}..{max(planes)} µm"
+        )
+    else:
+        source, validation, data_text = _file_data(recipe, Path(data))
+    torch.manual_seed(seed)
+    network = build_network(recipe.architecture, recipe.arguments)
+    trainer = Trainer(network, _loss(recipe), source, validation, settings, folder)
+    result = trainer.run(resume=resume, progress=progress)
+    weights = folder / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(weights))
+    optics = OpticsParams()
+    spec = ModelSpec(
+        name=name,
+        task=recipe.task,
+        architecture=recipe.architecture,
+        arguments=recipe.arguments,
+        scale=recipe.scale,
+        multiple_of=recipe.multiple_of,
+        patch_size=recipe.patch_size if recipe.task is ModelTask.FOCUS_ESTIMATION else None,
+        normalisation=recipe.normalisation,
+        optics={
+            "na": optics.na,
+            "emission_wavelength_nm": optics.emission_wavelength_nm,
+            "pixel_um": optics.pixel_um,
+        },
+        training={
+            "description": recipe.description,
+            "data": data_text,
+            "loss": recipe.loss_name,
+            "steps": result.steps_done,
+            "batch_size": settings.batch_size,
+            "patch_size": recipe.patch_size,
+            "learning_rate": f"{settings.learning_rate} cosine to "
+            f"{settings.final_learning_rate_fraction}x",
+            "seed": seed,
+            "seconds": round(result.seconds, 1),
+            "device": f"{'cuda' if torch.cuda.is_available() else 'cpu'} "
+            f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+            "torch": torch.__version__,
+            "live_restore": __version__,
+            "date": time.strftime("%Y-%m-%d"),
+            "final_loss": round(result.final_loss, 6),
+            "validation": {k: round(v, 5) for k, v in result.validation.items()},
+        },
+        weights_sha256=file_sha256(weights),
+    )
+    write_spec(folder, spec)
+    return spec, result

@@ -1,0 +1,178 @@
+"""A small, honest trainer: progress bar, cosine learning rate, validation, resume, seed.
+
+Each step's batch is drawn from ``numpy.random.default_rng([seed, step])``, so a resumed run sees
+exactly the batches an uninterrupted one would have. Checkpoints (safetensors) are written every
+``checkpoint_every`` steps and at the end; ``history.csv`` holds loss and validation per step.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["BatchSource", "TrainResult", "TrainSettings", "Trainer"]
+
+
+class BatchSource(Protocol):
+    """Anything that draws a training batch from a generator."""
+
+    def batch(self, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` examples as (inputs, targets)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How long and how fast to train."""
+
+    steps: int
+    batch_size: int
+    learning_rate: float
+    final_learning_rate_fraction: float = 0.05
+    seed: int = 0
+    validate_every: int = 100
+    checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or not self.learning_rate > 0:
+            raise ValueError("steps, batch size and learning rate must be positive")
+
+
+@dataclass
+class TrainResult:
+    """What a training run did."""
+
+    steps_done: int
+    seconds: float
+    final_loss: float
+    validation: dict[str, float] = field(default_factory=dict)
+
+
+LossFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+Validation = Callable[[nn.Module], dict[str, float]]
+
+
+class Trainer:
+    """Trains ``network`` on batches from ``source``; ``validate`` scores held-out data."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        loss: LossFunction,
+        source: BatchSource,
+        validate: Validation,
+        settings: TrainSettings,
+        folder: Path,
+    ) -> None:
+        self.network = network
+        self.loss = loss
+        self.source = source
+        self.validate = validate
+        self.settings = settings
+        self.folder = folder
+        self.optimizer = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where the checkpoint is kept."""
+        return self.folder / "checkpoint.safetensors"
+
+    def _learning_rate(self, step: int) -> float:
+        s = self.settings
+        progress = min(step / s.steps, 1.0)
+        floor = s.final_learning_rate_fraction
+        return s.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def run(
+        self, resume: bool = False, progress: bool = True, stop_after: int | None = None
+    ) -> TrainResult:
+        """Train to ``settings.steps`` (from the checkpoint if ``resume``).
+
+        ``stop_after`` ends the run early at that step, with a checkpoint, keeping the
+        schedule of the full run: train in chunks, resume later.
+        """
+        last_step = min(stop_after or self.settings.steps, self.settings.steps)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        start_step, seconds_before = 0, 0.0
+        if resume:
+            if not self.checkpoint_path.is_file():
+                raise FileNotFoundError(f"cannot resume: no checkpoint at {self.checkpoint_path}")
+            info = load_checkpoint(self.checkpoint_path, self.network, self.optimizer)
+            start_step, seconds_before = int(info["step"]), float(info.get("seconds", 0.0))
+        torch.manual_seed(self.settings.seed)
+        history_path = self.folder / "history.csv"
+        mode = "a" if resume and history_path.is_file() else "w"
+        started = time.perf_counter()
+        loss_value, validation = math.nan, {}
+        self.network.train()
+        with (
+            history_path.open(mode, newline="", encoding="utf-8") as history_file,
+            Progress(
+                TextColumn("training"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} steps · {task.fields[status]}"),
+                TimeRemainingColumn(),
+                disable=not progress,
+            ) as bar,
+        ):
+            history = csv.writer(history_file)
+            if mode == "w":
+                history.writerow(["step", "learning_rate", "loss", "validation"])
+            task = bar.add_task("train", total=self.settings.steps, completed=start_step, status="")
+            for step in range(start_step, last_step):
+                rate = self._learning_rate(step)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = rate
+                rng = np.random.default_rng([self.settings.seed, step])
+                inputs, targets = self.source.batch(self.settings.batch_size, rng)
+                loss = self.loss(self.network, inputs, targets)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"the loss became {loss.item()} at step {step}")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                loss_value = float(loss.item())
+                done = step + 1
+                validation_text = ""
+                if done % self.settings.validate_every == 0 or done == self.settings.steps:
+                    validation = self._validation()
+                    validation_text = " ".join(f"{k}={v:.4g}" for k, v in validation.items())
+                history.writerow([done, f"{rate:.3g}", f"{loss_value:.6g}", validation_text])
+                if done % self.settings.checkpoint_every == 0 or done in (
+                    last_step,
+                    self.settings.steps,
+                ):
+                    history_file.flush()
+                    self._save(done, seconds_before + time.perf_counter() - started)
+                bar.update(task, completed=done, status=f"loss {loss_value:.4g} {validation_text}")
+        self.network.eval()
+        return TrainResult(
+            steps_done=last_step,
+            seconds=seconds_before + time.perf_counter() - started,
+            final_loss=loss_value,
+            validation=validation,
+        )
+
+    def _validation(self) -> dict[str, float]:
+        self.network.eval()
+        with torch.no_grad():
+            scores = self.validate(self.network)
+        self.network.train()
+        return scores
+
+    def _save(self, step: int, seconds: float) -> None:
+        info = {"step": step, "seconds": seconds, "seed": self.settings.seed}
+        save_checkpoint(self.checkpoint_path, self.network, self.optimizer, info)

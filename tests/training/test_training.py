@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+import torch
+
+from live_restore.models import FocusNet, Normalisation, load_network
+from live_restore.training import (
+    FeatureLoss,
+    FocusSampler,
+    RefocusSampler,
+    SRSampler,
+    Trainer,
+    TrainSettings,
+    charbonnier_frequency_loss,
+    gaussian_nll,
+    mse_ssim_loss,
+    render_fields,
+    train_model,
+)
+
+
+@pytest.fixture(scope="module")
+def fields():
+    return render_fields(["microtubules", "clathrin"], 1, 64, seed=5, defocus_um=(-1.0, 0.0, 1.0))
+
+
+def test_samplers_give_pairs_in_network_units(fields):
+    rng = np.random.default_rng(0)
+    sr = SRSampler(fields, 32, (50.0, 50.0), Normalisation(output_range=4.0))
+    x, y = sr.batch(3, rng)
+    assert x.shape == (3, 1, 32, 32) and y.shape == (3, 1, 64, 64)
+    # whole-frame percentiles: the input spans roughly [0, 1]; nearly all of the truth fits
+    # the sigmoid (the brightest clathrin pits exceed 4x the input's range: they clip)
+    assert -0.5 < float(x.min()) and float(x.max()) < 2.0
+    assert float(y.min()) > 0.0 and float((y < 1.0).float().mean()) > 0.99
+    x, y = RefocusSampler(fields, 32, (50.0, 50.0), Normalisation()).batch(2, rng)
+    assert x.shape == y.shape == (2, 1, 32, 32)
+    x, y = FocusSampler(fields, 32, (50.0, 50.0), Normalisation()).batch(8, rng)
+    assert y.shape == (8, 1) and set(y[:, 0].tolist()) <= {-1.0, 0.0, 1.0}
+
+
+def test_noise_is_fresh_for_every_example(fields):
+    sampler = SRSampler(fields[:1], 64, (20.0, 20.0), Normalisation())
+    a, _ = sampler.example(np.random.default_rng(1))
+    b, _ = sampler.example(np.random.default_rng(2))
+    assert not np.allclose(a, b)
+
+
+def test_losses():
+    x = torch.rand(2, 1, 32, 32)
+    assert float(mse_ssim_loss(x, x)) == pytest.approx(0.0, abs=1e-5)
+    assert float(mse_ssim_loss(x, 1 - x)) > 0.1
+    assert float(charbonnier_frequency_loss(x, x)) == pytest.approx(1e-3, rel=1e-3)
+    good = gaussian_nll(torch.tensor([[1.0, -4.0]]), torch.tensor([[1.0]]))
+    bad = gaussian_nll(torch.tensor([[0.0, -4.0]]), torch.tensor([[1.0]]))
+    assert float(bad) > float(good)
+    features = FeatureLoss(FocusNet(), [1, 1, 1, 1])
+    assert float(features(x, x)) == 0.0 and float(features(x, torch.rand_like(x))) > 0
+    assert not any(p.requires_grad for p in features.extractor.parameters())
+
+
+def test_resumed_training_equals_an_uninterrupted_run(fields, tmp_path):
+    sampler = FocusSampler(fields, 32, (100.0, 100.0), Normalisation())
+
+    def run(folder, steps, resume):
+        torch.manual_seed(0)
+        net = FocusNet(features=4, stages=2)
+        settings = TrainSettings(steps=4, batch_size=4, learning_rate=1e-3, checkpoint_every=2)
+        trainer = Trainer(
+            net,
+            lambda n, x, y: gaussian_nll(n(x), y),
+            sampler,
+            lambda n: {"zero": 0.0},
+            settings,
+            folder,
+        )
+        # a 4-step schedule, interrupted after `steps`
+        trainer.run(resume=resume, progress=False, stop_after=steps)
+        return net
+
+    whole = run(tmp_path / "a", 4, False)
+    # resume: 2 steps, then the remaining 2 from the checkpoint, same schedule
+    run(tmp_path / "b", 2, False)
+    resumed = run(tmp_path / "b", 4, True)
+    for p, q in zip(whole.parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert (tmp_path / "b" / "history.csv").read_text().count("\n") == 5
+
+
+def test_train_model_writes_a_loadable_model(tmp_path):
+    spec, result = train_model(
+        "focus-est",
+        tmp_path / "fe",
+        steps=2,
+        batch_size=2,
+        fields_per_structure=1,
+        structures=("er",),
+        progress=False,
+    )
+    assert result.steps_done == 2 and "val_mae_um" in result.validation
+    loaded, network, _ = load_network(tmp_path / "fe")
+    assert loaded.weights_sha256 == spec.weights_sha256 and loaded.training["steps"] == 2
+    assert isinstance(network, FocusNet)
+
+
+def test_biosr_and_tiff_folders_give_training_pairs(tmp_path):
+    import mrcfile
+    import tifffile
+
+    from live_restore.training import PairedImages, biosr_pairs, tiff_pairs
+
+    rng = np.random.default_rng(0)
+    cell = tmp_path / "biosr" / "Cell_001"
+    cell.mkdir(parents=True)
+    truth = rng.random((128, 128)).astype(np.float32)
+    with mrcfile.new(str(cell / "SIM_gt.mrc")) as handle:
+        handle.set_data(truth)
+    for level in (1, 2):
+        with mrcfile.new(str(cell / f"RawSIMData_level_{level:02d}.mrc")) as handle:
+            handle.set_data(rng.random((9, 64, 64)).astype(np.float32))
+    pairs = biosr_pairs(tmp_path / "biosr")
+    assert len(pairs) == 2 and pairs[0][0].shape == (64, 64) and pairs[0][1].shape == (128, 128)
+    (tmp_path / "tiff" / "input").mkdir(parents=True)
+    (tmp_path / "tiff" / "target").mkdir()
+    tifffile.imwrite(tmp_path / "tiff" / "input" / "a.tif", rng.random((48, 48)).astype(np.float32))
+    tifffile.imwrite(
+        tmp_path / "tiff" / "target" / "a.tif", rng.random((96, 96)).astype(np.float32)
+    )
+    sampler = PairedImages(pairs + tiff_pairs(tmp_path / "tiff"), 32, 2, Normalisation())
+    x, y = sampler.batch(4, rng)
+    assert x.shape == (4, 1, 32, 32) and y.shape == (4, 1, 64, 64)
+    with pytest.raises(ValueError, match="2x the input"):
+        PairedImages([(np.zeros((40, 40)), np.zeros((40, 40)))], 32, 2, Normalisation())
+    with pytest.raises(FileNotFoundError, match="BioSR"):
+        biosr_pairs(tmp_path / "tiff")
