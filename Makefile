@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/live-restore demo --headless --frames 100 --out demo-output --overwrite
+	$(BIN)/live-restore demo --headless --frames 40 --out demo-output --overwrite
 
 test: setup
 	$(BIN)/python -m pytest

@@ -26,12 +26,13 @@ def test_demo_headless_saves_and_restores_every_frame_at_the_configured_size(tmp
     shape, written = _frames_in(out / "raw.ome.zarr")
     assert shape == (20, 1, 96, 96)
     assert written == 20
-    restored = zarr.open_group(str(out / "richardson-lucy.ome.zarr"), mode="r")
-    assert restored["0"].shape == (20, 1, 96, 96)
+    # the default model: DFCAN, its CPU variant here, 2x
+    restored = zarr.open_group(str(out / "dfcan-sr2x-lite.ome.zarr"), mode="r")
+    assert restored["0"].shape == (20, 1, 192, 192)
     assert restored.attrs["live_restore"]["missing"] == []
     assert (out / "frames.csv").is_file() and (out / "summary.json").is_file()
     text = " ".join(result.stdout.split())
-    assert "photons/pixel" in text and "20 of 20 with richardson-lucy" in text
+    assert "photons/pixel" in text and "20 of 20 with dfcan-sr2x-lite" in text
     assert not list(tmp_path.glob("*.partial*"))
 
 
@@ -115,7 +116,7 @@ def test_acquire_runs_a_yaml_sequence_on_the_cpp_democamera(tmp_path):
 @pytest.mark.parametrize(
     ("content", "args", "message"),
     [
-        ("time_plan: {interval: 0, loops: 2}", ["-m", "bogus"], "unknown model 'bogus'"),
+        ("time_plan: {interval: 0, loops: 2}", ["-m", "bogus"], "model 'bogus'"),
         ("time_plan: [not, a, plan]", [], "not a valid useq-schema MDA sequence"),
     ],
 )
