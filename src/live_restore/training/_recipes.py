@@ -166,6 +166,21 @@ def _loss(recipe: Recipe) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], t
     return refocus_loss
 
 
+def _set_nrmse(
+    inputs: torch.Tensor, targets: torch.Tensor
+) -> Callable[[nn.Module], dict[str, float]]:
+    """Validation NRMSE over a fixed held-out set, run in batches of 16."""
+    # one span for the whole set: a nearly empty patch must not dominate the score
+    span = float(targets.max() - targets.min())
+
+    def image_error(net: nn.Module) -> dict[str, float]:
+        outputs = torch.cat([net(inputs[i : i + 16]) for i in range(0, len(inputs), 16)])
+        rmse = float(((outputs - targets) ** 2).mean().sqrt())
+        return {"val_nrmse": rmse / span}
+
+    return image_error
+
+
 def _validation(
     recipe: Recipe, fields: list[FieldStack], examples: int = 64
 ) -> Callable[[nn.Module], dict[str, float]]:
@@ -176,15 +191,7 @@ def _validation(
             return {"val_mae_um": float((net(inputs)[:, 0] - targets[:, 0]).abs().mean())}
 
         return focus_error
-    # one span for the whole set: a nearly empty patch must not dominate the score
-    span = float(targets.max() - targets.min())
-
-    def image_error(net: nn.Module) -> dict[str, float]:
-        outputs = torch.cat([net(inputs[i : i + 16]) for i in range(0, examples, 16)])
-        rmse = float(((outputs - targets) ** 2).mean().sqrt())
-        return {"val_nrmse": rmse / span}
-
-    return image_error
+    return _set_nrmse(inputs, targets)
 
 
 def _file_data(
@@ -201,13 +208,11 @@ def _file_data(
         chosen, recipe.patch_size, recipe.scale, recipe.normalisation
     )
     inputs, targets = make(held_out).batch(32, np.random.default_rng(12345))
-    span = float(targets.max() - targets.min())
-
-    def image_error(net: nn.Module) -> dict[str, float]:
-        rmse = float(((net(inputs) - targets) ** 2).mean().sqrt())
-        return {"val_nrmse": rmse / span}
-
-    return make(training), image_error, f"{root}: {len(training)} pairs ({len(held_out)} held out)"
+    return (
+        make(training),
+        _set_nrmse(inputs, targets),
+        f"{root}: {len(training)} pairs ({len(held_out)} held out)",
+    )
 
 
 def train_model(

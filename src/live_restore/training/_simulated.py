@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from live_restore.models import Normalisation, frame_scale
+from live_restore.models import FrameScale, Normalisation, frame_scale
 from live_restore.simulate import CameraParams, ManualClock, OpticsParams, SimMicroscope, expose
 
 __all__ = [
@@ -107,6 +107,19 @@ def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndar
     return out
 
 
+@dataclass(frozen=True)
+class _Draw:
+    """One drawn example before its target: the field, light, plane, scale and input crop."""
+
+    field: FieldStack
+    photons: float
+    plane: int
+    scale: FrameScale
+    top: int
+    left: int
+    raw: np.ndarray
+
+
 class _Sampler:
     """Shared: a photon range, a camera, a normalisation and a patch size."""
 
@@ -149,6 +162,18 @@ class _Sampler:
         targets = torch.from_numpy(np.stack([p[1] for p in pairs]))
         return inputs, targets
 
+    def _draw(self, rng: np.random.Generator, random_plane: bool) -> _Draw:
+        """Field, photons, (plane), noise, crop: in this order, so a seed means one example."""
+        field = self.fields[int(rng.integers(len(self.fields)))]
+        photons = _log_uniform(rng, *self.photon_range)
+        plane = int(rng.integers(len(field.defocus_um))) if random_plane else field.focus_index
+        counts = self._counts(field.widefield[plane] * photons, rng)
+        scale = frame_scale(counts, self.normalisation)
+        top, left = self._corner(rng, counts.shape[0])
+        p = self.patch_size
+        raw = scale.forward(counts[top : top + p, left : left + p])
+        return _Draw(field, photons, plane, scale, top, left, raw)
+
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
@@ -157,18 +182,13 @@ class SRSampler(_Sampler):
     """Noisy in-focus widefield patch -> 2x ground-truth patch, both in network units."""
 
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        field = self.fields[int(rng.integers(len(self.fields)))]
-        photons = _log_uniform(rng, *self.photon_range)
-        counts = self._counts(field.widefield[field.focus_index] * photons, rng)
-        scale = frame_scale(counts, self.normalisation)
-        top, left = self._corner(rng, counts.shape[0])
-        p = self.patch_size
-        raw = scale.forward(counts[top : top + p, left : left + p])
+        draw = self._draw(rng, random_plane=False)
+        top, left, p = draw.top, draw.left, self.patch_size
         truth_counts = self._noise_free_counts(
-            field.sr[2 * top : 2 * (top + p), 2 * left : 2 * (left + p)] * photons
+            draw.field.sr[2 * top : 2 * (top + p), 2 * left : 2 * (left + p)] * draw.photons
         )
-        target = scale.forward(truth_counts) / np.float32(self.normalisation.output_range)
-        raw, target = _augment([raw, target], rng)
+        target = draw.scale.forward(truth_counts) / np.float32(self.normalisation.output_range)
+        raw, target = _augment([draw.raw, target], rng)
         return raw[None], target[None]
 
 
@@ -176,18 +196,14 @@ class RefocusSampler(_Sampler):
     """Noisy widefield patch at a random defocus -> the noise-free in-focus patch."""
 
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        field = self.fields[int(rng.integers(len(self.fields)))]
-        photons = _log_uniform(rng, *self.photon_range)
-        plane = int(rng.integers(len(field.defocus_um)))
-        counts = self._counts(field.widefield[plane] * photons, rng)
-        scale = frame_scale(counts, self.normalisation)
-        top, left = self._corner(rng, counts.shape[0])
-        p = self.patch_size
-        raw = scale.forward(counts[top : top + p, left : left + p])
-        target = scale.forward(
-            self._noise_free_counts(field.in_focus[top : top + p, left : left + p] * photons)
+        draw = self._draw(rng, random_plane=True)
+        top, left, p = draw.top, draw.left, self.patch_size
+        target = draw.scale.forward(
+            self._noise_free_counts(
+                draw.field.in_focus[top : top + p, left : left + p] * draw.photons
+            )
         )
-        raw, target = _augment([raw, target], rng)
+        raw, target = _augment([draw.raw, target], rng)
         return raw[None], target[None]
 
 
@@ -195,12 +211,6 @@ class FocusSampler(_Sampler):
     """Noisy widefield patch at a random defocus -> its signed defocus in µm."""
 
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        field = self.fields[int(rng.integers(len(self.fields)))]
-        photons = _log_uniform(rng, *self.photon_range)
-        plane = int(rng.integers(len(field.defocus_um)))
-        counts = self._counts(field.widefield[plane] * photons, rng)
-        scale = frame_scale(counts, self.normalisation)
-        top, left = self._corner(rng, counts.shape[0])
-        p = self.patch_size
-        (raw,) = _augment([scale.forward(counts[top : top + p, left : left + p])], rng)
-        return raw[None], np.asarray([field.defocus_um[plane]], np.float32)
+        draw = self._draw(rng, random_plane=True)
+        (raw,) = _augment([draw.raw], rng)
+        return raw[None], np.asarray([draw.field.defocus_um[draw.plane]], np.float32)
