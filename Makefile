@@ -6,7 +6,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-viewer screenshot system-deps clean
+
+# Debian/Ubuntu packages the napari window needs on a machine without a desktop (Xvfb, GL, xcb);
+# `make test` skips the viewer tests when no X server can be started
+SYSTEM_PACKAGES := xvfb xauth libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcb-icccm4 \
+	libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 \
+	libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1
 
 setup: $(STAMP)
 
@@ -26,6 +32,19 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+
+system-deps:
+	@if command -v Xvfb >/dev/null; then echo "Xvfb present"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES); fi
+
+# the README's picture: the demo window, saved once its frames are restored (needs an X server)
+screenshot: setup
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/live-restore demo --frames 8 --out demo-screenshot-run \
+		--overwrite --screenshot docs/demo-window.png
+
+bench-viewer: setup
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python benchmarks/bench_viewer.py
 
 bench: setup
 	$(BIN)/python benchmarks/bench_simulator.py

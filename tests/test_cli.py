@@ -56,10 +56,14 @@ def test_demo_ten_times_never_aborts_at_exit(tmp_path):
         assert "FATAL" not in result.stderr
 
 
-def test_demo_without_headless_says_the_viewer_is_not_built_yet(tmp_path):
-    result = _run("demo", "--out", str(tmp_path / "v.ome.zarr"))
+def test_gui_refuses_a_missing_config_and_a_bad_backend_before_opening_a_window(tmp_path):
+    result = _run("gui", "--config", str(tmp_path / "nope.cfg"))
     assert result.returncode == 2
-    assert "--headless" in result.stdout
+    assert "Micro-Manager config not found" in result.stdout
+    result = _run("demo", "--backend", "tensorrt", "--out", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert "--backend must be one of auto, torch-cpu, torch-cuda" in " ".join(result.stdout.split())
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.parametrize(

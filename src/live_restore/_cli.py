@@ -46,9 +46,9 @@ def _main(
 
 
 def _model_names() -> list[str]:
-    from .acquisition._registry import RESTORERS, shipped_model_names
+    from .acquisition._registry import restorer_names
 
-    return list(RESTORERS) + shipped_model_names()
+    return restorer_names()
 
 
 # options shared by `demo` and `acquire`
@@ -57,7 +57,7 @@ ModelsOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Restoration model (repeat for several): " + ", ".join(sorted(_model_names())) + ".",
+        help="Restoration model (repeat for several): " + ", ".join(_model_names()) + ".",
     ),
 ]
 OutFolderOption = Annotated[
@@ -70,6 +70,61 @@ MemoryOption = Annotated[
     float, typer.Option(min=1.0, help="Most memory the hook holds frames in (MB).")
 ]
 OverwriteOption = Annotated[bool, typer.Option(help="Replace an existing output.")]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help="Where trained models run: auto (CUDA if torch sees a GPU, else CPU), "
+        "torch-cpu, torch-cuda."
+    ),
+]
+ScreenshotOption = Annotated[
+    Path | None,
+    typer.Option(help="Save the window as PNG here once the frames are restored, then close it."),
+]
+
+
+def _check_backend(backend: str) -> None:
+    from .inference import BACKENDS
+
+    if backend not in BACKENDS:
+        raise _fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+
+
+def _open_window(
+    config: Path | None,
+    out: Path | None,
+    models: list[str] | None,
+    backend: str,
+    process: str,
+    demo: dict[str, Any] | None,
+    screenshot: Path | None,
+) -> None:
+    """Run the napari window (the gui command, and the demo without --headless)."""
+    try:
+        from .viewer import DemoSettings, run_window
+    except ImportError as e:
+        raise _fail(
+            f"the napari window needs the GUI extras ({e.name} is missing): "
+            "pip install 'live-restore[gui]', or use --headless"
+        ) from None
+    try:
+        result = run_window(
+            config,
+            output=out,
+            models=models,
+            backend=backend,
+            process=process,
+            demo=None if demo is None else DemoSettings(**demo),
+            screenshot=screenshot,
+        )
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise _fail(str(e)) from None
+    console.print(
+        f"window closed: {result.frames_restored} of {result.frames_received} frames restored, "
+        f"{result.display_updates} display updates"
+        + (f", screenshot {result.screenshot}" if result.screenshot else "")
+        + (f", saved in {out}" if out else "")
+    )
 
 
 def _check_policy(process: str) -> None:
@@ -91,7 +146,7 @@ def demo(
     out: OutFolderOption = Path("demo-output"),
     frames: Annotated[int, typer.Option(min=1, help="Number of time points.")] = 50,
     headless: Annotated[
-        bool, typer.Option(help="Run without the napari window (the viewer is not built yet).")
+        bool, typer.Option(help="Run without the napari window; print a summary at the end.")
     ] = False,
     structure: Annotated[
         str, typer.Option(help="Sample: microtubules, clathrin, er, f-actin, mitochondria, nuclei.")
@@ -109,11 +164,16 @@ def demo(
     seed: Annotated[int, typer.Option(help="Sample and noise seed.")] = 0,
     drift: Annotated[float, typer.Option(help="Focus drift of the sample (µm/min).")] = 0.0,
     model: ModelsOption = None,
+    backend: BackendOption = "auto",
     process: ProcessOption = "all",
     memory_mb: MemoryOption = 512.0,
     overwrite: OverwriteOption = False,
+    screenshot: ScreenshotOption = None,
 ) -> None:
     """Simulated low-light time-lapse, restored while it acquires, saved as OME-Zarr.
+
+    Without --headless, napari opens with raw and restored side by side, the microscope
+    controls and the Live Restore dock, the time-lapse already running; close the window to end.
 
     The sample is rendered from physics (NA 1.49 oil, 525 nm, 65 nm pixels) with Poisson shot
     noise and camera read noise; the light level sets the photon budget. Each frame is restored
@@ -123,14 +183,29 @@ def demo(
     """
     from ._demo import run_demo
 
-    if not headless:
-        raise _fail(
-            "the live napari view is not part of this release yet; "
-            "run `live-restore demo --headless`"
-        )
     _check_policy(process)
+    _check_backend(backend)
     models = model or ["dfcan-sr2x"]
     _prepare_out(out, overwrite)
+    if not headless:
+        from ._demo import LIGHT_LEVELS
+
+        if light not in LIGHT_LEVELS:
+            raise _fail(f"light level {light!r} is not one of {', '.join(LIGHT_LEVELS)}")
+        settings = {
+            "frames": frames,
+            "structure": structure,
+            "light_level": light,
+            "exposure_ms": exposure_ms,
+            "interval_s": interval_s,
+            "frame_size": frame_size,
+            "seed": seed,
+            "focus_drift_um_per_min": drift,
+        }
+        _open_window(None, out, models, backend, process, settings, screenshot)
+        return
+    if screenshot is not None:
+        raise _fail("--screenshot needs the window: drop --headless")
     with _progress() as progress:
         acquiring = progress.add_task("acquiring", total=frames)
         restoring = progress.add_task(f"restoring ({models[0]})", total=frames)
@@ -146,6 +221,7 @@ def demo(
                 seed=seed,
                 focus_drift_um_per_min=drift,
                 models=models,
+                backend=backend,
                 process=process,  # type: ignore[arg-type]
                 memory_mb=memory_mb,
                 on_frame=lambda n: progress.update(acquiring, completed=n),
@@ -185,6 +261,33 @@ def demo(
 
 
 @app.command()
+def gui(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Micro-Manager config (default: the simulated microscope)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for restored stores (run-N per acquisition); default: none."),
+    ] = None,
+    model: ModelsOption = None,
+    backend: BackendOption = "auto",
+    process: ProcessOption = "all",
+    screenshot: ScreenshotOption = None,
+) -> None:
+    """Napari with microscope controls (pymmcore-widgets) and the Live Restore dock.
+
+    Press Start in the dock, then run an MDA from the MDA tab (or live mode): every frame is
+    restored off the acquisition thread and shown beside the raw one.
+    """
+    _check_policy(process)
+    _check_backend(backend)
+    if config is not None and not config.is_file():
+        raise _fail(f"Micro-Manager config not found: {config}")
+    _open_window(config, out, model, backend, process, None, screenshot)
+
+
+@app.command()
 def acquire(
     config: Annotated[
         Path | None,
@@ -194,6 +297,7 @@ def acquire(
         Path, typer.Option(help="useq-schema MDA sequence (.yaml, .yml or .json).")
     ] = Path("sequence.yaml"),
     model: ModelsOption = None,
+    backend: BackendOption = "auto",
     out: OutFolderOption = Path("acquisition"),
     process: ProcessOption = "all",
     memory_mb: MemoryOption = 512.0,
@@ -212,6 +316,7 @@ def acquire(
     from .devices import demo_core, release_core
 
     _check_policy(process)
+    _check_backend(backend)
     models = model or ["richardson-lucy"]
     if not sequence.is_file():
         raise _fail(f"sequence file not found: {sequence}")
@@ -226,8 +331,8 @@ def acquire(
         raise _fail(str(e)) from None
     try:
         try:
-            stages = [make_restorer(name, core) for name in models]
-        except ValueError as e:
+            stages = [make_restorer(name, core, backend) for name in models]
+        except (ValueError, RuntimeError) as e:
             raise _fail(str(e)) from None
         total = len(list(mda.iter_events()))
         with _progress() as progress:

@@ -24,7 +24,13 @@ from .acquisition._intake import Policy
 from .acquisition._registry import make_restorer
 from .devices import demo_core, microscope_of, release_core
 
-__all__ = ["LIGHT_LEVELS", "DemoResult", "run_demo"]
+__all__ = [
+    "LIGHT_LEVELS",
+    "DemoResult",
+    "configure_demo_core",
+    "demo_sequence",
+    "run_demo",
+]
 
 LIGHT_LEVELS = ("VeryLow", "Low", "Medium", "High")
 
@@ -74,6 +80,34 @@ def _scores_against_truth(
     )
 
 
+def configure_demo_core(
+    core: Any,
+    structure: str = "microtubules",
+    light_level: str = "Low",
+    exposure_ms: float = 10.0,
+    frame_size: int = 512,
+    seed: int = 0,
+    focus_drift_um_per_min: float = 0.0,
+) -> None:
+    """Set the demo core's sample, camera and light for the low-light time-lapse."""
+    if light_level not in LIGHT_LEVELS:
+        raise ValueError(f"light level {light_level!r} is not one of {', '.join(LIGHT_LEVELS)}")
+    core.setProperty("SimScope", "Structure", structure)
+    core.setProperty("SimScope", "Seed", seed)
+    core.setProperty("Camera", "FrameSize", frame_size)
+    core.setProperty("Z", "FocusDriftUmPerMin", focus_drift_um_per_min)
+    core.setExposure(exposure_ms)
+    core.setConfig("LightLevel", light_level)
+
+
+def demo_sequence(frames: int, interval_s: float = 0.0) -> useq.MDASequence:
+    """The demo's time-lapse: ``frames`` widefield time points."""
+    return useq.MDASequence(
+        time_plan={"interval": interval_s, "loops": frames},
+        channels=[{"config": "Widefield", "group": "Channel"}],
+    )
+
+
 def run_demo(
     out: Path,
     frames: int = 50,
@@ -85,6 +119,7 @@ def run_demo(
     seed: int = 0,
     focus_drift_um_per_min: float = 0.0,
     models: Sequence[str] = ("richardson-lucy",),
+    backend: str = "auto",
     process: Policy = "all",
     memory_mb: float = 512.0,
     on_frame: Callable[[int], None] | None = None,
@@ -106,14 +141,11 @@ def run_demo(
 
     core = demo_core()
     try:
-        core.setProperty("SimScope", "Structure", structure)
-        core.setProperty("SimScope", "Seed", seed)
-        core.setProperty("Camera", "FrameSize", frame_size)
-        core.setProperty("Z", "FocusDriftUmPerMin", focus_drift_um_per_min)
-        core.setExposure(exposure_ms)
-        core.setConfig("LightLevel", light_level)
+        configure_demo_core(
+            core, structure, light_level, exposure_ms, frame_size, seed, focus_drift_um_per_min
+        )
         scope = microscope_of(core)
-        stages = [make_restorer(name, core) for name in models]
+        stages = [make_restorer(name, core, backend) for name in models]
         received: list[float] = []
 
         def _count(image: np.ndarray, event: Any, meta: Any) -> None:
@@ -121,10 +153,7 @@ def run_demo(
             if on_frame is not None:
                 on_frame(len(received))
 
-        sequence = useq.MDASequence(
-            time_plan={"interval": interval_s, "loops": frames},
-            channels=[{"config": "Widefield", "group": "Channel"}],
-        )
+        sequence = demo_sequence(frames, interval_s)
         core.mda.events.frameReady.connect(_count)
         hook = RestoreHook(
             core, stages, output=partial, process=process, memory_mb=memory_mb, progress=progress

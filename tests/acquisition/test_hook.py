@@ -447,3 +447,62 @@ def test_close_with_a_hung_stage_reports_exactly_what_was_left(fast_core, tmp_pa
     assert _array(out / "raw.ome.zarr").shape[0] == 6  # raw complete regardless
     summary = json.loads((out / "summary.json").read_text())
     assert summary["finished"] == "closed before restoration finished"
+
+
+class _DefocusFromTruth:
+    """A focus estimator that reads the simulator's truth (to test the hook's plumbing)."""
+
+    def __init__(self, core) -> None:
+        from live_restore import microscope_of
+
+        self.scope = microscope_of(core)
+        self.calls = 0
+
+    def __call__(self, frame: np.ndarray):
+        from types import SimpleNamespace
+
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("deliberate focus failure")
+        record = self.scope.last_record
+        return SimpleNamespace(defocus_um=record.defocus_um, uncertainty_um=0.1, confidence=0.8)
+
+
+def test_focus_estimates_are_published_and_their_failures_never_stop_restoration(
+    fast_core, tmp_path
+):
+    focus = _DefocusFromTruth(fast_core)
+    readings, errors = [], []
+    with RestoreHook(fast_core, IdentityRestorer(), output=tmp_path, focus=focus) as hook:
+        hook.events.defocus.connect(readings.append)
+        hook.events.error.connect(errors.append)
+        hook.run(_sequence(8))
+    assert hook.report.frames_restored == 8
+    assert focus.calls >= 2  # once per batch the worker took: at most once per frame
+    assert len(readings) == focus.calls - 1
+    assert [e.stage for e in errors] == ["focus"] and "deliberate" in errors[0].message
+    latest = hook.latest_defocus()
+    assert latest is readings[-1] and latest.confidence == 0.8
+    assert readings[-1].number == 7  # the newest frame of the last batch is the last frame
+    numbers = [r.number for r in readings]
+    assert numbers == sorted(numbers)
+
+
+def test_restored_view_reads_the_store_during_and_after_the_run(fast_core, tmp_path):
+    views = []
+    with RestoreHook(fast_core, IdentityRestorer(), output=tmp_path) as hook:
+
+        def _look(frame: RestoredFrame) -> None:
+            view = hook.restored_view()
+            views.append(view)
+            view[frame.index["t"], 0]  # readable while written (may still read as fill)
+
+        hook.events.restored.connect(_look)
+        hook.run(_sequence(4))
+        assert hook.restored_view("no-such-stage") is None
+    restored = _array(tmp_path / "identity.ome.zarr")
+    assert len(views) == 4 and all(v is views[0] for v in views)  # one view per run
+    view = hook.restored_view()  # still there after the run ended
+    assert view is views[0]
+    for t in range(4):
+        np.testing.assert_array_equal(np.asarray(view[t, 0]), restored[t, 0])

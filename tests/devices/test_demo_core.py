@@ -161,3 +161,20 @@ def test_mda_on_the_cpp_democamera_config(democam_core):
     high = np.mean([img.mean() for ev, img in frames if ev.index["c"] == 1])
     assert high > low
     assert democam_core.getPixelSizeUm() == pytest.approx(0.065)
+
+
+def test_shutter_events_name_the_python_shutter_during_mda_and_live(core):
+    # pymmcore-plus resolved setShutterOpen(state) through C++ MMCore, which does not know a
+    # Python shutter: it emitted propertyChanged("", ...) and pymmcore-widgets raised on it
+    import time
+
+    import useq
+
+    devices = []
+    core.events.propertyChanged.connect(lambda dev, prop, value: devices.append(dev))
+    core.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 2}))
+    core.startContinuousSequenceAcquisition()
+    time.sleep(0.1)
+    core.stopSequenceAcquisition()
+    assert "Light" in devices
+    assert "" not in devices

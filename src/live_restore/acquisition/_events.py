@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from psygnal import Signal, SignalGroup
 
-__all__ = ["HookEvents", "HookStats", "LatencyWindow", "RestoredFrame", "StageError"]
+__all__ = [
+    "DefocusReading",
+    "HookEvents",
+    "HookStats",
+    "LatencyWindow",
+    "RawFrame",
+    "RestoredFrame",
+    "StageError",
+]
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,29 @@ class RestoredFrame:
     restored: np.ndarray = field(repr=False)  # float32, scaled by the stage's factor
     latency_ms: float
     live: bool = False  # from live mode (not saved)
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    """The newest frame the worker finished with (whatever its stages did with it)."""
+
+    number: int  # arrival number (-1 in live mode)
+    index: dict[str, int]
+    image: np.ndarray = field(repr=False)
+    received_s: float  # time.perf_counter() when the hook received it
+    live: bool = False
+
+
+@dataclass(frozen=True)
+class DefocusReading:
+    """The focus model's estimate for one frame (the newest of what the worker took)."""
+
+    number: int  # arrival number of the frame (-1 in live mode)
+    index: dict[str, int]
+    defocus_um: float  # signed, as the simulator's truth: focus stage z - sample focal plane
+    uncertainty_um: float  # 1 σ
+    confidence: float  # 0..1
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +97,7 @@ class HookEvents(SignalGroup):
     restored = Signal(RestoredFrame)
     error = Signal(StageError)
     stats = Signal(HookStats)
+    defocus = Signal(DefocusReading)
 
 
 class LatencyWindow:

@@ -26,7 +26,15 @@ import numpy as np
 
 from live_restore._version import __version__
 
-from ._events import HookEvents, HookStats, LatencyWindow, RestoredFrame, StageError
+from ._events import (
+    DefocusReading,
+    HookEvents,
+    HookStats,
+    LatencyWindow,
+    RawFrame,
+    RestoredFrame,
+    StageError,
+)
 from ._grouping import FrameGroup, SingleFrame
 from ._intake import (
     Intake,
@@ -119,6 +127,12 @@ class RestoreHook:
         Also restore live mode (continuous acquisition), for display only.
     stats_interval_s : float
         How often ``events.stats`` is emitted while working.
+    focus : callable, optional
+        A focus estimator (``load_model("focus-est")``): frame -> object with ``defocus_um``,
+        ``uncertainty_um`` and ``confidence``. Run on the newest frame of each batch the worker
+        takes (so it never piles up when the worker is behind); each estimate is emitted as
+        ``events.defocus`` and kept in :meth:`latest_defocus`. Its failures are reported as
+        errors of stage ``focus`` and never stop restoration.
     """
 
     def __init__(
@@ -134,6 +148,7 @@ class RestoreHook:
         progress: bool = True,
         live: bool = True,
         stats_interval_s: float = 0.5,
+        focus: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
         stages = [models] if not isinstance(models, Sequence) else list(models)
         if not stages:
@@ -163,6 +178,10 @@ class RestoreHook:
         self._output_lock = threading.RLock()  # worker writes vs close() giving up
         self._latency = LatencyWindow()
         self._mailbox: dict[str, RestoredFrame] = {}
+        self._focus = focus
+        self._latest_defocus: DefocusReading | None = None
+        self._latest_raw: RawFrame | None = None
+        self._store_views: dict[str, Any] = {}  # stage -> view of its store in the last run
         self._report = HookReport()
         self._current_call: tuple[str, int] | None = None  # (stage, frame) while a stage runs
         # acquisition-side state: touched only by the thread that delivers the MDA signals
@@ -289,6 +308,29 @@ class RestoreHook:
     def latest(self, stage: str | None = None) -> RestoredFrame | None:
         """The newest restored frame (of ``stage``, default the first): the display mailbox."""
         return self._mailbox.get(stage or self._stages[0].name)
+
+    @property
+    def stages(self) -> list[tuple[str, int]]:
+        """(name, scale) of each stage, in order."""
+        return [(s.name, s.scale) for s in self._stages]
+
+    def latest_raw(self) -> RawFrame | None:
+        """The newest frame the worker is done with, after its stages ran (raw display)."""
+        return self._latest_raw
+
+    def latest_defocus(self) -> DefocusReading | None:
+        """The newest focus estimate (None without a ``focus`` estimator or before the first)."""
+        return self._latest_defocus
+
+    def restored_view(self, stage: str | None = None) -> Any:
+        """A read-only live view of ``stage``'s store in the current (or last) acquisition.
+
+        Array-like (ome-writers ``StreamView``: ``shape``, ``dtype``, ``dims``, integer and
+        slice indexing), reading frames from disk as they land; for a viewer whose memory must
+        not grow with the acquisition. None without an output folder or before the stage's
+        first output; it stays readable after the acquisition ends, until the next one starts.
+        """
+        return self._store_views.get(stage or self._stages[0].name)
 
     def stats(self) -> HookStats:
         """A snapshot of progress (also emitted as ``events.stats``)."""
@@ -443,6 +485,7 @@ class RestoreHook:
             self._finish_run(canceled=False, reason="a new acquisition started")
         number = len(self._report.runs) + 1
         folder = self._run_folder(number)
+        self._store_views = {}
         self._run = run = _Run(
             number, start.sequence, start.meta, start.raw_view, start.started_s, folder
         )
@@ -469,7 +512,7 @@ class RestoreHook:
             "live_restore_version": __version__,
         }
         try:
-            run.sinks[stage.name] = RestoredSink(
+            run.sinks[stage.name] = sink = RestoredSink(
                 run.folder / f"{stage.name}.ome.zarr",
                 run.sequence,
                 (raw_shape[0] * stage.scale, raw_shape[1] * stage.scale),
@@ -477,6 +520,10 @@ class RestoreHook:
                 stage.grouping.removed_axis,
                 provenance,
             )
+            self._store_views = {
+                **self._store_views,
+                stage.name: sink.view,
+            }  # readers see a whole dict
         except (SinkError, ValueError) as e:
             run.sinks[stage.name] = None
             self._error(stage.name, None, "sink", f"{e}; restored frames are shown, not saved")
@@ -557,6 +604,9 @@ class RestoreHook:
             if self._abandoned.is_set():
                 return
             failed_frames |= self._record(stage, outcomes, by_number)
+        newest, image, _source = frames[-1]
+        self._estimate_focus(image, newest.number, newest.index)
+        self._latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
         self._report.frames_done += len(frames)
         self._report.frames_failed += len(failed_frames & by_number.keys())
         self._report.frames_restored += len(by_number.keys() - failed_frames)
@@ -712,6 +762,27 @@ class RestoreHook:
         logger.warning("%s%s: %s: %s", stage, where, kind, message)
         self.events.error.emit(StageError(stage, frame, kind, message))
 
+    def _estimate_focus(
+        self, image: np.ndarray, number: int, index: dict[str, int], live: bool = False
+    ) -> None:
+        if self._focus is None:
+            return
+        try:
+            estimate = self._focus(image)
+            reading = DefocusReading(
+                number,
+                dict(index),
+                float(estimate.defocus_um),
+                float(estimate.uncertainty_um),
+                float(estimate.confidence),
+                live=live,
+            )
+        except Exception as e:  # a focus model must never stop restoration
+            self._error("focus", number if number >= 0 else None, "exception", f"{e!r}")
+            return
+        self._latest_defocus = reading
+        self.events.defocus.emit(reading)
+
     def _restore_live(self, image: np.ndarray, received_s: float) -> None:
         for stage in self._stages:
             if not isinstance(stage.grouping, SingleFrame) or stage.disabled:
@@ -724,6 +795,8 @@ class RestoreHook:
                 continue
             latency_ms = (now - received_s) * 1000
             self._publish(stage, group, image, outcome.restored, latency_ms, now, live=True)
+        self._estimate_focus(image, -1, {}, live=True)
+        self._latest_raw = RawFrame(-1, {}, image, received_s, live=True)
 
     def _publish(
         self,
@@ -738,7 +811,7 @@ class RestoreHook:
         """Count the latency, fill the display mailbox and emit ``restored``."""
         self._latency.add(latency_ms, now_s)
         frame = RestoredFrame(
-            stage.name, group.numbers, group.index, raw, restored, latency_ms, live=live
+            stage.name, group.numbers, group.index, raw, restored, latency_ms, live
         )
         self._mailbox[stage.name] = frame
         self.events.restored.emit(frame)

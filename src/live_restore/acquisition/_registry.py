@@ -19,7 +19,13 @@ from live_restore.simulate import CameraParams, OpticsParams
 
 from ._restorers import IdentityRestorer, Restorer, RichardsonLucyRestorer
 
-__all__ = ["RESTORERS", "make_restorer", "register_restorer", "shipped_model_names"]
+__all__ = [
+    "RESTORERS",
+    "make_restorer",
+    "register_restorer",
+    "restorer_names",
+    "shipped_model_names",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,11 @@ def _optics_and_camera(core: Any) -> tuple[OpticsParams, CameraParams]:
     return scope.optics, scope.camera
 
 
+def restorer_names() -> list[str]:
+    """Every name :func:`make_restorer` takes: the classical ones, then the trained models."""
+    return sorted(RESTORERS) + [n for n in shipped_model_names() if n != "focus-est"]
+
+
 def shipped_model_names() -> list[str]:
     """Trained models in ``engines/`` (empty if the folder is missing)."""
     from live_restore.models import ModelLoadError, engines_dir
@@ -69,12 +80,12 @@ def shipped_model_names() -> list[str]:
         return []
 
 
-def _trained_model(name: str, optics: OpticsParams) -> Restorer:
+def _trained_model(name: str, optics: OpticsParams, backend: str) -> Restorer:
     from live_restore.inference import ModelSession, load_model
     from live_restore.models import ModelLoadError
 
     try:
-        session = load_model(name)
+        session = load_model(name, backend)
     except ModelLoadError as error:
         raise ValueError(
             f"unknown or unusable model {name!r} ({error}); available: "
@@ -96,12 +107,16 @@ def _trained_model(name: str, optics: OpticsParams) -> Restorer:
     return session
 
 
-def make_restorer(name: str, core: Any = None) -> Restorer:
-    """The restorer called ``name``, set up for ``core`` (see module docstring)."""
+def make_restorer(name: str, core: Any = None, backend: str = "auto") -> Restorer:
+    """The restorer called ``name``, set up for ``core`` (see module docstring).
+
+    ``backend`` applies to trained models (``load_model``); the classical restorers run on the
+    CPU whatever it says.
+    """
     optics, camera = (
         _optics_and_camera(core) if core is not None else (OpticsParams(), CameraParams())
     )
     if name not in RESTORERS:
-        return _trained_model(name, optics)
+        return _trained_model(name, optics, backend)
     factory, _ = RESTORERS[name]
     return factory(optics, camera)

@@ -146,6 +146,8 @@ class RestoredSink:
             )
             self._stream = create_stream(settings)
             self._stream.set_global_metadata("live_restore", self.provenance)
+            # made here, on the writing thread, once: a viewer reads frames through it
+            self.view = self._stream.view(dynamic_shape=True, strict=False)
         except Exception as e:
             raise SinkError(f"cannot create restored store {path}: {e}") from e
 

@@ -78,6 +78,14 @@ class LiveRestoreCore(UniMMCore):
             return (size, 0.0, 0.0, 0.0, size, 0.0)
         return affine
 
+    def setShutterOpen(self, *args: Any) -> None:
+        # CMMCorePlus resolves setShutterOpen(state) through C++ MMCore's shutter, which is ""
+        # for a Python shutter: it then emitted propertyChanged("", "State", ...), and
+        # pymmcore-widgets' preset widgets raised "No device with label ''" on every frame.
+        if len(args) == 1 and (shutter := self.getShutterDevice()):
+            args = (shutter, args[0])
+        super().setShutterOpen(*args)
+
     def snapImage(self) -> None:
         if not (shutter := self._python_autoshutter()):
             return super().snapImage()

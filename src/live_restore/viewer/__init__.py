@@ -1,0 +1,29 @@
+"""The napari live view: raw beside restored while it acquires (needs ``live-restore[gui]``)."""
+
+from ._app import DemoSettings, WindowResult, run_window
+from ._dock import LiveRestoreDock
+from ._focus_widgets import DefocusPlot, FocusIndicator, focus_state
+from ._gui import GuiWindow, build_window, current_core, make_dock, screenshot_is_blank
+from ._layers import SafeStoreView, StreamLayers, display_range, restored_translate_um
+from ._view import DisplayStats, LiveView
+
+__all__ = [
+    "DefocusPlot",
+    "DemoSettings",
+    "DisplayStats",
+    "FocusIndicator",
+    "GuiWindow",
+    "LiveRestoreDock",
+    "LiveView",
+    "SafeStoreView",
+    "StreamLayers",
+    "WindowResult",
+    "build_window",
+    "current_core",
+    "display_range",
+    "focus_state",
+    "make_dock",
+    "restored_translate_um",
+    "run_window",
+    "screenshot_is_blank",
+]

@@ -1,0 +1,327 @@
+"""The "Live Restore" dock: choose models, backend and policy; start/stop; watch it work.
+
+Start opens a :class:`RestoreHook` on the core: from then on every MDA on that core is restored,
+whoever starts it (our CLI, pymmcore-widgets' MDA widget, a script), and so is live mode. Stop
+closes the hook on a background thread (it may have frames left to finish), so the GUI never
+waits for restoration.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from live_restore.acquisition import DefocusReading, HookStats, RestoreHook, StageError
+from live_restore.acquisition._registry import make_restorer, restorer_names
+
+from ._focus_widgets import DefocusPlot, FocusIndicator
+from ._view import DisplayStats, LiveView
+
+__all__ = ["LiveRestoreDock"]
+
+log = logging.getLogger(__name__)
+
+FOCUS_MODEL = "focus-est"
+
+
+def _default_models(available: list[str]) -> list[str]:
+    for name in ("dfcan-sr2x", "dfcan-sr2x-lite", "richardson-lucy"):
+        if name in available:
+            return [name]
+    return available[:1]
+
+
+class LiveRestoreDock(QWidget):
+    """Dock widget: restoration controls, live statistics and the focus indicator.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    core : CMMCorePlus
+        The microscope whose acquisitions are restored.
+    output : path, optional
+        Folder for restored stores (``run-N`` per acquisition); empty: display only.
+    models : list of str, optional
+        Models ticked at start (default: DFCAN, else Richardson-Lucy).
+    backend, process : str
+        Initial choices.
+    estimate_focus : bool
+        Run the focus estimator on the newest frame (the indicator and the plot).
+    """
+
+    def __init__(
+        self,
+        viewer: Any,
+        core: Any,
+        output: str | Path | None = None,
+        models: list[str] | None = None,
+        backend: str = "auto",
+        process: str = "all",
+        estimate_focus: bool = True,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        from live_restore.inference import BACKENDS
+
+        self.viewer = viewer
+        self.core = core
+        self.hook: RestoreHook | None = None
+        self.view: LiveView | None = None
+        self.last_report: Any = None
+        self._closer: threading.Thread | None = None
+        self._closer_timer = QTimer(self)
+        self._closer_timer.setInterval(100)
+        self._closer_timer.timeout.connect(self._check_closed)
+
+        available = restorer_names()
+        chosen = models if models is not None else _default_models(available)
+        # a requested name the list lacks (dfcan-sr2x, which runs as its lite variant on a
+        # CPU, or a model folder) is offered too; a wrong one fails at Start, with its reason
+        available += [name for name in chosen if name not in available]
+        self.models = QListWidget()
+        for name in available:
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if name in chosen else Qt.CheckState.Unchecked)
+            self.models.addItem(item)
+        self.models.setMaximumHeight(110)
+        self.backend = QComboBox()
+        self.backend.addItems(list(BACKENDS))
+        self.backend.setCurrentText(backend)
+        self.process = QComboBox()
+        self.process.addItems(["all", "latest"])
+        self.process.setCurrentText(process)
+        self.process.setToolTip(
+            "all: every frame is restored and saved (catching up from the raw store);\n"
+            "latest: the newest frame wins (display), skipped frames are counted"
+        )
+        self.estimate_focus = QCheckBox(f"estimate focus ({FOCUS_MODEL})")
+        self.estimate_focus.setChecked(estimate_focus)
+        self.output = QLineEdit("" if output is None else str(output))
+        self.output.setPlaceholderText("folder for restored stores (empty: display only)")
+        self.start_button = QPushButton("Start")
+        self.start_button.setCheckable(True)
+        self.start_button.clicked.connect(self._on_start_clicked)
+        self.side_by_side = QPushButton("Side by side")
+        self.side_by_side.setCheckable(True)
+        self.side_by_side.toggled.connect(self.set_side_by_side)
+
+        settings = QFormLayout()
+        settings.addRow("models", self.models)
+        settings.addRow("backend", self.backend)
+        settings.addRow("policy", self.process)
+        settings.addRow("save to", self.output)
+        settings.addRow(self.estimate_focus)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.side_by_side)
+
+        self.status = QLabel("stopped")
+        self.status.setWordWrap(True)
+        self.stats_labels: dict[str, QLabel] = {}
+        stats_box = QGroupBox("live statistics")
+        stats_form = QFormLayout(stats_box)
+        for key in ("restored", "frames/s", "latency", "queue", "skipped", "failed", "display"):
+            self.stats_labels[key] = QLabel("-")
+            stats_form.addRow(key, self.stats_labels[key])
+        focus_box = QGroupBox("focus")
+        focus_layout = QVBoxLayout(focus_box)
+        self.focus_indicator = FocusIndicator()
+        self.defocus_plot = DefocusPlot()
+        focus_layout.addWidget(self.focus_indicator)
+        focus_layout.addWidget(self.defocus_plot)
+        self.last_error = QLabel("")
+        self.last_error.setWordWrap(True)
+        self.last_error.setStyleSheet("color: #ff7f0e")
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(settings)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addWidget(stats_box)
+        layout.addWidget(focus_box)
+        layout.addWidget(self.last_error)
+        layout.addStretch()
+
+    # -- choices ----------------------------------------------------------------------------
+
+    def chosen_models(self) -> list[str]:
+        """The ticked models, in list order."""
+        items = (self.models.item(i) for i in range(self.models.count()))
+        return [it.text() for it in items if it and it.checkState() == Qt.CheckState.Checked]
+
+    def set_side_by_side(self, on: bool) -> None:
+        """Raw and restored in a grid of their own (on) or overlaid in world space (off)."""
+        self.viewer.canvas.grid.enabled = bool(on)
+        if self.side_by_side.isChecked() != bool(on):
+            self.side_by_side.setChecked(bool(on))
+
+    # -- start / stop -----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether a hook is open (restoring this core's acquisitions)."""
+        return self.hook is not None
+
+    def _on_start_clicked(self, checked: bool) -> None:
+        if checked:
+            self.start()
+        else:
+            self.stop()
+
+    def start(self) -> bool:
+        """Open the hook with the chosen settings; on a bad choice, say why and stay stopped."""
+        if self.hook is not None or self._closer is not None:
+            return self.hook is not None
+        names = self.chosen_models()
+        try:
+            if not names:
+                raise ValueError("tick at least one model")
+            backend = self.backend.currentText()
+            stages = [make_restorer(name, self.core, backend) for name in names]
+            focus = None
+            if self.estimate_focus.isChecked():
+                from live_restore.inference import load_model
+
+                focus = load_model(FOCUS_MODEL, backend)
+            output = self.output.text().strip() or None
+            hook = RestoreHook(
+                self.core,
+                stages,
+                output=output,
+                process=self.process.currentText(),  # type: ignore[arg-type]
+                progress=False,
+                focus=focus,
+            )
+            hook.open()
+        except Exception as e:  # a wrong model, backend or folder: shown, nothing started
+            self.status.setText(f"not started: {e}")
+            self.start_button.setChecked(False)
+            log.warning("Live Restore not started: %s", e)
+            return False
+        self.hook = hook
+        self.defocus_plot.clear()
+        self.focus_indicator.show_reading(None)
+        self.view = LiveView(
+            self.viewer,
+            hook,
+            self.core,
+            on_stats=self.show_stats,
+            on_defocus=self.show_defocus,
+            on_error=self.show_error,
+            parent=self,
+        )
+        self.view.start()
+        self._set_controls_enabled(False)
+        self.start_button.setText("Stop")
+        self.start_button.setChecked(True)
+        where = f", saving to {output}" if output else " (display only)"
+        self.status.setText(f"restoring every acquisition with {', '.join(names)}{where}")
+        return True
+
+    def stop(self) -> None:
+        """Close the hook off the GUI thread; the view keeps showing until it has finished."""
+        hook = self.hook
+        if hook is None or self._closer is not None:
+            return
+        self.start_button.setEnabled(False)
+        self.start_button.setText("finishing…")
+        pending = hook.stats().frames_pending
+        self.status.setText(f"finishing {pending} pending frames")
+        self._closer = threading.Thread(target=hook.close, name="live-restore-close", daemon=True)
+        self._closer.start()
+        self._closer_timer.start()
+
+    def _check_closed(self) -> None:
+        if self._closer is None or self._closer.is_alive():
+            return
+        self._closer_timer.stop()
+        self._closer = None
+        self._closed()
+
+    def _closed(self) -> None:
+        hook, self.hook = self.hook, None
+        if hook is None:
+            return
+        self.last_report = report = hook.report
+        if self.view is not None:
+            self.view.tick()  # the last frames
+            self.view.stop()
+        self.status.setText(
+            f"stopped: {report.frames_restored} of {report.frames_received} frames restored"
+            f", {report.frames_failed} failed, {report.frames_skipped} skipped"
+        )
+        self._set_controls_enabled(True)
+        self.start_button.setEnabled(True)
+        self.start_button.setText("Start")
+        self.start_button.setChecked(False)
+
+    def close_hook(self, timeout_s: float = 10.0) -> None:
+        """Close now, blocking up to ``timeout_s``; safe after the window's widgets are gone."""
+        hook = self.hook
+        if self._closer is not None:
+            self._closer.join(timeout_s)
+        elif hook is not None:
+            hook.drain_timeout_s = timeout_s
+            hook.close()
+        self._closer = None
+        try:
+            self._closer_timer.stop()
+            self._closed()
+        except RuntimeError:  # the window closed first: its widgets are deleted, the hook is not
+            if self.hook is not None:
+                self.last_report, self.hook = self.hook.report, None
+
+    def _set_controls_enabled(self, enabled: bool) -> None:
+        for widget in (self.models, self.backend, self.process, self.output, self.estimate_focus):
+            widget.setEnabled(enabled)
+
+    # -- what the view reports (main thread) ---------------------------------------------------
+
+    def show_stats(self, stats: HookStats, display: DisplayStats) -> None:
+        """Fill the statistics box."""
+        labels = self.stats_labels
+        labels["restored"].setText(f"{stats.frames_restored} of {stats.frames_received}")
+        labels["frames/s"].setText(f"{stats.throughput_fps:.1f}")
+        labels["latency"].setText(
+            f"p50 {stats.latency_p50_ms:.0f} ms, p99 {stats.latency_p99_ms:.0f} ms"
+        )
+        queue = f"{stats.frames_pending} frames ({stats.held_mb:.0f} MB held)"
+        labels["queue"].setText(queue + (", paused" if stats.paused else ""))
+        labels["skipped"].setText(str(stats.frames_skipped))
+        failed = str(stats.frames_failed)
+        if stats.disabled_stages:
+            failed += f" (disabled: {', '.join(stats.disabled_stages)})"
+        labels["failed"].setText(failed)
+        labels["display"].setText(
+            f"{display.updates_per_s:.1f} updates/s, frame to screen "
+            f"p50 {display.screen_latency_p50_ms:.0f} ms"
+        )
+
+    def show_defocus(self, reading: DefocusReading) -> None:
+        """Update the indicator and the plot."""
+        self.focus_indicator.show_reading(reading)
+        self.defocus_plot.add(reading)
+
+    def show_error(self, error: StageError) -> None:
+        """Show the newest error (all of them are in the log and the frame table)."""
+        where = f" frame {error.frame}" if error.frame is not None else ""
+        self.last_error.setText(f"{error.stage}{where}: {error.kind}: {error.message}")

@@ -1,0 +1,210 @@
+"""napari layers for one acquisition: the raw stream beside each stage's restored stream.
+
+Registration: napari puts pixel ``i``'s centre at ``i * scale + translate``. A stage with factor
+``s`` has pixels of ``raw_um / s``; for ``s`` of them to tile one raw pixel exactly, the first
+restored pixel centre sits at ``-raw_um / 2 + raw_um / (2 s)``, so the restored layer overlays
+the raw one in world coordinates (µm).
+
+Two ways to show, chosen per update by what exists:
+
+- **frames**: 2-D layers whose data are replaced by each new frame from the hook's mailbox
+  (live mode, or an MDA that writes no store). Memory: one frame per layer.
+- **stores**: N-D layers backed by the OME-Zarr stores as they are written, read one plane at a
+  time when napari draws it; the sliders follow the newest restored frame. Memory does not grow
+  with the acquisition's length.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["SafeStoreView", "StreamLayers", "display_range", "restored_translate_um"]
+
+log = logging.getLogger(__name__)
+
+RAW_LAYER = "raw"
+_SPATIAL = ("y", "x")
+
+
+def restored_translate_um(raw_pixel_um: float, scale: int) -> float:
+    """Offset of a ``scale``-times finer layer so that its pixels tile the raw ones."""
+    return -raw_pixel_um * (scale - 1) / (2 * scale)
+
+
+def display_range(image: np.ndarray) -> tuple[float, float]:
+    """Contrast limits from robust percentiles of a strided sample (cheap on the GUI thread)."""
+    sample = np.asarray(image)[::4, ::4].astype(np.float32, copy=False)
+    finite = sample[np.isfinite(sample)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(finite, [0.5, 99.9])
+    return float(low), float(max(high, low + 1e-6))
+
+
+class SafeStoreView:
+    """A store view napari can draw from while the store is being written.
+
+    A plane not written yet, or a read that races the writer, shows as zeros instead of raising
+    inside napari's drawing. The shape is frozen when wrapped, so napari's dims stay consistent
+    until :class:`StreamLayers` re-wraps the grown store.
+    """
+
+    def __init__(self, view: Any) -> None:
+        self.view = view
+        self.shape: tuple[int, ...] = tuple(int(n) for n in view.shape)
+        self.dtype = np.dtype(view.dtype)
+        self.ndim = len(self.shape)
+        self.dims: tuple[str, ...] = tuple(getattr(view, "dims", ()))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            return np.asarray(self.view[key])
+        except Exception as e:  # the writer's thread owns the store; never break the drawing
+            log.debug("store read %s failed (%r): shown as zeros", key, e)
+            return np.zeros(self._result_shape(key), self.dtype)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        raise TypeError("a store view is read a plane at a time, never as a whole")
+
+    def _result_shape(self, key: Any) -> tuple[int, ...]:
+        keys = key if isinstance(key, tuple) else (key,)
+        keys = keys + (slice(None),) * (self.ndim - len(keys))
+        shape = []
+        for k, n in zip(keys, self.shape, strict=True):
+            if isinstance(k, slice):
+                shape.append(len(range(*k.indices(n))))
+        return tuple(shape)
+
+
+class StreamLayers:
+    """The raw layer and one restored layer per stage, in one viewer.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    raw_pixel_um : float
+        The camera's pixel size at the sample (0 or unknown: 1, i.e. pixel units).
+    stages : sequence of (name, scale)
+        The restoration stages, in the order their layers stack (above raw).
+    """
+
+    def __init__(self, viewer: Any, raw_pixel_um: float, stages: Sequence[tuple[str, int]]) -> None:
+        self.viewer = viewer
+        self.raw_pixel_um = float(raw_pixel_um) if raw_pixel_um and raw_pixel_um > 0 else 1.0
+        self.scales = {name: int(scale) for name, scale in stages}
+        self.mode: Literal["frames", "stores"] | None = None
+        self.layers: dict[str, Any] = {}  # RAW_LAYER or stage name -> napari Image layer
+        self._views: dict[str, Any] = {}  # the unwrapped view each store layer reads
+
+    # -- geometry ---------------------------------------------------------------------------
+
+    def _pixel_um(self, name: str) -> float:
+        return self.raw_pixel_um / self.scales.get(name, 1)
+
+    def _placement(self, name: str, ndim: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        lead = ndim - 2
+        pixel = self._pixel_um(name)
+        shift = restored_translate_um(self.raw_pixel_um, self.scales.get(name, 1))
+        return (1.0,) * lead + (pixel, pixel), (0.0,) * lead + (shift, shift)
+
+    # -- layers -----------------------------------------------------------------------------
+
+    def _names(self) -> list[str]:
+        return [RAW_LAYER, *self.scales]
+
+    def _add(self, name: str, data: Any, limits: tuple[float, float]) -> None:
+        scale, translate = self._placement(name, len(data.shape))
+        self.layers[name] = self.viewer.add_image(
+            data,
+            name=name,
+            scale=scale,
+            translate=translate,
+            contrast_limits=limits,
+            colormap="gray" if name == RAW_LAYER else "magma",
+            blending="translucent" if name == RAW_LAYER else "additive",
+            metadata={"live_restore": {"kind": "raw" if name == RAW_LAYER else "restored"}},
+        )
+        if len(self.layers) == 1:  # the first layer of this acquisition: frame it
+            self.viewer.reset_view()
+
+    def clear(self) -> None:
+        """Remove this acquisition's layers (the user may have removed some already)."""
+        for layer in self.layers.values():
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.layers.clear()
+        self._views.clear()
+        self.mode = None
+
+    def _ensure_mode(self, mode: Literal["frames", "stores"]) -> None:
+        if self.mode != mode:
+            self.clear()
+            self.mode = mode
+
+    # -- updates ----------------------------------------------------------------------------
+
+    def show_frames(
+        self, raw: np.ndarray, restored: Mapping[str, np.ndarray], contrast: bool
+    ) -> None:
+        """Show one frame per layer (replacing the previous ones)."""
+        self._ensure_mode("frames")
+        for name, image in ((RAW_LAYER, raw), *restored.items()):
+            if image.size == 0:
+                continue
+            layer = self.layers.get(name)
+            if layer is None or layer not in self.viewer.layers:
+                self._add(name, image, display_range(image))
+                continue
+            layer.data = image
+            if contrast:
+                layer.contrast_limits = display_range(image)
+
+    def show_stores(
+        self,
+        raw_view: Any,
+        restored_views: Mapping[str, Any],
+        index: Mapping[str, int],
+        latest: Mapping[str, np.ndarray],
+        contrast: bool,
+    ) -> None:
+        """Show the stores (grown as written) and move the sliders to ``index``."""
+        self._ensure_mode("stores")
+        views: list[tuple[str, Any]] = [(RAW_LAYER, raw_view), *restored_views.items()]
+        for name, view in views:
+            layer = self.layers.get(name)
+            if 0 in tuple(view.shape):  # nothing written yet: napari cannot show an empty axis
+                continue
+            image = latest.get(name)
+            limits = display_range(image) if image is not None else (0.0, 1.0)
+            if layer is None or layer not in self.viewer.layers:
+                self._add(name, SafeStoreView(view), limits)
+                self._views[name] = view
+            else:
+                grown = tuple(view.shape) != tuple(layer.data.shape)
+                if grown or self._views.get(name) is not view:
+                    layer.data = SafeStoreView(view)
+                    self._views[name] = view
+                if contrast and image is not None:
+                    layer.contrast_limits = limits
+        labels = tuple(getattr(raw_view, "dims", ()))
+        if self.layers and len(labels) == self.viewer.dims.ndim:
+            self.viewer.dims.axis_labels = labels
+        self._follow(raw_view, index)
+
+    def _follow(self, raw_view: Any, index: Mapping[str, int]) -> None:
+        labels = [d for d in getattr(raw_view, "dims", ()) if d not in _SPATIAL]
+        if not labels or not self.layers:
+            return
+        world_ndim = self.viewer.dims.ndim
+        offset = world_ndim - (len(labels) + 2)  # other layers may add leading world axes
+        if offset < 0:
+            return
+        step = list(self.viewer.dims.current_step)
+        for axis, label in enumerate(labels):
+            step[offset + axis] = int(index.get(label, 0))
+        if tuple(step) != tuple(self.viewer.dims.current_step):
+            self.viewer.dims.current_step = tuple(step)

@@ -1,0 +1,287 @@
+"""The napari live view under Xvfb: a real viewer, a real core, real stores."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import useq
+import zarr
+
+napari = pytest.importorskip("napari")
+
+from live_restore.acquisition import IdentityRestorer  # noqa: E402
+from live_restore.acquisition._registry import RESTORERS  # noqa: E402
+from live_restore.viewer import (  # noqa: E402
+    LiveRestoreDock,
+    SafeStoreView,
+    StreamLayers,
+    build_window,
+    focus_state,
+    make_dock,
+    restored_translate_um,
+    screenshot_is_blank,
+)
+from live_restore.viewer._focus_widgets import (  # noqa: E402
+    DEFOCUSED_COLOUR,
+    IN_FOCUS_COLOUR,
+    UNCERTAIN_COLOUR,
+)
+
+FRAMES = 6
+WAIT_MS = 60_000
+
+
+def _store(path: Path) -> np.ndarray:
+    return np.asarray(zarr.open_group(str(path), mode="r")["0"][:])
+
+
+@pytest.fixture
+def window(make_napari_viewer, core, tmp_path):
+    core.setExposure(5.0)
+    core.setConfig("LightLevel", "Medium")
+    viewer = make_napari_viewer(show=True)  # a hidden canvas screenshots as black under Xvfb
+    win = build_window(viewer, core, output=tmp_path / "restored", models=["richardson-lucy"])
+    yield win
+    win.dock.close_hook()
+    if win.dock.view is not None:
+        win.dock.view.stop()
+
+
+def _run_mda(win, frames: int = FRAMES) -> Path:
+    hook = win.dock.hook
+    raw = hook.raw_path_for_next_run()
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    win.core.run_mda(useq.MDASequence(time_plan={"interval": 0, "loops": frames}), output=str(raw))
+    return raw.parent
+
+
+def _shown_all(win, frames: int):
+    def check() -> None:
+        hook, view = win.dock.hook, win.dock.view
+        assert not win.core.mda.is_running()
+        assert hook.report.frames_restored == frames
+        latest = hook.latest()
+        assert latest is not None and latest.numbers[-1] == frames - 1
+        assert view._shown is hook.latest_raw()  # the timer showed the newest frame
+        assert view._shown.number == frames - 1
+
+    return check
+
+
+def test_dock_builds_with_the_models_backends_and_policies(window):
+    dock = window.dock
+    assert isinstance(dock, LiveRestoreDock)
+    names = [dock.models.item(i).text() for i in range(dock.models.count())]
+    assert {"identity", "richardson-lucy", "dfcan-sr2x-lite", "refocus"} <= set(names)
+    assert "focus-est" not in names  # estimates focus; not a restoration stage
+    assert dock.chosen_models() == ["richardson-lucy"]
+    assert [dock.backend.itemText(i) for i in range(dock.backend.count())][:2] == [
+        "auto",
+        "torch-cpu",
+    ]
+    assert not dock.running
+
+
+def test_bad_choices_are_refused_with_a_message_and_nothing_starts(window):
+    from qtpy.QtCore import Qt
+
+    dock = window.dock
+    for i in range(dock.models.count()):
+        dock.models.item(i).setCheckState(Qt.CheckState.Unchecked)
+    assert not dock.start()
+    assert "tick at least one model" in dock.status.text()
+    assert not dock.running and not dock.start_button.isChecked()
+
+
+def test_mda_fills_both_layers_from_the_stores_and_they_match_what_was_saved(window, qtbot):
+    dock = window.dock
+    assert dock.start()
+    folder = _run_mda(window)
+    qtbot.waitUntil(_shown_all(window, FRAMES), timeout=WAIT_MS)
+    layers = dock.view.layers
+    assert layers.mode == "stores"
+    raw_layer, restored_layer = layers.layers["raw"], layers.layers["richardson-lucy"]
+    # backed by the stores, read a plane at a time: memory does not grow with the run
+    assert isinstance(raw_layer.data, SafeStoreView)
+    assert isinstance(restored_layer.data, SafeStoreView)
+    assert raw_layer.data.shape[0] == restored_layer.data.shape[0] == FRAMES
+    assert window.viewer.dims.current_step[0] == FRAMES - 1  # the slider followed
+    dock.close_hook()
+    raw_store = _store(folder / "raw.ome.zarr")
+    restored_store = _store(folder / "richardson-lucy.ome.zarr")
+    for t in range(FRAMES):
+        np.testing.assert_array_equal(restored_layer.data[t], restored_store[t])
+        np.testing.assert_array_equal(raw_layer.data[t], raw_store[t])
+    assert restored_store[FRAMES - 1].std() > 0  # real frames, not fill
+    # the focus estimator ran on the frames and fed the indicator and the plot
+    assert len(dock.defocus_plot.readings) >= 1
+    assert "no estimate" not in dock.focus_indicator.text()
+    assert dock.stats_labels["restored"].text().startswith(f"{FRAMES} of {FRAMES}")
+    assert "stopped: 6 of 6 frames restored" in dock.status.text()
+
+
+def test_screenshot_shows_non_blank_raw_and_restored_images(window, qtbot, tmp_path):
+    dock = window.dock
+    assert dock.start()
+    _run_mda(window)
+    qtbot.waitUntil(_shown_all(window, FRAMES), timeout=WAIT_MS)
+    viewer = window.viewer
+    raw_layer = dock.view.layers.layers["raw"]
+    restored_layer = dock.view.layers.layers["richardson-lucy"]
+    shots = {}
+    for shown, hidden in ((raw_layer, restored_layer), (restored_layer, raw_layer)):
+        shown.visible, hidden.visible = True, False
+        shots[shown.name] = viewer.screenshot(canvas_only=True, flash=False)
+    raw_layer.visible = restored_layer.visible = True
+    dock.set_side_by_side(True)
+    assert viewer.canvas.grid.enabled
+    path = tmp_path / "live-view.png"
+    image = viewer.screenshot(str(path), canvas_only=False, flash=False)
+    assert path.is_file() and path.stat().st_size > 10_000
+    assert not screenshot_is_blank(shots["raw"])
+    assert not screenshot_is_blank(shots["richardson-lucy"])
+    assert not screenshot_is_blank(image)
+    blank = np.zeros_like(shots["raw"])
+    assert screenshot_is_blank(blank)  # the check itself can fail
+
+
+def test_an_mda_started_from_the_pymmcore_widgets_mda_widget_is_restored_and_shown(window, qtbot):
+    dock = window.dock
+    assert dock.start()
+    mda = window.mda_widget
+    mda.setValue(useq.MDASequence(time_plan={"interval": 0, "loops": 4}))
+    mda.run_mda()  # the widget's own Run: no raw store (saving unticked)
+    qtbot.waitUntil(_shown_all(window, 4), timeout=WAIT_MS)
+    layers = dock.view.layers
+    assert layers.mode == "frames"  # no raw store to back the layer: the newest frame
+    latest = dock.hook.latest()
+    np.testing.assert_array_equal(layers.layers["raw"].data, latest.raw)
+    np.testing.assert_array_equal(layers.layers["richardson-lucy"].data, latest.restored)
+
+
+def test_live_mode_is_restored_for_display(window, qtbot):
+    dock = window.dock
+    assert dock.start()
+    window.core.startContinuousSequenceAcquisition()
+    try:
+
+        def shown_live() -> None:
+            latest = dock.hook.latest_raw()
+            assert latest is not None and latest.live and dock.view._shown is latest
+            assert dock.hook.latest() is not None
+
+        qtbot.waitUntil(shown_live, timeout=WAIT_MS)
+    finally:
+        window.core.stopSequenceAcquisition()
+    assert dock.view.layers.mode == "frames"
+    assert dock.view.layers.layers["richardson-lucy"].data.shape == (64, 64)
+
+
+def test_a_failing_stage_is_shown_in_the_dock_and_raw_is_still_shown(
+    make_napari_viewer, core, qtbot, monkeypatch
+):
+    class Explodes(IdentityRestorer):
+        name = "explodes"
+
+        def __call__(self, frame):
+            raise RuntimeError("model exploded")
+
+    monkeypatch.setitem(RESTORERS, "explodes", (lambda optics, camera: Explodes(), "test"))
+    viewer = make_napari_viewer()
+    dock = LiveRestoreDock(viewer, core, models=["explodes", "identity"], estimate_focus=False)
+    assert dock.start()
+    try:
+        core.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 3}))
+        qtbot.waitUntil(lambda: "model exploded" in dock.last_error.text(), timeout=WAIT_MS)
+        assert "explodes" in dock.last_error.text()
+
+        def shown() -> None:
+            latest = dock.hook.latest_raw()
+            assert latest is not None and latest.number == 2 and dock.view._shown is latest
+
+        qtbot.waitUntil(shown, timeout=WAIT_MS)
+        layers = dock.view.layers.layers
+        np.testing.assert_array_equal(layers["raw"].data, dock.hook.latest_raw().image)
+        np.testing.assert_array_equal(
+            layers["identity"].data, dock.hook.latest("identity").restored
+        )
+        assert "explodes" not in layers  # nothing restored to show
+    finally:
+        dock.close_hook()
+        dock.view.stop()
+
+
+def test_restored_pixels_tile_the_raw_pixels_in_world_coordinates(make_napari_viewer):
+    viewer = make_napari_viewer()
+    pixel_um = 0.065
+    assert restored_translate_um(pixel_um, 2) == pytest.approx(-pixel_um / 4)
+    layers = StreamLayers(viewer, pixel_um, [("sr2x", 2), ("same", 1)])
+    raw = np.random.default_rng(0).random((16, 24)).astype(np.float32)
+    layers.show_frames(raw, {"sr2x": np.ones((32, 48)), "same": raw}, contrast=True)
+
+    def edges(name: str, shape: tuple[int, int]) -> np.ndarray:
+        layer = layers.layers[name]
+        corners = [(-0.5, -0.5), (shape[0] - 0.5, shape[1] - 0.5)]
+        return np.array([layer.data_to_world(c) for c in corners])
+
+    np.testing.assert_allclose(edges("sr2x", (32, 48)), edges("raw", (16, 24)), atol=1e-9)
+    np.testing.assert_allclose(edges("same", (16, 24)), edges("raw", (16, 24)), atol=1e-9)
+    np.testing.assert_allclose(edges("raw", (16, 24))[1], [15.5 * pixel_um, 23.5 * pixel_um])
+
+
+def test_focus_indicator_states():
+    from live_restore.acquisition import DefocusReading
+
+    def reading(defocus_um: float, confidence: float = 0.9) -> DefocusReading:
+        return DefocusReading(0, {}, defocus_um, 0.1, confidence)
+
+    assert focus_state(None, 0.5, 0.3)[1] == UNCERTAIN_COLOUR
+    assert focus_state(reading(0.2), 0.5, 0.3) == ("in focus (+0.20 µm)", IN_FOCUS_COLOUR)
+    assert focus_state(reading(-1.25), 0.5, 0.3) == ("defocused by -1.25 µm", DEFOCUSED_COLOUR)
+    assert focus_state(reading(-1.25, 0.1), 0.5, 0.3)[1] == UNCERTAIN_COLOUR
+
+
+def test_npe2_manifest_contributes_the_dock(window):
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution("live-restore")
+    (widget,) = manifest.contributions.widgets
+    (command,) = [c for c in manifest.contributions.commands if c.id == widget.command]
+    assert command.python_name == "live_restore.viewer:make_dock"
+    dock = make_dock(window.viewer)  # the plugin's dock drives the window's core
+    assert isinstance(dock, LiveRestoreDock) and dock.core is window.core
+
+
+def test_demo_window_cli_saves_a_screenshot_and_the_stores(tmp_path):
+    out, shot = tmp_path / "demo", tmp_path / "demo.png"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "live_restore",
+            "demo",
+            "--frames",
+            "3",
+            "--frame-size",
+            "128",
+            "-m",
+            "richardson-lucy",
+            "--out",
+            str(out),
+            "--screenshot",
+            str(shot),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 of 3 frames restored" in result.stdout
+    assert (out / "raw.ome.zarr").is_dir() and (out / "richardson-lucy.ome.zarr").is_dir()
+    from PIL import Image
+
+    assert not screenshot_is_blank(np.asarray(Image.open(shot)))
