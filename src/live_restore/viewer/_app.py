@@ -57,7 +57,7 @@ def _screenshot_when_ready(
             return
         timer.stop()
         if view is not None:
-            view.tick()
+            view.refresh()
         if timed_out:
             log.warning(
                 "screenshot taken after %.0f s with %d frames restored", timeout_s, restored

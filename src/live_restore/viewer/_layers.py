@@ -128,8 +128,7 @@ class StreamLayers:
             blending="translucent" if name == RAW_LAYER else "additive",
             metadata={"live_restore": {"kind": "raw" if name == RAW_LAYER else "restored"}},
         )
-        if len(self.layers) == 1:  # the first layer of this acquisition: frame it
-            self.viewer.reset_view()
+        self.viewer.reset_view()  # layers are added once per acquisition: frame them all
 
     def clear(self) -> None:
         """Remove this acquisition's layers (the user may have removed some already)."""

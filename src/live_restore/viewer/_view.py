@@ -162,6 +162,11 @@ class LiveView(QObject):
             if self.on_stats is not None:
                 self.on_stats(self.hook.stats(), self.meter.stats(now))
 
+    def refresh(self) -> None:
+        """Show everything now, statistics included (before a screenshot)."""
+        self._stats_at_s = -np.inf
+        self.tick()
+
     def _show_frames(self, now: float) -> None:
         # driven by the raw mailbox: raw is shown even when every stage fails on it
         raw = self.hook.latest_raw()
