@@ -183,7 +183,8 @@ class RestoreHook:
         self._latest_raw: RawFrame | None = None
         self._store_views: dict[str, Any] = {}  # stage -> view of its store in the last run
         self._report = HookReport()
-        self._current_call: tuple[str, int] | None = None  # (stage, frame) while a stage runs
+        # (stage, arrival numbers of its batch) while a stage runs
+        self._current_call: tuple[str, list[int]] | None = None
         # acquisition-side state: touched only by the thread that delivers the MDA signals
         self._runs_started = 0
         self._acquiring = False
@@ -270,9 +271,9 @@ class RestoreHook:
                 if isinstance(item, IntakeFrame):
                     self._report.undone.append(item.number)
             if self._current_call is not None:
-                stage, frame = self._current_call
+                stage, frames = self._current_call
                 self._report.stalled_stage = stage
-                self._report.undone.insert(0, frame)
+                self._report.undone[:0] = [f for f in frames if f not in self._report.undone]
             self._finish_run(canceled=False, reason="closed before restoration finished")
         logger.warning(
             "RestoreHook closed with %d frames not restored%s",
@@ -598,7 +599,10 @@ class RestoreHook:
                 groups += stage.grouping.add(f.number, f.index, image)
             if not groups:
                 continue
-            self._current_call = (stage.name, groups[-1].numbers[-1])
+            # every frame of the batch, not only the newest: a batch that never returns
+            # leaves all of them undone
+            batch = sorted({n for g in groups for n in g.numbers})
+            self._current_call = (stage.name, batch)
             outcomes = stage.run(groups)
             self._current_call = None
             if self._abandoned.is_set():
