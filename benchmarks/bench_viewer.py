@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import useq
 from qtpy.QtWidgets import QApplication
 from rich.console import Console
@@ -50,14 +49,13 @@ def measure(frame_size: int, frames: int, model: str, store: bool, tmp: str) -> 
         for _ in range(10):
             app.processEvents()
             time.sleep(0.01)
-        meter = dock.view.meter
-        latencies = np.fromiter(meter._latency_ms, float)
+        display = dock.view.meter.stats(time.perf_counter())  # latencies of every update
         result = {
             "acquired_fps": frames / elapsed,
-            "updates": meter.updates,
-            "updates_per_s": meter.updates / elapsed,
-            "latency_p50_ms": float(np.percentile(latencies, 50)),
-            "latency_p99_ms": float(np.percentile(latencies, 99)),
+            "updates": display.updates,
+            "updates_per_s": display.updates / elapsed,
+            "latency_p50_ms": display.screen_latency_p50_ms,
+            "latency_p99_ms": display.screen_latency_p99_ms,
         }
         dock.close_hook()
         return result

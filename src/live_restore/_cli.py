@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -11,6 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._demo import DemoSettings
 
 app = typer.Typer(
     name="live-restore",
@@ -70,6 +73,10 @@ MemoryOption = Annotated[
     float, typer.Option(min=1.0, help="Most memory the hook holds frames in (MB).")
 ]
 OverwriteOption = Annotated[bool, typer.Option(help="Replace an existing output.")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(help="Micro-Manager config (default: the simulated microscope)."),
+]
 BackendOption = Annotated[
     str,
     typer.Option(
@@ -96,12 +103,12 @@ def _open_window(
     models: list[str] | None,
     backend: str,
     process: str,
-    demo: dict[str, Any] | None,
+    demo: DemoSettings | None,
     screenshot: Path | None,
 ) -> None:
     """Run the napari window (the gui command, and the demo without --headless)."""
     try:
-        from .viewer import DemoSettings, run_window
+        from .viewer import run_window
     except ImportError as e:
         raise _fail(
             f"the napari window needs the GUI extras ({e.name} is missing): "
@@ -114,7 +121,7 @@ def _open_window(
             models=models,
             backend=backend,
             process=process,
-            demo=None if demo is None else DemoSettings(**demo),
+            demo=demo,
             screenshot=screenshot,
         )
     except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -188,20 +195,14 @@ def demo(
     models = model or ["dfcan-sr2x"]
     _prepare_out(out, overwrite)
     if not headless:
-        from ._demo import LIGHT_LEVELS
+        from ._demo import DemoSettings
 
-        if light not in LIGHT_LEVELS:
-            raise _fail(f"light level {light!r} is not one of {', '.join(LIGHT_LEVELS)}")
-        settings = {
-            "frames": frames,
-            "structure": structure,
-            "light_level": light,
-            "exposure_ms": exposure_ms,
-            "interval_s": interval_s,
-            "frame_size": frame_size,
-            "seed": seed,
-            "focus_drift_um_per_min": drift,
-        }
+        try:
+            settings = DemoSettings(
+                frames, structure, light, exposure_ms, interval_s, frame_size, seed, drift
+            )
+        except ValueError as e:
+            raise _fail(str(e)) from None
         _open_window(None, out, models, backend, process, settings, screenshot)
         return
     if screenshot is not None:
@@ -262,10 +263,7 @@ def demo(
 
 @app.command()
 def gui(
-    config: Annotated[
-        Path | None,
-        typer.Option(help="Micro-Manager config (default: the simulated microscope)."),
-    ] = None,
+    config: ConfigOption = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Folder for restored stores (run-N per acquisition); default: none."),
@@ -289,10 +287,7 @@ def gui(
 
 @app.command()
 def acquire(
-    config: Annotated[
-        Path | None,
-        typer.Option(help="Micro-Manager config (default: the simulated microscope)."),
-    ] = None,
+    config: ConfigOption = None,
     sequence: Annotated[
         Path, typer.Option(help="useq-schema MDA sequence (.yaml, .yml or .json).")
     ] = Path("sequence.yaml"),

@@ -27,6 +27,7 @@ from .devices import demo_core, microscope_of, release_core
 __all__ = [
     "LIGHT_LEVELS",
     "DemoResult",
+    "DemoSettings",
     "configure_demo_core",
     "demo_sequence",
     "run_demo",
@@ -80,30 +81,42 @@ def _scores_against_truth(
     )
 
 
-def configure_demo_core(
-    core: Any,
-    structure: str = "microtubules",
-    light_level: str = "Low",
-    exposure_ms: float = 10.0,
-    frame_size: int = 512,
-    seed: int = 0,
-    focus_drift_um_per_min: float = 0.0,
-) -> None:
+@dataclass(frozen=True)
+class DemoSettings:
+    """The simulated low-light time-lapse: how long, which sample, how much light."""
+
+    frames: int = 50
+    structure: str = "microtubules"
+    light_level: str = "Low"
+    exposure_ms: float = 10.0
+    interval_s: float = 0.0
+    frame_size: int = 512
+    seed: int = 0
+    focus_drift_um_per_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ValueError(f"frames must be >= 1, got {self.frames}")
+        if self.light_level not in LIGHT_LEVELS:
+            raise ValueError(
+                f"light level {self.light_level!r} is not one of {', '.join(LIGHT_LEVELS)}"
+            )
+
+
+def configure_demo_core(core: Any, settings: DemoSettings) -> None:
     """Set the demo core's sample, camera and light for the low-light time-lapse."""
-    if light_level not in LIGHT_LEVELS:
-        raise ValueError(f"light level {light_level!r} is not one of {', '.join(LIGHT_LEVELS)}")
-    core.setProperty("SimScope", "Structure", structure)
-    core.setProperty("SimScope", "Seed", seed)
-    core.setProperty("Camera", "FrameSize", frame_size)
-    core.setProperty("Z", "FocusDriftUmPerMin", focus_drift_um_per_min)
-    core.setExposure(exposure_ms)
-    core.setConfig("LightLevel", light_level)
+    core.setProperty("SimScope", "Structure", settings.structure)
+    core.setProperty("SimScope", "Seed", settings.seed)
+    core.setProperty("Camera", "FrameSize", settings.frame_size)
+    core.setProperty("Z", "FocusDriftUmPerMin", settings.focus_drift_um_per_min)
+    core.setExposure(settings.exposure_ms)
+    core.setConfig("LightLevel", settings.light_level)
 
 
-def demo_sequence(frames: int, interval_s: float = 0.0) -> useq.MDASequence:
-    """The demo's time-lapse: ``frames`` widefield time points."""
+def demo_sequence(settings: DemoSettings) -> useq.MDASequence:
+    """The demo's time-lapse: ``settings.frames`` widefield time points."""
     return useq.MDASequence(
-        time_plan={"interval": interval_s, "loops": frames},
+        time_plan={"interval": settings.interval_s, "loops": settings.frames},
         channels=[{"config": "Widefield", "group": "Channel"}],
     )
 
@@ -127,10 +140,16 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Acquire ``frames`` time points of the simulated sample at low light, restore and save."""
-    if frames < 1:
-        raise ValueError(f"frames must be >= 1, got {frames}")
-    if light_level not in LIGHT_LEVELS:
-        raise ValueError(f"light level {light_level!r} is not one of {', '.join(LIGHT_LEVELS)}")
+    settings = DemoSettings(
+        frames,
+        structure,
+        light_level,
+        exposure_ms,
+        interval_s,
+        frame_size,
+        seed,
+        focus_drift_um_per_min,
+    )
     if not models:
         raise ValueError("the demo needs at least one model")
     if out.exists():
@@ -141,9 +160,7 @@ def run_demo(
 
     core = demo_core()
     try:
-        configure_demo_core(
-            core, structure, light_level, exposure_ms, frame_size, seed, focus_drift_um_per_min
-        )
+        configure_demo_core(core, settings)
         scope = microscope_of(core)
         stages = [make_restorer(name, core, backend) for name in models]
         received: list[float] = []
@@ -153,7 +170,7 @@ def run_demo(
             if on_frame is not None:
                 on_frame(len(received))
 
-        sequence = demo_sequence(frames, interval_s)
+        sequence = demo_sequence(settings)
         core.mda.events.frameReady.connect(_count)
         hook = RestoreHook(
             core, stages, output=partial, process=process, memory_mb=memory_mb, progress=progress

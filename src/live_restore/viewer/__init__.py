@@ -1,6 +1,6 @@
 """The napari live view: raw beside restored while it acquires (needs ``live-restore[gui]``)."""
 
-from ._app import DemoSettings, WindowResult, run_window
+from ._app import WindowResult, run_window
 from ._dock import LiveRestoreDock
 from ._focus_widgets import DefocusPlot, FocusIndicator, focus_state
 from ._gui import GuiWindow, build_window, current_core, make_dock, screenshot_is_blank
@@ -9,7 +9,6 @@ from ._view import DisplayStats, LiveView
 
 __all__ = [
     "DefocusPlot",
-    "DemoSettings",
     "DisplayStats",
     "FocusIndicator",
     "GuiWindow",

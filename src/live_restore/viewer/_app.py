@@ -7,25 +7,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from live_restore._demo import DemoSettings
+
 from ._gui import GuiWindow, build_window, forget_core, screenshot_is_blank
 
-__all__ = ["DemoSettings", "WindowResult", "run_window"]
+__all__ = ["WindowResult", "run_window"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """The simulated low-light time-lapse the demo window starts with."""
-
-    frames: int = 50
-    structure: str = "microtubules"
-    light_level: str = "Low"
-    exposure_ms: float = 10.0
-    interval_s: float = 0.0
-    frame_size: int = 512
-    seed: int = 0
-    focus_drift_um_per_min: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -99,15 +87,7 @@ def run_window(
     window: GuiWindow | None = None
     try:
         if demo is not None:
-            configure_demo_core(
-                core,
-                demo.structure,
-                demo.light_level,
-                demo.exposure_ms,
-                demo.frame_size,
-                demo.seed,
-                demo.focus_drift_um_per_min,
-            )
+            configure_demo_core(core, demo)
         window = build_window(viewer, core, output, models, backend, process)
         if demo is not None:
             window.dock.set_side_by_side(True)  # raw beside restored from the first frame
@@ -118,7 +98,7 @@ def run_window(
             if raw is not None:
                 raw.parent.mkdir(parents=True, exist_ok=True)
             core.run_mda(
-                demo_sequence(demo.frames, demo.interval_s),
+                demo_sequence(demo),
                 output=None if raw is None else str(raw),
             )
         if screenshot is not None:

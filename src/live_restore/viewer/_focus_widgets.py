@@ -47,13 +47,11 @@ class FocusIndicator(QLabel):
         super().__init__(parent)
         self.threshold_um = threshold_um
         self.min_confidence = min_confidence
-        self.state_colour = UNCERTAIN_COLOUR
         self.show_reading(None)
 
     def show_reading(self, reading: DefocusReading | None) -> None:
         """Show ``reading`` (None: no estimate)."""
         text, colour = focus_state(reading, self.threshold_um, self.min_confidence)
-        self.state_colour = colour
         self.setText(text)
         self.setStyleSheet(f"color: white; background: {colour}; padding: 3px; font-weight: bold")
 

@@ -58,7 +58,6 @@ class SafeStoreView:
         self.shape: tuple[int, ...] = tuple(int(n) for n in view.shape)
         self.dtype = np.dtype(view.dtype)
         self.ndim = len(self.shape)
-        self.dims: tuple[str, ...] = tuple(getattr(view, "dims", ()))
 
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
@@ -112,9 +111,6 @@ class StreamLayers:
         return (1.0,) * lead + (pixel, pixel), (0.0,) * lead + (shift, shift)
 
     # -- layers -----------------------------------------------------------------------------
-
-    def _names(self) -> list[str]:
-        return [RAW_LAYER, *self.scales]
 
     def _add(self, name: str, data: Any, limits: tuple[float, float]) -> None:
         scale, translate = self._placement(name, len(data.shape))

@@ -131,11 +131,6 @@ class LiveView(QObject):
             signal.disconnect(slot)
         self._connections.clear()
 
-    @property
-    def running(self) -> bool:
-        """Whether the timer runs."""
-        return bool(self._timer.isActive())
-
     # -- slots (any thread): O(1) ------------------------------------------------------------
 
     def _on_sequence_started(self, *args: Any) -> None:
