@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,11 @@ requires_democam = pytest.mark.skipif(
 )
 
 SMALL_FRAME = 64
+
+# pymmcore-plus picks its signal backend per core: Qt when a QApplication exists ("auto").
+# The napari tests leave one behind, so without this a core's backend would depend on test
+# order. Cores here use psygnal; tests/viewer asks for Qt, as a real napari window gets.
+os.environ.setdefault("PYMM_SIGNALS_BACKEND", "psygnal")
 
 
 @pytest.fixture

@@ -15,3 +15,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/viewer" in str(item.fspath):
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _qt_signals(qapp, monkeypatch):
+    # cores made in these tests deliver their signals through Qt, as in the napari window
+    monkeypatch.setenv("PYMM_SIGNALS_BACKEND", "qt")
