@@ -169,7 +169,33 @@ def demo(
         int, typer.Option(help="Square frame side in pixels (even, 32-4096).")
     ] = 512,
     seed: Annotated[int, typer.Option(help="Sample and noise seed.")] = 0,
-    drift: Annotated[float, typer.Option(help="Focus drift of the sample (µm/min).")] = 0.0,
+    drift: Annotated[
+        float,
+        typer.Option(help="Focus drift of the sample (µm/min); turns on the focus monitor."),
+    ] = 0.0,
+    hold_focus: Annotated[
+        bool,
+        typer.Option(
+            "--hold-focus",
+            help="Move the focus stage by the drift the focus monitor trusts, between frames "
+            "(with --interval-s 0, frames come every 0.5 s so each correction acts in time).",
+        ),
+    ] = False,
+    watch_focus: Annotated[
+        bool | None,
+        typer.Option(
+            help="Run the focus monitor (focus-est + focus score; flags defocus). "
+            "Default: on with --drift or --hold-focus."
+        ),
+    ] = None,
+    sample_seconds_per_frame: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Simulated sample time per frame (s), so drift shows within a short demo. "
+            "Default: 6 with --drift (50 frames = 5 min of sample time), else the wall clock.",
+        ),
+    ] = None,
     model: ModelsOption = None,
     backend: BackendOption = "auto",
     process: ProcessOption = "all",
@@ -194,12 +220,30 @@ def demo(
     _check_backend(backend)
     models = model or ["dfcan-sr2x"]
     _prepare_out(out, overwrite)
+    watch = watch_focus if watch_focus is not None else (drift != 0.0 or hold_focus)
+    if hold_focus and not watch:
+        raise _fail("--hold-focus needs the focus monitor: drop --no-watch-focus")
+    if sample_seconds_per_frame is None:
+        sample_seconds_per_frame = 6.0 if drift != 0.0 else 0.0
+    if hold_focus and interval_s == 0.0:
+        # a correction can only act on frames the monitor has already seen: at full speed the
+        # worker lags by many frames on a CPU and the hold would steer by stale readings
+        interval_s = 0.5
+        console.print("--hold-focus: frames every 0.5 s (--interval-s), so corrections act in time")
     if not headless:
         from ._demo import DemoSettings
 
         try:
             settings = DemoSettings(
-                frames, structure, light, exposure_ms, interval_s, frame_size, seed, drift
+                frames,
+                structure,
+                light,
+                exposure_ms,
+                interval_s,
+                frame_size,
+                seed,
+                drift,
+                sample_seconds_per_frame,
             )
         except ValueError as e:
             raise _fail(str(e)) from None
@@ -221,6 +265,9 @@ def demo(
                 frame_size=frame_size,
                 seed=seed,
                 focus_drift_um_per_min=drift,
+                sample_seconds_per_frame=sample_seconds_per_frame,
+                watch_focus=watch,
+                hold_focus=hold_focus,
                 models=models,
                 backend=backend,
                 process=process,  # type: ignore[arg-type]
@@ -241,7 +288,25 @@ def demo(
         "peak signal", f"{result.peak_photons:.1f} photons/pixel (brightest in-focus pixel)"
     )
     table.add_row("mean counts", f"{result.mean_counts:.1f} (offset 100)")
-    table.add_row("defocus at end", f"{result.final_defocus_um:+.3f} µm")
+    table.add_row(
+        "sample time",
+        f"{result.sample_minutes:.1f} min"
+        + (
+            f" (simulated, {sample_seconds_per_frame:g} s per frame)"
+            if sample_seconds_per_frame
+            else ""
+        ),
+    )
+    table.add_row("defocus at end", f"{result.final_defocus_um:+.3f} µm (ground truth)")
+    if watch:
+        first = result.first_flagged_frame
+        table.add_row(
+            "focus",
+            f"{result.frames_flagged} frames flagged out of focus"
+            + (f", first at frame {first}" if first is not None else "")
+            + f"; largest true |defocus| {result.max_true_defocus_um:.2f} µm"
+            + (f"; focus hold moved {result.focus_moves} times" if hold_focus else ""),
+        )
     table.add_row(
         "restored",
         f"{result.frames_restored} of {result.frames} with {', '.join(result.models)} "

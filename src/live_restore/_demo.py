@@ -23,6 +23,7 @@ from .acquisition import IdentityRestorer, RestoreHook
 from .acquisition._intake import Policy
 from .acquisition._registry import make_restorer
 from .devices import demo_core, microscope_of, release_core
+from .simulate import ManualClock
 
 __all__ = [
     "LIGHT_LEVELS",
@@ -57,6 +58,13 @@ class DemoResult:
     # binned for a 1x model); raw upsampled bicubically; both affinely fitted to the truth
     nrmse_raw: float
     nrmse_restored: float
+    # focus (with the monitor on): frames flagged, the first one, the largest true |defocus|
+    # over the run (simulator ground truth), and how often focus hold moved the stage
+    frames_flagged: int = 0
+    first_flagged_frame: int | None = None
+    max_true_defocus_um: float = 0.0
+    focus_moves: int = 0
+    sample_minutes: float = 0.0  # sample time the run covered (simulated or wall clock)
 
 
 def _partial_path(out: Path) -> Path:
@@ -93,8 +101,15 @@ class DemoSettings:
     frame_size: int = 512
     seed: int = 0
     focus_drift_um_per_min: float = 0.0
+    # > 0: the sample's clock advances this much per frame (a long time-lapse in seconds of
+    # wall time: drift shows within one demo); 0: the sample lives on the wall clock
+    sample_seconds_per_frame: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.sample_seconds_per_frame < 0:
+            raise ValueError(
+                f"sample_seconds_per_frame must be >= 0, got {self.sample_seconds_per_frame}"
+            )
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if self.light_level not in LIGHT_LEVELS:
@@ -111,6 +126,12 @@ def configure_demo_core(core: Any, settings: DemoSettings) -> None:
     core.setProperty("Z", "FocusDriftUmPerMin", settings.focus_drift_um_per_min)
     core.setExposure(settings.exposure_ms)
     core.setConfig("LightLevel", settings.light_level)
+    if settings.sample_seconds_per_frame > 0:
+        scope = microscope_of(core)
+        clock = ManualClock()
+        scope.clock = clock
+        step_s = settings.sample_seconds_per_frame
+        core.mda.events.frameReady.connect(lambda *_: clock.advance(step_s))
 
 
 def demo_sequence(settings: DemoSettings) -> useq.MDASequence:
@@ -131,6 +152,9 @@ def run_demo(
     frame_size: int = 512,
     seed: int = 0,
     focus_drift_um_per_min: float = 0.0,
+    sample_seconds_per_frame: float = 0.0,
+    watch_focus: bool = False,
+    hold_focus: bool = False,
     models: Sequence[str] = ("richardson-lucy",),
     backend: str = "auto",
     process: Policy = "all",
@@ -149,6 +173,7 @@ def run_demo(
         frame_size,
         seed,
         focus_drift_um_per_min,
+        sample_seconds_per_frame,
     )
     if not models:
         raise ValueError("the demo needs at least one model")
@@ -164,17 +189,35 @@ def run_demo(
         scope = microscope_of(core)
         stages = [make_restorer(name, core, backend) for name in models]
         received: list[float] = []
+        true_defocus_um: list[float] = []
+        monitor = hold = None
+        if watch_focus or hold_focus:
+            from .focus import FocusHold, FocusMonitor
+            from .inference import load_model
+
+            monitor = FocusMonitor(load_model("focus-est", backend))
+            hold = FocusHold() if hold_focus else None
 
         def _count(image: np.ndarray, event: Any, meta: Any) -> None:
             received.append(float(image.mean()))
+            if scope.last_record is not None:
+                true_defocus_um.append(scope.last_record.defocus_um)
             if on_frame is not None:
                 on_frame(len(received))
 
         sequence = demo_sequence(settings)
         core.mda.events.frameReady.connect(_count)
         hook = RestoreHook(
-            core, stages, output=partial, process=process, memory_mb=memory_mb, progress=progress
+            core,
+            stages,
+            output=partial,
+            process=process,
+            memory_mb=memory_mb,
+            progress=progress,
+            focus=monitor,
+            hold=hold,
         )
+        sample_started_s = scope.clock()
         if on_restored is not None:
             first_stage = stages[0].name
             restored = 0
@@ -208,6 +251,7 @@ def run_demo(
                 IdentityRestorer(scope.camera)(latest.raw), latest.restored, truth.sr_2x
             )
         stats = hook.stats()
+        sample_minutes = (scope.clock() - sample_started_s) / 60.0
     finally:
         release_core(core)
     partial.rename(out)
@@ -227,4 +271,13 @@ def run_demo(
         latency_p99_ms=stats.latency_p99_ms,
         nrmse_raw=nrmse_raw,
         nrmse_restored=nrmse_restored,
+        frames_flagged=monitor.frames_flagged if monitor else 0,
+        first_flagged_frame=next(
+            (c["frame"] for c in monitor.flag_changes if c["state"] == "out-of-focus"), None
+        )
+        if monitor
+        else None,
+        max_true_defocus_um=max((abs(d) for d in true_defocus_um), default=0.0),
+        focus_moves=len(hold.moves) if hold else 0,
+        sample_minutes=sample_minutes,
     )

@@ -83,11 +83,6 @@ def test_lite_beats_bicubic_at_low_light(lite, structure):
     assert model > bicubic + 1.5, (model, bicubic, rl)
 
 
-@pytest.mark.xfail(
-    reason="focus-est shipped after 450 CPU steps: validation error 1.03 µm (target 0.2); "
-    "needs the GPU training run",
-    strict=False,
-)
 def test_focus_estimate_has_the_right_sign_and_size():
     session = load_model("focus-est")
     assert isinstance(session, FocusSession)
@@ -108,6 +103,7 @@ def test_focus_estimate_has_the_right_sign_and_size():
     assert estimates[-1.5].defocus_um < -0.5 and estimates[1.5].defocus_um > 0.5
     assert abs(estimates[0.0].defocus_um) < 0.75
     assert all(0 < e.confidence <= 1 and e.patches == 16 for e in estimates.values())
+    assert estimates[-1.5].sign_confidence > 0.2 and estimates[1.5].sign_confidence > 0.2
 
 
 def test_refocus_brings_a_defocused_frame_closer_to_focus():

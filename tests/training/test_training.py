@@ -11,7 +11,7 @@ from live_restore.training import (
     Trainer,
     TrainSettings,
     charbonnier_frequency_loss,
-    gaussian_nll,
+    defocus_loss,
     mse_ssim_loss,
     render_fields,
     train_model,
@@ -50,9 +50,11 @@ def test_losses():
     assert float(mse_ssim_loss(x, x)) == pytest.approx(0.0, abs=1e-5)
     assert float(mse_ssim_loss(x, 1 - x)) > 0.1
     assert float(charbonnier_frequency_loss(x, x)) == pytest.approx(1e-3, rel=1e-3)
-    good = gaussian_nll(torch.tensor([[1.0, -4.0]]), torch.tensor([[1.0]]))
-    bad = gaussian_nll(torch.tensor([[0.0, -4.0]]), torch.tensor([[1.0]]))
-    assert float(bad) > float(good)
+    # (|defocus|, log-variance, sign logit) against a defocus of -1 µm
+    good = defocus_loss(torch.tensor([[1.0, -4.0, -5.0]]), torch.tensor([[-1.0]]))
+    wrong_magnitude = defocus_loss(torch.tensor([[0.0, -4.0, -5.0]]), torch.tensor([[-1.0]]))
+    wrong_sign = defocus_loss(torch.tensor([[1.0, -4.0, 5.0]]), torch.tensor([[-1.0]]))
+    assert float(wrong_magnitude) > float(good) and float(wrong_sign) > float(good) + 1
     features = FeatureLoss(FocusNet(), [1, 1, 1, 1])
     assert float(features(x, x)) == 0.0 and float(features(x, torch.rand_like(x))) > 0
     assert not any(p.requires_grad for p in features.extractor.parameters())
@@ -67,7 +69,7 @@ def test_resumed_training_equals_an_uninterrupted_run(fields, tmp_path):
         settings = TrainSettings(steps=4, batch_size=4, learning_rate=1e-3, checkpoint_every=2)
         trainer = Trainer(
             net,
-            lambda n, x, y: gaussian_nll(n(x), y),
+            lambda n, x, y: defocus_loss(n(x), y),
             sampler,
             lambda n: {"zero": 0.0},
             settings,
@@ -96,7 +98,7 @@ def test_train_model_writes_a_loadable_model(tmp_path):
         structures=("er",),
         progress=False,
     )
-    assert result.steps_done == 2 and "val_mae_um" in result.validation
+    assert result.steps_done == 2 and "val_magnitude_mae_um" in result.validation
     loaded, network, _ = load_network(tmp_path / "fe")
     assert loaded.weights_sha256 == spec.weights_sha256 and loaded.training["steps"] == 2
     assert isinstance(network, FocusNet)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from live_restore._version import __version__
+from live_restore.focus import FocusHold, FocusMonitor
 
 from ._events import (
     DefocusReading,
@@ -127,12 +129,17 @@ class RestoreHook:
         Also restore live mode (continuous acquisition), for display only.
     stats_interval_s : float
         How often ``events.stats`` is emitted while working.
-    focus : callable, optional
-        A focus estimator (``load_model("focus-est")``): frame -> object with ``defocus_um``,
-        ``uncertainty_um`` and ``confidence``. Run on the newest frame of each batch the worker
-        takes (so it never piles up when the worker is behind); each estimate is emitted as
-        ``events.defocus`` and kept in :meth:`latest_defocus`. Its failures are reported as
-        errors of stage ``focus`` and never stop restoration.
+    focus : FocusMonitor or callable, optional
+        A :class:`~live_restore.focus.FocusMonitor`, or a bare focus estimator
+        (``load_model("focus-est")``) that gets a monitor with the default policy. Every frame
+        the worker takes is scored before the stages run (so focus hold hears of drift even
+        when restoration is slow); each reading is emitted as ``events.defocus``, kept in
+        :meth:`latest_defocus`, written to the frame table (stage ``focus``) and, with its
+        flag changes, to summary.json and every restored store's attributes. Its failures are
+        reported as errors of stage ``focus`` and never stop restoration.
+    hold : FocusHold, optional
+        Opt-in focus hold (needs ``focus``): attached to the core's MDA engine while the hook is
+        open; moves the focus by the drift the monitor trusts, at the next time point.
     """
 
     def __init__(
@@ -148,7 +155,8 @@ class RestoreHook:
         progress: bool = True,
         live: bool = True,
         stats_interval_s: float = 0.5,
-        focus: Callable[[np.ndarray], Any] | None = None,
+        focus: FocusMonitor | Callable[[np.ndarray], Any] | None = None,
+        hold: FocusHold | None = None,
     ) -> None:
         stages = [models] if not isinstance(models, Sequence) else list(models)
         if not stages:
@@ -178,7 +186,12 @@ class RestoreHook:
         self._output_lock = threading.RLock()  # worker writes vs close() giving up
         self._latency = LatencyWindow()
         self._mailbox: dict[str, RestoredFrame] = {}
-        self._focus = focus
+        if hold is not None and focus is None:
+            raise ValueError("focus hold needs a focus monitor: pass focus= as well")
+        self.focus: FocusMonitor | None = (
+            focus if isinstance(focus, FocusMonitor) or focus is None else FocusMonitor(focus)
+        )
+        self.hold = hold
         self._latest_defocus: DefocusReading | None = None
         self._latest_raw: RawFrame | None = None
         self._store_views: dict[str, Any] = {}  # stage -> view of its store in the last run
@@ -218,6 +231,8 @@ class RestoreHook:
         if self._live is not None:
             self._connect(self.core.events.continuousSequenceAcquisitionStarted, self._live_on)
             self._connect(self.core.events.sequenceAcquisitionStopped, self._live_off)
+        if self.hold is not None:
+            self.hold.attach(self.core)
         self._worker = threading.Thread(target=self._work, name="live-restore-worker", daemon=True)
         self._worker.start()
 
@@ -239,6 +254,8 @@ class RestoreHook:
         if self._worker is not None:
             self._drain()
             self._worker = None
+        if self.hold is not None:
+            self.hold.detach()
         return self.report
 
     def _drain(self) -> None:
@@ -377,7 +394,12 @@ class RestoreHook:
         number = self._next_number
         self._next_number += 1
         runner_ms = meta.get("runner_time_ms") if isinstance(meta, dict) else None
-        frame = IntakeFrame(number, dict(event.index), time.perf_counter(), runner_ms, image)
+        position = meta.get("position") if isinstance(meta, dict) else None
+        z = position.get("z") if isinstance(position, dict) else None
+        if z is None:
+            z = getattr(event, "z_pos", None)
+        z_um = float(z) if z is not None else None
+        frame = IntakeFrame(number, dict(event.index), time.perf_counter(), runner_ms, image, z_um)
         if not self._intake.put_frame(frame):
             self._report.frames_dropped += 1
 
@@ -491,6 +513,8 @@ class RestoreHook:
             number, start.sequence, start.meta, start.raw_view, start.started_s, folder
         )
         self._report.runs.append(str(folder) if folder else "")
+        if self.focus is not None:
+            self.focus.begin(start.sequence)
         if folder is None:
             return
         folder.mkdir(parents=True, exist_ok=True)
@@ -544,7 +568,15 @@ class RestoreHook:
         run, self._run = self._run, None
         if run is None:
             return
-        summary = {"finished": reason, "canceled": canceled, "frames_received": run.frames}
+        summary: dict[str, Any] = {
+            "finished": reason,
+            "canceled": canceled,
+            "frames_received": run.frames,
+        }
+        if self.focus is not None:
+            summary["focus"] = self.focus.summary()
+            if self.hold is not None:
+                summary["focus"]["hold"] = self.hold.summary()
         for name, sink in run.sinks.items():
             if sink is None:
                 continue
@@ -591,6 +623,8 @@ class RestoreHook:
         run = self._run
         assert run is not None
         run.frames += len(frames)
+        for f, image, _source in frames:
+            self._watch_focus(image, f.number, f.index, f.z_um)
         by_number = {f.number: (f, image, source) for f, image, source in frames}
         failed_frames: set[int] = set()
         for stage in self._stages:
@@ -609,7 +643,6 @@ class RestoreHook:
                 return
             failed_frames |= self._record(stage, outcomes, by_number)
         newest, image, _source = frames[-1]
-        self._estimate_focus(image, newest.number, newest.index)
         self._latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
         self._report.frames_done += len(frames)
         self._report.frames_failed += len(failed_frames & by_number.keys())
@@ -766,28 +799,43 @@ class RestoreHook:
         logger.warning("%s%s: %s: %s", stage, where, kind, message)
         self.events.error.emit(StageError(stage, frame, kind, message))
 
-    def _estimate_focus(
-        self, image: np.ndarray, number: int, index: dict[str, int], live: bool = False
+    def _watch_focus(
+        self,
+        image: np.ndarray,
+        number: int,
+        index: dict[str, int],
+        z_um: float | None,
+        live: bool = False,
     ) -> None:
-        if self._focus is None:
+        if self.focus is None:
             return
         try:
-            estimate = self._focus(image)
-            reading = DefocusReading(
-                number,
-                dict(index),
-                float(estimate.defocus_um),
-                float(estimate.uncertainty_um),
-                float(estimate.confidence),
-                live=live,
-            )
+            reading = self.focus.observe(image, number, index, z_um, live=live)
         except Exception as e:  # a focus model must never stop restoration
             self._error("focus", number if number >= 0 else None, "exception", f"{e!r}")
             return
         self._latest_defocus = reading
+        if self.hold is not None:
+            try:
+                self.hold.offer(reading)
+            except Exception as e:  # nor may a stage that refuses to move
+                self._error("focus-hold", number if number >= 0 else None, "exception", f"{e!r}")
+        if not live and self._run is not None:
+            with self._output_lock:
+                self._table_row(
+                    self._run,
+                    frame=number,
+                    index=format_index(index),
+                    stage="focus",
+                    status=reading.state,
+                    defocus_um=_format_um(reading.defocus_um),
+                    flags="out-of-focus" if reading.flagged else "",
+                    error=reading.note,
+                )
         self.events.defocus.emit(reading)
 
     def _restore_live(self, image: np.ndarray, received_s: float) -> None:
+        self._watch_focus(image, -1, {}, None, live=True)
         for stage in self._stages:
             if not isinstance(stage.grouping, SingleFrame) or stage.disabled:
                 continue
@@ -799,7 +847,6 @@ class RestoreHook:
                 continue
             latency_ms = (now - received_s) * 1000
             self._publish(stage, group, image, outcome.restored, latency_ms, now, live=True)
-        self._estimate_focus(image, -1, {}, live=True)
         self._latest_raw = RawFrame(-1, {}, image, received_s, live=True)
 
     def _publish(
@@ -819,3 +866,7 @@ class RestoreHook:
         )
         self._mailbox[stage.name] = frame
         self.events.restored.emit(frame)
+
+
+def _format_um(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.3f}"

@@ -45,6 +45,7 @@ class IntakeFrame:
     received_s: float  # time.perf_counter() at intake
     runner_time_ms: float | None
     image: np.ndarray | None = field(repr=False)
+    z_um: float | None = None  # focus position the frame was taken at, when the MDA says
 
 
 @dataclass(slots=True)

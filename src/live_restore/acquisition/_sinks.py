@@ -214,7 +214,8 @@ TABLE_COLUMNS = (
     "latency_ms",  # receipt -> restored output ready
     "compute_ms",  # the stage's own time (per frame of its batch)
     "batch",  # frames restored together
-    "flags",
+    "defocus_um",  # stage "focus": the estimator's signed defocus
+    "flags",  # out-of-focus (stage "focus", after hysteresis)
     "error",
 )
 

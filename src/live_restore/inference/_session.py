@@ -101,12 +101,18 @@ class ModelSession(_Session):
 
 @dataclass(frozen=True)
 class FocusEstimate:
-    """Signed defocus of a frame, its 1-σ uncertainty, and a confidence in [0, 1]."""
+    """Defocus of a frame: magnitude with its 1-σ uncertainty and confidence, and its sign.
+
+    ``defocus_um`` is the magnitude with the more likely sign; ``sign_confidence`` (0: a coin
+    flip, 1: certain) says how far to trust that sign, which rests on weak optical asymmetry.
+    """
 
     defocus_um: float
     uncertainty_um: float
     confidence: float
     patches: int
+    magnitude_um: float = 0.0
+    sign_confidence: float = 0.0
 
 
 class FocusSession(_Session):
@@ -130,15 +136,24 @@ class FocusSession(_Session):
         )
         with torch.inference_mode():
             output = self._run(torch.from_numpy(np.ascontiguousarray(patches))).float().cpu()
-        mean = output[:, 0].numpy().astype(np.float64)
+        magnitudes = output[:, 0].numpy().astype(np.float64)
         variance = np.exp(np.clip(output[:, 1].numpy().astype(np.float64), -12, 8))
         weights = 1.0 / variance
-        defocus = float(np.sum(weights * mean) / np.sum(weights))
+        total = float(np.sum(weights))
+        magnitude = float(np.sum(weights * magnitudes) / total)
         # pooled σ, widened by the spread of the patches (they should agree)
-        spread = float(np.sqrt(np.sum(weights * (mean - defocus) ** 2) / np.sum(weights)))
-        sigma = math.sqrt(1.0 / float(np.sum(weights)) + spread**2 / max(len(mean), 1))
+        spread = float(np.sqrt(np.sum(weights * (magnitudes - magnitude) ** 2) / total))
+        sigma = math.sqrt(1.0 / total + spread**2 / max(len(magnitudes), 1))
         confidence = 1.0 / (1.0 + (sigma / self.CONFIDENCE_SCALE_UM) ** 2)
-        return FocusEstimate(defocus, sigma, confidence, len(mean))
+        # the sign: the weighted mean of the patches' logits. Not their sum: neighbouring
+        # patches of one frame share the sample and the aberration, so their errors are not
+        # independent, and summing would claim a certainty the network never showed
+        logit = float(np.sum(weights * output[:, 2].numpy().astype(np.float64)) / total)
+        positive = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
+        signed = magnitude if positive >= 0.5 else -magnitude
+        return FocusEstimate(
+            signed, sigma, confidence, len(magnitudes), magnitude, abs(2.0 * positive - 1.0)
+        )
 
 
 def load_model(name: str | Path, backend: str = "auto") -> ModelSession | FocusSession:

@@ -1,12 +1,13 @@
-"""focus-est: signed defocus (µm) with an uncertainty, from one patch of a widefield frame.
+"""focus-est: defocus (µm) with an uncertainty and a sign, from one patch of a widefield frame.
 
 A small CNN (each patch standardised; four stride-2 stages with GroupNorm; mean and
-standard-deviation pooling) regresses, per 64x64 patch, the defocus mean
-and the log-variance of its estimate (trained with the Gaussian negative log-likelihood, so the
-variance is calibrated to the error). A frame's estimate pools its patches by inverse variance:
-empty or noisy patches say so through their variance and weigh little. The sign is observable
-because the simulated (and any real) objective has some spherical aberration, which makes +z and
--z blur differently.
+standard-deviation pooling) gives, per 64x64 patch, the defocus magnitude, the log-variance of
+that magnitude (trained with the Gaussian negative log-likelihood, so the variance is calibrated
+to the error) and a logit for the sign. Magnitude and sign are separate outputs: blur shows the
+magnitude plainly, while the sign is observable only through the asymmetry that the objective's
+spherical aberration gives +z and -z (in the simulator as on a real objective), which is weak at
+low light. A frame's estimate pools its patches by inverse variance: empty or noisy patches say
+so through their variance and weigh little.
 
 Its convolutional trunk is also the feature extractor for the refocus network's feature loss.
 """
@@ -20,7 +21,10 @@ __all__ = ["FocusNet"]
 
 
 class FocusNet(nn.Module):
-    """``(N, 1, P, P)`` normalised patches -> ``(N, 2)``: defocus µm and log-variance (µm²)."""
+    """Normalised patches ``(N, 1, P, P)`` -> ``(N, 3)``: |defocus| (µm), its log-variance.
+
+    The third output is the logit that defocus is positive (stage above the focal plane).
+    """
 
     def __init__(self, features: int = 16, stages: int = 4) -> None:
         super().__init__()
@@ -44,7 +48,7 @@ class FocusNet(nn.Module):
         self.trunk = nn.ModuleList(layers)
         # mean and standard deviation pooling: blur shows in how features vary, not only in
         # their average
-        self.head = nn.Sequential(nn.Linear(2 * in_channels, 64), nn.GELU(), nn.Linear(64, 2))
+        self.head = nn.Sequential(nn.Linear(2 * in_channels, 64), nn.GELU(), nn.Linear(64, 3))
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Activations after each stage (for a feature loss)."""
@@ -59,4 +63,7 @@ class FocusNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = self.features(x)[-1]
         pooled = torch.cat([last.mean(dim=(-2, -1)), last.std(dim=(-2, -1))], dim=1)
-        return self.head(pooled)
+        output = self.head(pooled)
+        # a magnitude cannot be negative; softplus keeps the gradient alive near zero
+        magnitude = nn.functional.softplus(output[:, :1])
+        return torch.cat([magnitude, output[:, 1:]], dim=1)

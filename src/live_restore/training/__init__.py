@@ -2,7 +2,7 @@
 
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._files import PairedImages, biosr_pairs, tiff_pairs
-from ._losses import FeatureLoss, charbonnier_frequency_loss, gaussian_nll, mse_ssim_loss
+from ._losses import FeatureLoss, charbonnier_frequency_loss, defocus_loss, mse_ssim_loss
 from ._recipes import RECIPES, Recipe, train_model
 from ._simulated import FieldStack, FocusSampler, RefocusSampler, SRSampler, render_fields
 from ._trainer import Trainer, TrainResult, TrainSettings
@@ -21,7 +21,7 @@ __all__ = [
     "Trainer",
     "biosr_pairs",
     "charbonnier_frequency_loss",
-    "gaussian_nll",
+    "defocus_loss",
     "load_checkpoint",
     "mse_ssim_loss",
     "render_fields",

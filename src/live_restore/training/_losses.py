@@ -5,7 +5,7 @@
   al., Optics Express 2024): it weighs the weak high frequencies that pixel losses ignore.
 - :class:`FeatureLoss`: L1 between the activations of a frozen network this project trained
   (``focus-est``'s trunk), the feature (perceptual) loss of the refocus model.
-- :func:`gaussian_nll`: for a mean and log-variance output (the defocus estimator).
+- :func:`defocus_loss`: for the defocus estimator's magnitude, log-variance and sign outputs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import cast
 import torch
 from torch import nn
 
-__all__ = ["FeatureLoss", "charbonnier_frequency_loss", "gaussian_nll", "mse_ssim_loss"]
+__all__ = ["FeatureLoss", "charbonnier_frequency_loss", "defocus_loss", "mse_ssim_loss"]
 
 
 def mse_ssim_loss(
@@ -38,18 +38,28 @@ def charbonnier_frequency_loss(
     return torch.sqrt(difference.real**2 + difference.imag**2 + epsilon**2).mean()
 
 
-def gaussian_nll(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Squared error of the mean + the Gaussian NLL of the variance given that error.
+def defocus_loss(
+    output: torch.Tensor, target: torch.Tensor, sign_scale_um: float = 0.3
+) -> torch.Tensor:
+    """Magnitude error + Gaussian NLL of its variance + cross-entropy of the sign.
 
-    ``output[:, 0]`` is the mean, ``output[:, 1]`` the log-variance. The NLL alone let the
-    network explain every error by a large variance and never learn the mean (seen here: a
-    validation error stuck at the spread of the targets); so the mean learns from the squared
-    error, and the variance from the NLL of the (detached) mean's error.
+    ``output[:, 0]`` is |defocus| (µm), ``output[:, 1]`` its log-variance, ``output[:, 2]`` the
+    logit that defocus is positive; ``target[:, 0]`` the signed defocus. Magnitude and sign are
+    learned apart because blur shows the magnitude plainly while the sign rests on the weak
+    asymmetry that spherical aberration gives; one signed regression learned neither well
+    (validation error at the spread of the targets: it averaged the two signs to zero). The
+    variance learns from the detached error (the NLL alone let the network explain every error
+    by a large variance). The sign weighs little near focus, where it means nothing.
     """
-    mean, log_variance = output[:, 0], output[:, 1].clamp(-12.0, 8.0)
-    squared = (target[:, 0] - mean) ** 2
+    defocus = target[:, 0]
+    magnitude, log_variance = output[:, 0], output[:, 1].clamp(-12.0, 8.0)
+    squared = (defocus.abs() - magnitude) ** 2
     nll = 0.5 * (log_variance + squared.detach() * torch.exp(-log_variance))
-    return (squared + nll).mean()
+    weight = (defocus.abs() / sign_scale_um).clamp(max=1.0)
+    sign = nn.functional.binary_cross_entropy_with_logits(
+        output[:, 2], (defocus > 0).to(output.dtype), weight=weight, reduction="none"
+    )
+    return (squared + nll + sign).mean()
 
 
 class FeatureLoss(nn.Module):

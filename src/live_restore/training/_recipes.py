@@ -31,7 +31,7 @@ from live_restore.models import (
 from live_restore.simulate import STRUCTURES, OpticsParams
 
 from ._files import PairedImages, biosr_pairs, tiff_pairs
-from ._losses import FeatureLoss, gaussian_nll, mse_ssim_loss
+from ._losses import FeatureLoss, defocus_loss, mse_ssim_loss
 from ._simulated import FieldStack, FocusSampler, RefocusSampler, SRSampler, render_fields
 from ._trainer import BatchSource, Trainer, TrainResult, TrainSettings
 
@@ -135,8 +135,8 @@ RECIPES: dict[str, Recipe] = {
         2_000,
         32,
         2e-3,
-        "squared error of the mean + Gaussian NLL of the log-variance",
-        "CNN, 64x64 patch -> signed defocus µm and its variance",
+        "squared error of |defocus| + Gaussian NLL of its log-variance + sign cross-entropy",
+        "CNN, 64x64 patch -> |defocus| µm, its variance, and its sign",
     ),
 }
 
@@ -152,7 +152,7 @@ def _sampler(recipe: Recipe, fields: list[FieldStack]) -> BatchSource:
 
 def _loss(recipe: Recipe) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
     if recipe.task is ModelTask.FOCUS_ESTIMATION:
-        return lambda net, x, y: gaussian_nll(net(x), y)
+        return lambda net, x, y: defocus_loss(net(x), y)
     if recipe.task is ModelTask.SUPER_RESOLUTION:
         return lambda net, x, y: mse_ssim_loss(net(x), y)
     _, extractor, _ = load_network(recipe.extra["feature_model"])
@@ -188,7 +188,14 @@ def _validation(
     if recipe.task is ModelTask.FOCUS_ESTIMATION:
 
         def focus_error(net: nn.Module) -> dict[str, float]:
-            return {"val_mae_um": float((net(inputs)[:, 0] - targets[:, 0]).abs().mean())}
+            output, defocus = net(inputs), targets[:, 0]
+            # the sign only counts where it is meaningful (|defocus| >= 0.3 µm)
+            away = defocus.abs() >= 0.3
+            sign_right = ((output[:, 2] > 0) == (defocus > 0))[away].float().mean()
+            return {
+                "val_magnitude_mae_um": float((output[:, 0] - defocus.abs()).abs().mean()),
+                "val_sign_accuracy": float(sign_right),
+            }
 
         return focus_error
     return _set_nrmse(inputs, targets)

@@ -130,6 +130,9 @@ class LiveRestoreDock(QWidget):
         settings.addRow("policy", self.process)
         settings.addRow("save to", self.output)
         settings.addRow(self.estimate_focus)
+        self.hold_focus = QCheckBox("hold focus (moves the focus stage)")
+        self.hold_focus.setChecked(False)
+        settings.addRow(self.hold_focus)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.side_by_side)
@@ -197,11 +200,13 @@ class LiveRestoreDock(QWidget):
                 raise ValueError("tick at least one model")
             backend = self.backend.currentText()
             stages = [make_restorer(name, self.core, backend) for name in names]
-            focus = None
-            if self.estimate_focus.isChecked():
+            focus = hold = None
+            if self.estimate_focus.isChecked() or self.hold_focus.isChecked():
+                from live_restore.focus import FocusHold, FocusMonitor
                 from live_restore.inference import load_model
 
-                focus = load_model(FOCUS_MODEL, backend)
+                focus = FocusMonitor(load_model(FOCUS_MODEL, backend))
+                hold = FocusHold() if self.hold_focus.isChecked() else None
             output = self.output.text().strip() or None
             hook = RestoreHook(
                 self.core,
@@ -210,6 +215,7 @@ class LiveRestoreDock(QWidget):
                 process=self.process.currentText(),  # type: ignore[arg-type]
                 progress=False,
                 focus=focus,
+                hold=hold,
             )
             hook.open()
         except Exception as e:  # a wrong model, backend or folder: shown, nothing started
@@ -291,7 +297,14 @@ class LiveRestoreDock(QWidget):
                 self.last_report, self.hook = self.hook.report, None
 
     def _set_controls_enabled(self, enabled: bool) -> None:
-        for widget in (self.models, self.backend, self.process, self.output, self.estimate_focus):
+        for widget in (
+            self.models,
+            self.backend,
+            self.process,
+            self.output,
+            self.estimate_focus,
+            self.hold_focus,
+        ):
             widget.setEnabled(enabled)
 
     # -- what the view reports (main thread) ---------------------------------------------------

@@ -28,6 +28,17 @@ def focus_state(
     """(text, colour) for one reading: in focus, defocused by N µm, or uncertain."""
     if reading is None:
         return "focus: no estimate yet", UNCERTAIN_COLOUR
+    if reading.state:  # the focus monitor's verdict, with its hysteresis and cross-check
+        where = (
+            f"focal plane {reading.focal_plane_um:+.2f} µm"
+            if reading.focal_plane_um is not None
+            else f"{reading.defocus_um:+.2f} µm"
+        )
+        if reading.flagged:
+            return f"OUT OF FOCUS ({where})", DEFOCUSED_COLOUR
+        if reading.evidence == "uncertain":
+            return f"focus: uncertain ({reading.note})", UNCERTAIN_COLOUR
+        return f"in focus ({where})", IN_FOCUS_COLOUR
     if reading.confidence < min_confidence:
         return (
             f"focus: uncertain ({reading.defocus_um:+.2f} ± {reading.uncertainty_um:.2f} µm)",

@@ -1,0 +1,16 @@
+"""Focus: flag defocus as it happens and, opt-in, hold focus (issue 7).
+
+- :class:`FocusMonitor` scores every frame (estimator + model-free focus score), flags drift
+  with hysteresis, and in z-stacks locates the sample's focal plane instead of flagging planes.
+- :class:`FocusHold` moves the focus stage between time points by the drift the monitor trusts.
+- :class:`FlagPolicy` holds the thresholds.
+
+``RestoreHook(core, models, focus=FocusMonitor(load_model("focus-est")), hold=FocusHold())``
+puts them in the acquisition.
+"""
+
+from ._hold import FocusHold, FocusMove
+from ._monitor import SCORES, FocusMonitor
+from ._policy import Flagger, FlagPolicy
+
+__all__ = ["SCORES", "FlagPolicy", "Flagger", "FocusHold", "FocusMonitor", "FocusMove"]
