@@ -35,12 +35,17 @@ def _frames(size: int, count: int) -> list[np.ndarray]:
 def _median_ms(function, frames: list[np.ndarray], repeats: int) -> float:
     function(frames[0])  # warm-up (first call allocates)
     times = []
-    for r in range(repeats):
+    for _ in range(repeats):
         for frame in frames:
             started = time.perf_counter()
             function(frame)
             times.append((time.perf_counter() - started) * 1000)
     return float(np.median(times))
+
+
+def _observer(monitor: FocusMonitor):
+    numbers = iter(range(10**9))
+    return lambda frame: monitor.observe(frame, next(numbers), {"t": 0})
 
 
 def main() -> None:
@@ -60,10 +65,7 @@ def main() -> None:
         frames = _frames(size, 9)
         monitor = FocusMonitor(estimator)
         monitor.begin(None)
-        counter = iter(range(10**9))
-        whole = _median_ms(
-            lambda f: monitor.observe(f, next(counter), {"t": 0}), frames, args.repeats
-        )
+        whole = _median_ms(_observer(monitor), frames, args.repeats)
         model = _median_ms(estimator, frames, args.repeats)
         scores = [_median_ms(score, frames, args.repeats) for score in SCORES.values()]
         table.add_row(
