@@ -68,13 +68,17 @@ class DefocusReading:
     score: float = math.nan  # model-free focus score of the frame
     score_ratio: float = math.nan  # score / the run's in-focus reference (nan until there is one)
     state: str = ""  # in-focus | out-of-focus (after hysteresis)
-    flagged: bool = False  # state == out-of-focus
     changed: bool = False  # this reading flipped the state
     evidence: str = ""  # what decided: model | score | stack | uncertain | reference
     z_um: float | None = None  # focus stage position of the frame
     focal_plane_um: float | None = None  # z-stack: where the sample's focal plane is (stage z)
     drift_um: float | None = None  # signed focus error to correct (None: not known well enough)
     note: str = ""
+
+    @property
+    def flagged(self) -> bool:
+        """True while the monitor holds the frame out of focus."""
+        return self.state == "out-of-focus"
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,7 @@ class FocusHold:
             return None  # the frame may predate the last move: wait for fresh light
         z = float(core.getZPosition())
         with self._lock:
-            if not self.moves or self._last_live_move_s == -math.inf:
+            if self._last_live_move_s == -math.inf:  # first live move: offsets from here
                 self._base_z_um = z - self._offset_um
             move = self._plan(reading, error, z - self._base_z_um, z - self._base_z_um, None)
         if move is None:

@@ -225,7 +225,6 @@ class FocusMonitor:
             ratio = reading.score / series.reference
         magnitude = self._confident_magnitude(reading)
         evidence = policy.evidence(magnitude, ratio)
-        changed = series.flagger.update(evidence)
         if evidence is None and magnitude is not None and ratio is not None:
             source, note = "uncertain", "estimator and focus score disagree"
         elif series.reference is None or (ratio is None and magnitude is None):
@@ -241,12 +240,11 @@ class FocusMonitor:
             drift = reading.defocus_um
         elif source == "model":
             note = "sign of defocus uncertain"
-        return replace(
+        return _judged(
+            series.flagger,
             reading,
+            evidence,
             score_ratio=ratio if ratio is not None else math.nan,
-            state=series.flagger.state,
-            flagged=series.flagger.flagged,
-            changed=changed,
             evidence=source,
             drift_um=drift,
             note=note,
@@ -260,10 +258,10 @@ class FocusMonitor:
             series.planes.clear()  # an incomplete stack (cancelled or skipped frames) is dropped
         series.time_index = t
         series.planes[index["z"]] = _Plane(z_um, reading.score, self._confident_magnitude(reading))
-        base = replace(
+        base = _judged(
+            series.flagger,
             reading,
-            state=series.flagger.state,
-            flagged=series.flagger.flagged,
+            None,  # a plane alone is no evidence
             evidence="plane",
             note="plane of a z-stack: its own defocus is intended",
         )
@@ -281,12 +279,10 @@ class FocusMonitor:
         by_model = _magnitude_fit_um(planes)
         centre = float(np.mean([p.z_um for p in planes]))
         if by_score is not None and by_model is not None and abs(by_score - by_model) > threshold:
-            changed = series.flagger.update(None)
-            return replace(
+            return _judged(
+                series.flagger,
                 base,
-                state=series.flagger.state,
-                flagged=series.flagger.flagged,
-                changed=changed,
+                None,
                 evidence="uncertain",
                 focal_plane_um=by_score,
                 note=f"focus score puts the focal plane at {by_score:+.2f} µm, the estimator "
@@ -294,10 +290,10 @@ class FocusMonitor:
             )
         focal = by_score if by_score is not None else by_model
         if focal is None:
-            changed = series.flagger.update(None)
-            return replace(
+            return _judged(
+                series.flagger,
                 base,
-                changed=changed,
+                None,
                 evidence="uncertain",
                 note="focal plane not found in the stack (beyond its ends?)",
             )
@@ -305,20 +301,28 @@ class FocusMonitor:
         if series.reference_offset_um is None:
             series.reference_offset_um = offset
         drift = offset - series.reference_offset_um
-        evidence = self.policy.beyond(abs(drift))
-        changed = series.flagger.update(evidence)
         # the stage sits at the focal plane + defocus: to follow the sample, move by the drift
-        return replace(
+        return _judged(
+            series.flagger,
             base,
-            state=series.flagger.state,
-            flagged=series.flagger.flagged,
-            changed=changed,
+            self.policy.beyond(abs(drift)),
             evidence="stack",
             focal_plane_um=focal,
             drift_um=-drift,
             note=f"focal plane {offset:+.2f} µm from the stack centre "
             f"({drift:+.2f} µm since the first stack)",
         )
+
+
+def _judged(
+    flagger: Flagger, reading: DefocusReading, out_of_focus: bool | None, **changes: Any
+) -> DefocusReading:
+    """``reading`` with ``changes`` and the flag's state once ``out_of_focus`` is fed to it.
+
+    ``out_of_focus`` None is no evidence; ``changed`` says whether this reading flipped the flag.
+    """
+    changed = flagger.update(out_of_focus)
+    return replace(reading, state=flagger.state, changed=changed, **changes)
 
 
 def _score_peak_um(planes: list[_Plane]) -> float | None:
