@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,21 @@ SMALL_FRAME = 64
 # The napari tests leave one behind, so without this a core's backend would depend on test
 # order. Cores here use psygnal; tests/viewer asks for Qt, as a real napari window gets.
 os.environ.setdefault("PYMM_SIGNALS_BACKEND", "psygnal")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Engines built by the tests go to a temporary cache, never the checkout's."""
+    from live_restore.inference._cache import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("engine-cache")
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
 
 
 @pytest.fixture

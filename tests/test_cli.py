@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import csv
+import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,10 +63,17 @@ def test_gui_refuses_a_missing_config_and_a_bad_backend_before_opening_a_window(
     result = _run("gui", "--config", str(tmp_path / "nope.cfg"))
     assert result.returncode == 2
     assert "Micro-Manager config not found" in result.stdout
-    result = _run("demo", "--backend", "tensorrt", "--out", str(tmp_path / "d"))
+    result = _run("demo", "--backend", "tensorrt-on-the-moon", "--out", str(tmp_path / "d"))
     assert result.returncode == 2
-    assert "--backend must be one of auto, torch-cpu, torch-cuda" in " ".join(result.stdout.split())
+    assert "unknown backend 'tensorrt-on-the-moon'; known: auto, tensorrt" in " ".join(
+        result.stdout.split()
+    )
     assert not (tmp_path / "d").exists()
+    if not importlib.util.find_spec("tensorrt"):
+        # a real name this machine cannot run is refused too, with the reason
+        result = _run("demo", "--backend", "tensorrt", "--out", str(tmp_path / "d"))
+        assert result.returncode == 2 and "backend tensorrt asked for, but" in result.stdout
+        assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.parametrize(
@@ -187,3 +197,51 @@ def test_train_and_eval_commands(tmp_path):
     assert (tmp_path / "eval" / "dfcan-sr2x-lite.png").stat().st_size > 10_000
     result = runner.invoke(app, ["train", "no-such-model"])
     assert result.exit_code == 2 and "no training recipe" in result.output
+
+
+def test_demo_restores_through_onnxruntime_and_says_so_in_the_store(tmp_path):
+    out = tmp_path / "ort"
+    result = _run(
+        "demo", "--headless", "--frames", "4", "--frame-size", "64", "--backend", "onnxruntime",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    restored = zarr.open_group(str(out / "dfcan-sr2x-lite.ome.zarr"), mode="r")
+    assert restored["0"].shape == (4, 1, 128, 128)
+    provenance = restored.attrs["live_restore"]
+    assert provenance["backend"] == "onnxruntime" and provenance["precision"] == "fp32"
+
+
+def test_engines_build_list_clear_and_a_corrupt_engine_is_reported(tmp_path):
+    env = {**os.environ, "LIVE_RESTORE_ENGINE_CACHE": str(tmp_path / "cache")}
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [*CLI, *args], capture_output=True, text=True, timeout=300, env=env
+    )
+    built = run("engines", "build", "focus-est")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "largest difference from torch" in " ".join(built.stdout.split())
+    (graph,) = (tmp_path / "cache" / "focus-est").glob("*.onnx")
+    graph.write_bytes(graph.read_bytes()[:100])
+    listed = " ".join(run("engines", "list").stdout.split())
+    assert "focus-est" in listed and "sha256 does not match" in listed
+    refused = run("engines", "build", "focus-est", "--backend", "torch-cpu")
+    assert refused.returncode == 2 and "onnxruntime or tensorrt" in " ".join(refused.stdout.split())
+    cleared = run("engines", "clear")
+    assert "removed 1 engine" in cleared.stdout
+    assert "is empty" in run("engines", "list").stdout
+
+
+def test_bench_prints_a_row_per_cell_and_writes_them(tmp_path):
+    table = tmp_path / "bench.csv"
+    result = _run(
+        "bench", "-m", "focus-est", "-b", "torch-cpu", "-b", "onnxruntime", "--size", "64",
+        "--repeats", "2", "--warmup", "0", "--csv", str(table),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = list(csv.DictReader(table.read_text().splitlines()))
+    assert [(r["model"], r["backend"], r["precision"]) for r in rows] == [
+        ("focus-est", "torch-cpu", "fp32"),
+        ("focus-est", "onnxruntime", "fp32"),
+    ]
+    assert all(float(r["median_ms"]) > 0 and float(r["gflop_per_frame"]) > 0 for r in rows)
+    assert "x torch-cpu" in result.stdout and "floor share" in result.stdout

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ._cli_common import console
+from ._cli_common import fail as _fail
+from ._cli_common import progress as _progress
+from ._cli_inference import bench_command, engines_app
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -21,22 +23,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=2)
+app.add_typer(engines_app, name="engines")
+app.command("bench")(bench_command)
 
 
 @app.callback(invoke_without_command=True)
@@ -80,8 +68,8 @@ ConfigOption = Annotated[
 BackendOption = Annotated[
     str,
     typer.Option(
-        help="Where trained models run: auto (CUDA if torch sees a GPU, else CPU), "
-        "torch-cpu, torch-cuda."
+        help="Where trained models run: auto (the fastest here: tensorrt, torch-cuda, "
+        "torch-cpu, in that order), tensorrt, torch-cuda, torch-cpu, onnxruntime."
     ),
 ]
 ScreenshotOption = Annotated[
@@ -91,10 +79,13 @@ ScreenshotOption = Annotated[
 
 
 def _check_backend(backend: str) -> None:
-    from .inference import BACKENDS
+    """Refuse an unknown backend, or one this machine cannot run, before anything starts."""
+    from .inference import resolve_backend
 
-    if backend not in BACKENDS:
-        raise _fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    try:
+        resolve_backend(backend)
+    except (ValueError, RuntimeError) as error:
+        raise _fail(str(error)) from None
 
 
 def _open_window(

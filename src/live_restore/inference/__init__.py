@@ -1,16 +1,42 @@
-"""Inference: a shipped model as a callable session (torch CPU / CUDA), with tiling."""
+"""Inference: a shipped model as a callable session on one of several backends, with tiling.
 
+Backends (``Backend`` protocol): TensorRT, torch CUDA, torch CPU and ONNX Runtime; built
+artefacts (ONNX graphs, TensorRT plans) live in an :class:`EngineCache`.
+"""
+
+from ._backend import (
+    BACKENDS,
+    PRECISIONS,
+    Backend,
+    available_backends,
+    create_backend,
+    resolve_backend,
+)
+from ._cache import CacheEntry, EngineCache, EngineFileError, default_cache_dir
 from ._export import export_onnx
-from ._session import BACKENDS, FocusEstimate, FocusSession, ModelSession, load_model
+from ._session import FocusEstimate, FocusSession, ModelSession, load_model, session_tile
+from ._tensorrt_ops import TENSORRT_ONNX_OPERATORS, tensorrt_unsupported
 from ._tiling import tile_starts, tiled_apply
 
 __all__ = [
     "BACKENDS",
+    "PRECISIONS",
+    "TENSORRT_ONNX_OPERATORS",
+    "Backend",
+    "CacheEntry",
+    "EngineCache",
+    "EngineFileError",
     "FocusEstimate",
     "FocusSession",
     "ModelSession",
+    "available_backends",
+    "create_backend",
+    "default_cache_dir",
     "export_onnx",
     "load_model",
+    "resolve_backend",
+    "session_tile",
+    "tensorrt_unsupported",
     "tile_starts",
     "tiled_apply",
 ]

@@ -1,11 +1,9 @@
 """``load_model(name)``: a shipped model, ready to call on one camera frame.
 
 A session does the model's own normalisation (whole-frame percentiles, as in training), runs the
-network in tiles of its training size on the chosen backend, and maps the output back to camera
-counts. It conforms to the hook's ``Restorer`` protocol, so a model name can be a hook stage.
-
-Backends here: ``torch-cpu`` and ``torch-cuda`` (float32). ``auto`` picks CUDA when torch sees
-a device, else the CPU, and says which in ``provenance()``.
+network in tiles of its training size on the chosen backend (``_backend.py``), and maps the output
+back to camera counts. It conforms to the hook's ``Restorer`` protocol, so a model name can be a
+hook stage. ``provenance()`` says which backend and precision ``auto`` picked.
 """
 
 from __future__ import annotations
@@ -14,23 +12,25 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from live_restore._version import __version__
 from live_restore.models import ModelSpec, ModelTask, frame_scale, load_network
 
+from ._backend import Backend, create_backend, resolve_backend
+from ._cache import EngineCache
 from ._tiling import tiled_apply
 
-__all__ = ["BACKENDS", "FocusEstimate", "FocusSession", "ModelSession", "load_model"]
+__all__ = ["FocusEstimate", "FocusSession", "ModelSession", "load_model", "session_tile"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch-cpu", "torch-cuda")
 # CPU fallbacks: a published-size model that would not keep up on a CPU
 _CPU_VARIANTS = {"dfcan-sr2x": "dfcan-sr2x-lite"}
+_CPU_BACKENDS = ("torch-cpu", "onnxruntime")
 
 
 def _as_frame(frame: object) -> np.ndarray:
@@ -39,26 +39,31 @@ def _as_frame(frame: object) -> np.ndarray:
     return as_frame(frame, min_side=8)
 
 
-def _device_for(backend: str) -> torch.device:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; available here: {', '.join(BACKENDS)}")
-    if backend == "torch-cuda" and not torch.cuda.is_available():
-        raise RuntimeError("backend torch-cuda asked for, but torch sees no CUDA device")
-    use_cuda = backend == "torch-cuda" or (backend == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
+def session_tile(spec: ModelSpec) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the batches a session sends its backend.
+
+    Tiles are twice the training patch (a quarter of it overlaps on each side); a patch-wise
+    model (focus-est) gets its patches.
+    """
+    channels = int(spec.arguments.get("in_channels", 1))
+    if spec.task is ModelTask.FOCUS_ESTIMATION:
+        patch = int(spec.patch_size or 64)
+        return channels, patch, patch
+    tile = int(spec.training.get("patch_size") or 64) * 2
+    tile += -tile % spec.multiple_of
+    return channels, tile, tile
 
 
 class _Session:
-    def __init__(self, spec: ModelSpec, network: nn.Module, folder: Path, backend: str) -> None:
+    def __init__(self, spec: ModelSpec, folder: Path, backend: Backend) -> None:
         self.spec = spec
         self.folder = folder
-        self.device = _device_for(backend)
-        self.backend = f"torch-{self.device.type}"
-        self.network = network.to(self.device)
+        self.runtime = backend
+        self.backend = backend.name
+        self.precision = backend.precision
         self.name = spec.name
         self.scale = spec.scale
-        # the training patch, with a quarter of it as overlap on each side
-        self.tile = int(spec.training.get("patch_size") or 64) * 2
+        self.tile = session_tile(spec)[1]
         self.overlap = self.tile // 4
 
     def provenance(self) -> dict[str, str]:
@@ -68,8 +73,7 @@ class _Session:
             "model": self.spec.name,
             "architecture": f"{self.spec.architecture} {self.spec.arguments}",
             "weights_sha256": self.spec.weights_sha256,
-            "backend": self.backend,
-            "precision": "float32",
+            **self.runtime.describe(),
             "normalisation": f"percentiles {n.low_percentile}/{n.high_percentile} of the frame "
             f"-> 0/1; output x {n.output_range}",
             "tiling": f"{self.tile} px tiles, {self.overlap} px overlap",
@@ -78,8 +82,7 @@ class _Session:
         }
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
-        output: torch.Tensor = self.network(batch.to(self.device))
-        return output
+        return self.runtime(batch)
 
 
 class ModelSession(_Session):
@@ -156,15 +159,24 @@ class FocusSession(_Session):
         )
 
 
-def load_model(name: str | Path, backend: str = "auto") -> ModelSession | FocusSession:
+def load_model(
+    name: str | Path,
+    backend: str = "auto",
+    precision: str = "auto",
+    cache: EngineCache | None = None,
+    **options: Any,
+) -> ModelSession | FocusSession:
     """A ready inference session for a shipped model name or a model folder.
 
-    On the CPU, a model with a lighter CPU variant (``dfcan-sr2x`` -> ``dfcan-sr2x-lite``) is
-    swapped for it when the full one would not keep up; the log says so.
+    ``backend``: ``auto`` (the fastest here), ``tensorrt``, ``torch-cuda``, ``torch-cpu`` or
+    ``onnxruntime``; ``precision``: ``auto`` (fp16 on a GPU, else fp32), ``fp32``, ``fp16``,
+    ``bf16``. ``options`` go to the backend (see ``create_backend``). On the CPU, a model with a
+    lighter CPU variant (``dfcan-sr2x`` -> ``dfcan-sr2x-lite``) is swapped for it when the full one
+    would not keep up; the log says so.
     """
-    device = _device_for(backend)
+    resolved, _ = resolve_backend(backend, precision)
     chosen = str(name)
-    if device.type == "cpu" and chosen in _CPU_VARIANTS:
+    if resolved in _CPU_BACKENDS and chosen in _CPU_VARIANTS:
         log.warning(
             "%s runs at ~0.7 TFLOP per 512x512 frame, seconds on a CPU: using %s instead",
             chosen,
@@ -172,6 +184,16 @@ def load_model(name: str | Path, backend: str = "auto") -> ModelSession | FocusS
         )
         chosen = _CPU_VARIANTS[chosen]
     spec, network, folder = load_network(chosen)
+    runtime = create_backend(
+        network, spec, resolved, precision, cache, tile_shape=session_tile(spec), **options
+    )
+    if backend == "auto":
+        log.info(
+            "%s runs on %s (%s), the fastest backend here",
+            spec.name,
+            runtime.name,
+            runtime.precision,
+        )
     if spec.task is ModelTask.FOCUS_ESTIMATION:
-        return FocusSession(spec, network, folder, backend)
-    return ModelSession(spec, network, folder, backend)
+        return FocusSession(spec, folder, runtime)
+    return ModelSession(spec, folder, runtime)

@@ -79,7 +79,7 @@ class LiveRestoreDock(QWidget):
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        from live_restore.inference import BACKENDS
+        from live_restore.inference import available_backends
 
         self.viewer = viewer
         self.core = core
@@ -104,7 +104,8 @@ class LiveRestoreDock(QWidget):
             self.models.addItem(item)
         self.models.setMaximumHeight(110)
         self.backend = QComboBox()
-        self.backend.addItems(list(BACKENDS))
+        # only what runs here: choosing tensorrt on a laptop would fail only at start
+        self.backend.addItems(["auto", *available_backends()])
         self.backend.setCurrentText(backend)
         self.process = QComboBox()
         self.process.addItems(["all", "latest"])

@@ -1,0 +1,154 @@
+"""``live-restore bench``: model x backend x frame size x precision, timed end to end.
+
+A row times the whole session call on a simulated-camera-like frame (normalisation, tiling,
+copies, network, blending), because that is what the acquisition waits for. Each cell is warmed
+up first (exports, plan builds, CUDA graph captures and cuDNN's algorithm search happen there,
+not in the figures), then timed ``repeats`` times: median and p99 (with few repeats p99 is
+close to the maximum). The FLOP floor is the session's counted FLOPs per frame at the device's
+measured matmul rate for that precision (``_flops.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from live_restore.models import ModelSpec, ModelTask, build_network, load_network
+
+from ._backend import create_backend, resolve_backend
+from ._cache import EngineCache
+from ._flops import matmul_flops_per_s, network_flops, tiles_per_frame
+from ._session import FocusSession, ModelSession, session_tile
+
+__all__ = ["BenchRow", "bench", "bench_cells"]
+
+# the published DFCAN (64 features, 4 groups x 4 blocks), for timing where its weights are not
+# shipped: speed does not depend on the values of the weights
+_PUBLISHED = {
+    "dfcan-sr2x": ModelSpec(
+        name="dfcan-sr2x",
+        task=ModelTask.SUPER_RESOLUTION,
+        architecture="dfcan",
+        arguments={"in_channels": 1, "scale": 2},
+        scale=2,
+        training={"patch_size": 128},
+    )
+}
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One cell: a model on a backend at a frame size and precision."""
+
+    model: str
+    backend: str
+    precision: str
+    frame_px: int
+    median_ms: float
+    p99_ms: float
+    tiles: int
+    gflop_per_frame: float
+    floor_ms: float
+    note: str = ""
+
+    @property
+    def frames_per_s(self) -> float:
+        return 1000.0 / self.median_ms if self.median_ms > 0 else float("inf")
+
+    @property
+    def floor_share(self) -> float:
+        """FLOP floor / median latency: 1.0 would be every cycle spent in dense matmul."""
+        return self.floor_ms / self.median_ms if self.median_ms > 0 else 0.0
+
+
+def _target(name: str) -> tuple[ModelSpec, nn.Module, str]:
+    try:
+        spec, network, _ = load_network(name)
+        return spec, network, ""
+    except Exception:
+        if name not in _PUBLISHED:
+            raise
+        spec = _PUBLISHED[name]
+        return spec, build_network(spec.architecture, spec.arguments), "untrained (timing only)"
+
+
+def bench_cells(
+    models: list[str], backends: list[str], sizes: list[int], precisions: list[str]
+) -> Iterator[tuple[str, str, str, int]]:
+    """The valid (model, backend, precision, size) cells; ``auto`` precision per backend."""
+    for model in models:
+        for backend in backends:
+            for precision in precisions:
+                try:
+                    resolved = resolve_backend(backend, precision)
+                except (ValueError, RuntimeError):
+                    continue  # a precision the backend does not run is not a cell
+                for size in sizes:
+                    yield model, resolved[0], resolved[1], size
+
+
+def bench(
+    models: list[str],
+    backends: list[str],
+    sizes: list[int],
+    precisions: list[str],
+    repeats: int = 10,
+    warmup: int = 2,
+    cache: EngineCache | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchRow]:
+    """Time every cell; rows in cell order (duplicates from ``auto`` are run once)."""
+    cells = list(dict.fromkeys(bench_cells(models, backends, sizes, precisions)))
+    rates: dict[tuple[str, str], float] = {}
+    flops_per_tile: dict[str, int] = {}
+    rows = []
+    for model, backend, precision, size in cells:
+        if progress is not None:
+            progress(f"{model} on {backend} {precision} at {size}x{size}")
+        spec, network, note = _target(model)
+        tile_shape = session_tile(spec)
+        runtime = create_backend(network, spec, backend, precision, cache, tile_shape=tile_shape)
+        session_type = FocusSession if spec.task is ModelTask.FOCUS_ESTIMATION else ModelSession
+        session = session_type(spec, Path("."), runtime)
+        frame = np.random.default_rng(0).poisson(100.0, (size, size)).astype(np.uint16)
+        for _ in range(warmup):
+            session(frame)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            session(frame)
+            times.append(1e3 * (time.perf_counter() - start))
+        if model not in flops_per_tile:
+            flops_per_tile[model] = network_flops(network, (1, *tile_shape))
+        if spec.task is ModelTask.FOCUS_ESTIMATION:
+            tiles = (size // tile_shape[1]) ** 2
+        else:
+            tiles = tiles_per_frame((size, size), tile_shape[1], spec.multiple_of)
+        flops = flops_per_tile[model] * tiles
+        device = "cuda" if backend in ("torch-cuda", "tensorrt") else "cpu"
+        if (device, precision) not in rates:
+            rates[device, precision] = matmul_flops_per_s(device, precision)
+        rows.append(
+            BenchRow(
+                model=model,
+                backend=backend,
+                precision=precision,
+                frame_px=size,
+                median_ms=float(np.median(times)),
+                p99_ms=float(np.percentile(times, 99)),
+                tiles=tiles,
+                gflop_per_frame=flops / 1e9,
+                floor_ms=1e3 * flops / rates[device, precision],
+                note=note,
+            )
+        )
+        del session, runtime
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return rows

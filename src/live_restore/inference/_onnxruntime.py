@@ -1,0 +1,128 @@
+"""ONNX Runtime on the CPU: the exported graph (the one TensorRT gets), run where no GPU is.
+
+One graph per input shape (DFCAN's attention DFT is built for its size), exported on first use
+into the engine cache and reused from there. The session runs with the torch thread count and
+without spinning worker threads: spinning would take cores from the acquisition thread even while
+the restoration worker waits for its next frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from live_restore._version import __version__
+from live_restore.models import ModelSpec
+
+from ._cache import EngineCache, EngineFileError
+from ._export import OPSET, export_onnx
+
+__all__ = ["OnnxRuntimeBackend", "cached_onnx"]
+
+log = logging.getLogger(__name__)
+
+
+def onnx_fields(spec: ModelSpec, shape: tuple[int, int, int]) -> dict[str, Any]:
+    """What an exported graph depends on: weights, architecture, shape, exporter versions."""
+    return {
+        "model": spec.name,
+        "weights_sha256": spec.weights_sha256,
+        "architecture": spec.architecture,
+        "arguments": spec.arguments,
+        "input_chw": list(shape),
+        "opset": OPSET,
+        "torch": torch.__version__,
+        "live_restore": __version__,
+    }
+
+
+def cached_onnx(
+    network: nn.Module, spec: ModelSpec, shape: tuple[int, int, int], cache: EngineCache
+) -> Path:
+    """The model's ONNX graph for inputs ``(N, *shape)``, exported once into ``cache``."""
+
+    def write(path: Path) -> None:
+        log.info("exporting %s to ONNX for input %s", spec.name, shape)
+        export_onnx(network, path, (1, *shape))
+
+    return cache.get_or_build(spec.name, "onnx", onnx_fields(spec, shape), ".onnx", write)
+
+
+class OnnxRuntimeBackend:
+    """The exported graph in an ONNX Runtime CPU session (float32)."""
+
+    name = "onnxruntime"
+    precision = "fp32"
+
+    def __init__(
+        self,
+        network: nn.Module,
+        spec: ModelSpec,
+        cache: EngineCache,
+        tile_shape: tuple[int, int, int] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime
+
+        self._ort = onnxruntime
+        self.network = network
+        self.spec = spec
+        self.cache = cache
+        self.threads = threads or torch.get_num_threads()
+        # input (C, H, W) -> (session, graph file)
+        self._sessions: dict[tuple[int, int, int], tuple[Any, Path]] = {}
+        if tile_shape is not None:
+            self._session(tile_shape)
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "backend": self.name,
+            "precision": self.precision,
+            "device": f"cpu ({self.threads} threads)",
+            "onnxruntime": self._ort.__version__,
+            "onnx_opset": str(OPSET),
+            "onnx_graphs": ", ".join(str(p) for p in self._paths()),
+        }
+
+    def _paths(self) -> list[Path]:
+        return [path for _, path in self._sessions.values()]
+
+    def _open(self, path: Path) -> Any:
+        options = self._ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return self._ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def _session(self, shape: tuple[int, int, int]) -> Any:
+        if shape in self._sessions:
+            return self._sessions[shape][0]
+        path = cached_onnx(self.network, self.spec, shape, self.cache)
+        try:
+            session = self._open(path)
+        except Exception as first:  # ORT raises its own Fail/InvalidGraph types
+            # the hash matched, so the file is as written: rebuild once, in case the exporter
+            # of an earlier version wrote something this runtime cannot read
+            log.warning("ONNX Runtime refused %s (%s); re-exporting", path, first)
+            self.cache.remove(path)
+            path = cached_onnx(self.network, self.spec, shape, self.cache)
+            try:
+                session = self._open(path)
+            except Exception as second:
+                raise EngineFileError(
+                    f"ONNX Runtime cannot load the exported graph of {self.spec.name} ({path}): "
+                    f"{second}"
+                ) from second
+        self._sessions[shape] = (session, path)
+        return session
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        shape = (int(batch.shape[1]), int(batch.shape[2]), int(batch.shape[3]))
+        session = self._session(shape)
+        array = batch.float().contiguous().numpy()
+        (output,) = session.run(None, {"input": array})
+        return torch.from_numpy(output)
