@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench bench-viewer bench-focus screenshot system-deps clean
+.PHONY: setup demo test lint bench bench-viewer bench-focus bench-inference screenshot system-deps clean
 
 # Debian/Ubuntu packages the napari window needs on a machine without a desktop (Xvfb, GL, xcb);
 # `make test` skips the viewer tests when no X server can be started
@@ -42,6 +42,9 @@ system-deps:
 screenshot: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/live-restore demo --frames 8 --out demo-screenshot-run \
 		--overwrite --screenshot docs/demo-window.png
+
+bench-inference: setup
+	$(BIN)/live-restore bench --repeats 10 --csv benchmarks/inference.csv
 
 bench-focus: setup
 	$(BIN)/python benchmarks/bench_focus.py

@@ -145,6 +145,10 @@ def bench_command(
     ] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Timed calls per cell.")] = 10,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls first per cell.")] = 2,
+    tile: Annotated[
+        int | None,
+        typer.Option(min=16, help="Tile side in px (default: twice each model's training patch)."),
+    ] = None,
     out_csv: Annotated[Path | None, typer.Option("--csv", help="Also write the rows here.")] = None,
 ) -> None:
     """Time restoration per frame: model x backend x frame size x precision.
@@ -168,6 +172,7 @@ def bench_command(
             precisions or ["auto"] + (["fp32"] if torch.cuda.is_available() else []),
             repeats=repeats,
             warmup=warmup,
+            tile_px=tile,
             progress=lambda cell: console.print(f"[dim]timing {cell}[/]"),
         )
     except (ValueError, RuntimeError) as error:

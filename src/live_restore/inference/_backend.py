@@ -7,9 +7,9 @@ function and parity between them is a property of the runtime alone.
 
 Names: ``tensorrt``, ``torch-cuda``, ``torch-cpu``, ``onnxruntime`` (CPU), and ``auto``, which
 picks the first available in that order. The CPU half of the order is measured: on the 2-core VM
-ONNX Runtime ran every shipped model 1.1-1.4x slower than torch (``live-restore bench``,
+ONNX Runtime ran the shipped models at 0.86-1.05x torch's speed (``live-restore bench``,
 benchmarks/RESULTS.md), so it is there for parity with the exported graph and for machines
-without torch's fast kernels, not as the default.
+where it is faster, not as the default.
 """
 
 from __future__ import annotations

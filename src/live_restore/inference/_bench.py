@@ -100,6 +100,7 @@ def bench(
     precisions: list[str],
     repeats: int = 10,
     warmup: int = 2,
+    tile_px: int | None = None,
     cache: EngineCache | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[BenchRow]:
@@ -112,10 +113,10 @@ def bench(
         if progress is not None:
             progress(f"{model} on {backend} {precision} at {size}x{size}")
         spec, network, note = _target(model)
-        tile_shape = session_tile(spec)
+        tile_shape = session_tile(spec, tile_px)
         runtime = create_backend(network, spec, backend, precision, cache, tile_shape=tile_shape)
         session_type = FocusSession if spec.task is ModelTask.FOCUS_ESTIMATION else ModelSession
-        session = session_type(spec, Path("."), runtime)
+        session = session_type(spec, Path("."), runtime, tile_shape[1])
         frame = np.random.default_rng(0).poisson(100.0, (size, size)).astype(np.uint16)
         for _ in range(warmup):
             session(frame)

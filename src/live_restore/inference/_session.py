@@ -1,7 +1,7 @@
 """``load_model(name)``: a shipped model, ready to call on one camera frame.
 
 A session does the model's own normalisation (whole-frame percentiles, as in training), runs the
-network in tiles of its training size on the chosen backend (``_backend.py``), and maps the output
+network in tiles (twice its training patch by default) on the chosen backend (``_backend.py``), and maps the output
 back to camera counts. It conforms to the hook's ``Restorer`` protocol, so a model name can be a
 hook stage. ``provenance()`` says which backend and precision ``auto`` picked.
 """
@@ -39,23 +39,28 @@ def _as_frame(frame: object) -> np.ndarray:
     return as_frame(frame, min_side=8)
 
 
-def session_tile(spec: ModelSpec) -> tuple[int, int, int]:
+def session_tile(spec: ModelSpec, tile_px: int | None = None) -> tuple[int, int, int]:
     """``(C, H, W)`` of the batches a session sends its backend.
 
-    Tiles are twice the training patch (a quarter of it overlaps on each side); a patch-wise
-    model (focus-est) gets its patches.
+    Tiles are ``tile_px`` or twice the training patch (a quarter of a tile overlaps on each
+    side; see ``_tiling.py`` for what the size does to quality); a patch-wise model (focus-est)
+    gets its patches, whatever ``tile_px`` says.
     """
     channels = int(spec.arguments.get("in_channels", 1))
     if spec.task is ModelTask.FOCUS_ESTIMATION:
         patch = int(spec.patch_size or 64)
         return channels, patch, patch
-    tile = int(spec.training.get("patch_size") or 64) * 2
+    tile = tile_px or int(spec.training.get("patch_size") or 64) * 2
+    if tile < 16:
+        raise ValueError(f"tile_px must be at least 16, got {tile}")
     tile += -tile % spec.multiple_of
     return channels, tile, tile
 
 
 class _Session:
-    def __init__(self, spec: ModelSpec, folder: Path, backend: Backend) -> None:
+    def __init__(
+        self, spec: ModelSpec, folder: Path, backend: Backend, tile_px: int | None = None
+    ) -> None:
         self.spec = spec
         self.folder = folder
         self.runtime = backend
@@ -63,7 +68,7 @@ class _Session:
         self.precision = backend.precision
         self.name = spec.name
         self.scale = spec.scale
-        self.tile = session_tile(spec)[1]
+        self.tile = session_tile(spec, tile_px)[1]
         self.overlap = self.tile // 4
 
     def provenance(self) -> dict[str, str]:
@@ -164,13 +169,15 @@ def load_model(
     backend: str = "auto",
     precision: str = "auto",
     cache: EngineCache | None = None,
+    tile_px: int | None = None,
     **options: Any,
 ) -> ModelSession | FocusSession:
     """A ready inference session for a shipped model name or a model folder.
 
     ``backend``: ``auto`` (the fastest here), ``tensorrt``, ``torch-cuda``, ``torch-cpu`` or
     ``onnxruntime``; ``precision``: ``auto`` (fp16 on a GPU, else fp32), ``fp32``, ``fp16``,
-    ``bf16``. ``options`` go to the backend (see ``create_backend``). On the CPU, a model with a
+    ``bf16``. ``tile_px``: the tile side (default twice the training patch; larger wastes less
+    work on overlap, e.g. on a GPU). ``options`` go to the backend (see ``create_backend``). On the CPU, a model with a
     lighter CPU variant (``dfcan-sr2x`` -> ``dfcan-sr2x-lite``) is swapped for it when the full one
     would not keep up; the log says so.
     """
@@ -185,7 +192,7 @@ def load_model(
         chosen = _CPU_VARIANTS[chosen]
     spec, network, folder = load_network(chosen)
     runtime = create_backend(
-        network, spec, resolved, precision, cache, tile_shape=session_tile(spec), **options
+        network, spec, resolved, precision, cache, tile_shape=session_tile(spec, tile_px), **options
     )
     if backend == "auto":
         log.info(
@@ -196,4 +203,4 @@ def load_model(
         )
     if spec.task is ModelTask.FOCUS_ESTIMATION:
         return FocusSession(spec, folder, runtime)
-    return ModelSession(spec, folder, runtime)
+    return ModelSession(spec, folder, runtime, tile_px)
