@@ -1,9 +1,9 @@
 """``load_model(name)``: a shipped model, ready to call on one camera frame.
 
 A session does the model's own normalisation (whole-frame percentiles, as in training), runs the
-network in tiles (twice its training patch by default) on the chosen backend (``_backend.py``), and maps the output
-back to camera counts. It conforms to the hook's ``Restorer`` protocol, so a model name can be a
-hook stage. ``provenance()`` says which backend and precision ``auto`` picked.
+network in tiles (twice its training patch by default) on the chosen backend (``_backend.py``),
+and maps the output back to camera counts. It conforms to the hook's ``Restorer`` protocol, so a
+model name can be a hook stage. ``provenance()`` says which backend and precision ``auto`` picked.
 """
 
 from __future__ import annotations
@@ -177,9 +177,9 @@ def load_model(
     ``backend``: ``auto`` (the fastest here), ``tensorrt``, ``torch-cuda``, ``torch-cpu`` or
     ``onnxruntime``; ``precision``: ``auto`` (fp16 on a GPU, else fp32), ``fp32``, ``fp16``,
     ``bf16``. ``tile_px``: the tile side (default twice the training patch; larger wastes less
-    work on overlap, e.g. on a GPU). ``options`` go to the backend (see ``create_backend``). On the CPU, a model with a
-    lighter CPU variant (``dfcan-sr2x`` -> ``dfcan-sr2x-lite``) is swapped for it when the full one
-    would not keep up; the log says so.
+    work on overlap, e.g. on a GPU). ``options`` go to the backend (see ``create_backend``). On
+    the CPU, a model with a lighter CPU variant (``dfcan-sr2x`` -> ``dfcan-sr2x-lite``) is
+    swapped for it when the full one would not keep up; the log says so.
     """
     resolved, _ = resolve_backend(backend, precision)
     chosen = str(name)
