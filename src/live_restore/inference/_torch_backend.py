@@ -72,7 +72,8 @@ class TorchBackend:
     def _autocast(self) -> Any:
         if self.precision == "fp32":
             return nullcontext()
-        return torch.autocast(self.device.type, dtype=_DTYPES[self.precision])
+        # no weight-cast cache: a CUDA graph must not capture casts cached outside it (torch docs)
+        return torch.autocast(self.device.type, dtype=_DTYPES[self.precision], cache_enabled=False)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         with self._autocast():
