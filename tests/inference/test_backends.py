@@ -21,7 +21,7 @@ from live_restore.inference import (
     session_tile,
     tensorrt_unsupported,
 )
-from live_restore.models import load_network
+from live_restore.models import file_sha256, load_network
 from live_restore.simulate import ManualClock, SimMicroscope
 
 SHIPPED = ["dfcan-sr2x-lite", "refocus", "focus-est"]
@@ -136,19 +136,13 @@ def test_an_altered_graph_with_a_matching_record_is_refused_then_rebuilt(cache, 
     (entry,) = cache.entries()
     entry.path.write_bytes(b"not an onnx graph")
     record_path = entry.path.with_name(entry.path.name + ".json")
-    record = record_path.read_text().replace(entry.record["sha256"], _sha256(entry.path))
+    record = record_path.read_text().replace(entry.record["sha256"], file_sha256(entry.path))
     record_path.write_text(record)
     assert cache.entries()[0].problem() is None
     with caplog.at_level(logging.WARNING):
         backend = create_backend(network, spec, "onnxruntime", cache=cache, tile_shape=tile)
     assert "ONNX Runtime refused" in caplog.text
     assert backend(_tiles(spec)).shape[0] == 3
-
-
-def _sha256(path):
-    from live_restore.models import file_sha256
-
-    return file_sha256(path)
 
 
 def test_clear_removes_one_model_or_all(cache):

@@ -24,7 +24,7 @@ from live_restore.models import ModelSpec, ModelTask, build_network, load_networ
 from ._backend import create_backend, resolve_backend
 from ._cache import EngineCache
 from ._flops import matmul_flops_per_s, network_flops, tiles_per_frame
-from ._session import FocusSession, ModelSession, session_tile
+from ._session import make_session, session_tile
 
 __all__ = ["BenchRow", "bench", "bench_cells"]
 
@@ -115,8 +115,7 @@ def bench(
         spec, network, note = _target(model)
         tile_shape = session_tile(spec, tile_px)
         runtime = create_backend(network, spec, backend, precision, cache, tile_shape=tile_shape)
-        session_type = FocusSession if spec.task is ModelTask.FOCUS_ESTIMATION else ModelSession
-        session = session_type(spec, Path("."), runtime, tile_shape[1])
+        session = make_session(spec, Path("."), runtime, tile_shape[1])
         frame = np.random.default_rng(0).poisson(100.0, (size, size)).astype(np.uint16)
         for _ in range(warmup):
             session(frame)

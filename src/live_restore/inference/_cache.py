@@ -60,8 +60,14 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "live-restore" / "engines"
 
 
+def _as_json(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` as they read back from a record (tuples as lists, other objects as text)."""
+    normalised: dict[str, Any] = json.loads(json.dumps(dict(fields), default=str))
+    return normalised
+
+
 def cache_key(fields: Mapping[str, Any]) -> str:
-    text = json.dumps(dict(fields), sort_keys=True, default=str)
+    text = json.dumps(_as_json(fields), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -112,7 +118,7 @@ class EngineCache:
         entry = CacheEntry(path, _read_record(path))
         problem = entry.problem()
         if problem is None and entry.record is not None:
-            if entry.record.get("fields") != json.loads(json.dumps(dict(fields), default=str)):
+            if entry.record.get("fields") != _as_json(fields):
                 problem = "it was built for other inputs (stale)"
         if problem is None:
             return path
@@ -144,7 +150,7 @@ class EngineCache:
         record = {
             "model": model,
             "kind": kind,
-            "fields": json.loads(json.dumps(dict(fields), default=str)),
+            "fields": _as_json(fields),
             "sha256": file_sha256(path),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

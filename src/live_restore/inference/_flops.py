@@ -16,10 +16,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ._tiling import tile_starts
+from ._torch_backend import TORCH_DTYPES
 
 __all__ = ["matmul_flops_per_s", "network_flops", "tiles_per_frame"]
-
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def network_flops(network: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -43,7 +42,7 @@ def tiles_per_frame(frame_shape: tuple[int, int], tile: int, multiple_of: int = 
 def matmul_flops_per_s(device: str = "cpu", precision: str = "fp32", size: int = 0) -> float:
     """Measured dense matmul rate (FLOP/s) of ``device`` at ``precision`` (median of repeats)."""
     size = size or (8192 if device == "cuda" else 1024)
-    dtype = _DTYPES[precision]
+    dtype = TORCH_DTYPES[precision]
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
 

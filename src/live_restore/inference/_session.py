@@ -24,7 +24,14 @@ from ._backend import Backend, create_backend, resolve_backend
 from ._cache import EngineCache
 from ._tiling import tiled_apply
 
-__all__ = ["FocusEstimate", "FocusSession", "ModelSession", "load_model", "session_tile"]
+__all__ = [
+    "FocusEstimate",
+    "FocusSession",
+    "ModelSession",
+    "load_model",
+    "make_session",
+    "session_tile",
+]
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +208,13 @@ def load_model(
             runtime.name,
             runtime.precision,
         )
+    return make_session(spec, folder, runtime, tile_px)
+
+
+def make_session(
+    spec: ModelSpec, folder: Path, runtime: Backend, tile_px: int | None = None
+) -> ModelSession | FocusSession:
+    """The session for ``spec``'s task around a ready backend."""
     if spec.task is ModelTask.FOCUS_ESTIMATION:
         return FocusSession(spec, folder, runtime)
     return ModelSession(spec, folder, runtime, tile_px)

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["TorchBackend"]
+__all__ = ["TORCH_DTYPES", "TorchBackend"]
 
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TorchBackend:
@@ -37,8 +37,8 @@ class TorchBackend:
     ) -> None:
         if name not in ("torch-cpu", "torch-cuda"):
             raise ValueError(f"TorchBackend runs torch-cpu or torch-cuda, not {name!r}")
-        if precision not in _DTYPES:
-            raise ValueError(f"unknown precision {precision!r}; known: {', '.join(_DTYPES)}")
+        if precision not in TORCH_DTYPES:
+            raise ValueError(f"unknown precision {precision!r}; known: {', '.join(TORCH_DTYPES)}")
         self.name = name
         self.precision = precision
         self.device = torch.device("cuda" if name == "torch-cuda" else "cpu")
@@ -73,7 +73,9 @@ class TorchBackend:
         if self.precision == "fp32":
             return nullcontext()
         # no weight-cast cache: a CUDA graph must not capture casts cached outside it (torch docs)
-        return torch.autocast(self.device.type, dtype=_DTYPES[self.precision], cache_enabled=False)
+        return torch.autocast(
+            self.device.type, dtype=TORCH_DTYPES[self.precision], cache_enabled=False
+        )
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         with self._autocast():

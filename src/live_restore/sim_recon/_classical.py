@@ -198,13 +198,13 @@ def _modulation_and_phase(
     band0: torch.Tensor,
     band1: torch.Tensor,
     p: tuple[float, float],
+    otf0: torch.Tensor,
     k: torch.Tensor,
     xy: torch.Tensor,
     optics: OpticsParams,
 ) -> complex:
     """(m/2)e^{iφ0}: least squares of band +1 moved home against band 0 where both are seen."""
     home = _moved(band1, p, xy)  # S(k) H(k + p) (m/2) e^{iφ0}
-    otf0 = theoretical_otf(k, optics)
     otf1 = theoretical_otf(k, optics, (-p[0], -p[1]))  # H(k + p)
     radius = torch.sqrt(k[0] ** 2 + k[1] ** 2)
     region = (otf0 > _OVERLAP_OTF) & (otf1 > _OVERLAP_OTF)
@@ -214,6 +214,53 @@ def _modulation_and_phase(
     numerator = (observed * model.conj())[region].sum()
     denominator = (model.abs() ** 2)[region].sum()
     return complex(numerator / denominator)
+
+
+@dataclass(frozen=True)
+class _SeparatedSet:
+    """A raw set's bands on the 2x grid, with the grids and OTF both steps use."""
+
+    bands: torch.Tensor  # (angle, band 0/+1/-1, H, W), fft layout
+    k: torch.Tensor  # (ky, kx) cycles/µm
+    xy: torch.Tensor  # (y, x) µm
+    otf: torch.Tensor  # the unshifted theoretical OTF
+
+
+def _separated_set(
+    raw: np.ndarray | torch.Tensor, optics: OpticsParams, device: torch.device
+) -> _SeparatedSet:
+    spectra = _upsampled_spectra(_prepare(raw, device))
+    shape = (int(spectra.shape[-2]), int(spectra.shape[-1]))
+    fine_pixel = optics.pixel_um / 2.0
+    k = _frequencies(shape, fine_pixel, device)
+    bands = torch.stack([_separate(spectra[angle]) for angle in range(ANGLES)])
+    return _SeparatedSet(
+        bands, k, _positions_um(shape, fine_pixel, device), theoretical_otf(k, optics)
+    )
+
+
+def _estimate(
+    separated: _SeparatedSet, optics: OpticsParams, guess: SimPatternParams | None
+) -> SimParameters:
+    k, xy, otf = separated.k, separated.xy, separated.otf
+    angles, periods, phases, modulations, vectors = [], [], [], [], []
+    for angle in range(ANGLES):
+        bands = separated.bands[angle]
+        nominal = None
+        if guess is not None:
+            theta = math.radians(guess.angle0_deg) + angle * math.pi / 3
+            frequency = 1000.0 / guess.period_nm
+            nominal = (frequency * math.cos(theta), frequency * math.sin(theta))
+        p = _find_wave_vector(bands[0], bands[1], otf, k, xy, optics, nominal)
+        factor = _modulation_and_phase(bands[0], bands[1], p, otf, k, xy, optics)
+        vectors.append(p)
+        angles.append(math.degrees(math.atan2(p[1], p[0])))
+        periods.append(1000.0 / math.hypot(*p))
+        phases.append(math.degrees(math.atan2(factor.imag, factor.real)))
+        modulations.append(2.0 * abs(factor))
+    return SimParameters(
+        tuple(angles), tuple(periods), tuple(phases), tuple(modulations), tuple(vectors)
+    )
 
 
 def estimate_parameters(
@@ -228,32 +275,7 @@ def estimate_parameters(
     knows its pattern roughly); without it each angle's peak is searched over the annulus
     0.3-1.0 of the OTF cut-off.
     """
-    device = torch.device(device)
-    data = _prepare(raw, device)
-    spectra = _upsampled_spectra(data)
-    shape = (int(spectra.shape[-2]), int(spectra.shape[-1]))
-    fine_pixel = optics.pixel_um / 2.0
-    k = _frequencies(shape, fine_pixel, device)
-    xy = _positions_um(shape, fine_pixel, device)
-    otf = theoretical_otf(k, optics)
-    angles, periods, phases, modulations, vectors = [], [], [], [], []
-    for angle in range(ANGLES):
-        bands = _separate(spectra[angle])
-        nominal = None
-        if guess is not None:
-            theta = math.radians(guess.angle0_deg) + angle * math.pi / 3
-            frequency = 1000.0 / guess.period_nm
-            nominal = (frequency * math.cos(theta), frequency * math.sin(theta))
-        p = _find_wave_vector(bands[0], bands[1], otf, k, xy, optics, nominal)
-        factor = _modulation_and_phase(bands[0], bands[1], p, k, xy, optics)
-        vectors.append(p)
-        angles.append(math.degrees(math.atan2(p[1], p[0])))
-        periods.append(1000.0 / math.hypot(*p))
-        phases.append(math.degrees(math.atan2(factor.imag, factor.real)))
-        modulations.append(2.0 * abs(factor))
-    return SimParameters(
-        tuple(angles), tuple(periods), tuple(phases), tuple(modulations), tuple(vectors)
-    )
+    return _estimate(_separated_set(raw, optics, torch.device(device)), optics, guess)
 
 
 def reconstruct_sim(
@@ -271,35 +293,26 @@ def reconstruct_sim(
     """
     if wiener <= 0:
         raise ValueError(f"the Wiener parameter must be > 0, got {wiener}")
-    device = torch.device(device)
+    separated = _separated_set(raw, optics, torch.device(device))
     if parameters is None:
-        parameters = estimate_parameters(raw, optics, guess, device)
-    data = _prepare(raw, device)
-    spectra = _upsampled_spectra(data)
-    shape = (int(spectra.shape[-2]), int(spectra.shape[-1]))
-    fine_pixel = optics.pixel_um / 2.0
-    k = _frequencies(shape, fine_pixel, device)
-    xy = _positions_um(shape, fine_pixel, device)
-    numerator = torch.zeros(shape, dtype=torch.complex128, device=device)
-    denominator = torch.zeros(shape, dtype=torch.float64, device=device)
+        parameters = _estimate(separated, optics, guess)
+    k, xy, otf0 = separated.k, separated.xy, separated.otf
+    # band 0 is the same widefield band for every angle: its terms are summed once per angle
+    numerator = otf0 * separated.bands[:, 0].sum(dim=0)
+    denominator = ANGLES * otf0**2
     for angle in range(ANGLES):
         p = parameters.wave_vectors_per_um[angle]
         half_m = parameters.modulations[angle] / 2.0
         phase = math.radians(parameters.phases_deg[angle])
-        bands = _separate(spectra[angle])
-        otf0 = theoretical_otf(k, optics)
-        numerator += otf0 * bands[0]
-        denominator += otf0**2
-        for sign, band in ((1, bands[1]), (-1, bands[2])):
+        for sign, band in ((1, separated.bands[angle, 1]), (-1, separated.bands[angle, 2])):
             shift = (sign * p[0], sign * p[1])
             factor = half_m * complex(math.cos(phase), sign * math.sin(phase))
             home = _moved(band, shift, xy) / factor
             otf = theoretical_otf(k, optics, (-shift[0], -shift[1]))
-            numerator += otf * home
-            denominator += otf**2
+            numerator = numerator + otf * home
+            denominator = denominator + otf**2
     extended = optics.cutoff_per_um + max(math.hypot(*p) for p in parameters.wave_vectors_per_um)
     apodisation = _circular_otf(torch.sqrt(k[0] ** 2 + k[1] ** 2) / extended)
     image = torch.fft.ifft2(numerator / (denominator + wiener**2) * apodisation).real
-    # back to photons per camera-pixel area, the unit of the raw frames
-    result = image.clamp_min(0.0).float().cpu().numpy()
-    return result, parameters
+    # already photons per camera-pixel area: _upsampled_spectra kept the raw frames' scale
+    return image.clamp_min(0.0).float().cpu().numpy(), parameters
