@@ -541,7 +541,9 @@ def evaluate_model(
 
     Super-resolution: PSNR and MS-SSIM per structure x photon level for the input (bicubic
     widefield), Richardson-Lucy and the model, plus an evaluation-matrix PNG. Focus: error in
-    µm and in/out-of-focus accuracy. Refocus: PSNR gain per defocus distance.
+    µm and in/out-of-focus accuracy. Refocus: PSNR gain per defocus distance. SIM
+    (dfcan-sim): widefield vs the classical reconstruction (its best Wiener constant per light
+    level) vs the model, per structure x photon level.
     """
     from .models import ModelLoadError
     from .training._evaluate import evaluate, plot_sr_matrix, write_table

@@ -191,7 +191,7 @@ def test_a_failing_stage_is_shown_in_the_dock_and_raw_is_still_shown(
         def __call__(self, frame):
             raise RuntimeError("model exploded")
 
-    monkeypatch.setitem(RESTORERS, "explodes", (lambda optics, camera: Explodes(), "test"))
+    monkeypatch.setitem(RESTORERS, "explodes", (lambda instrument: Explodes(), "test"))
     viewer = make_napari_viewer()
     dock = LiveRestoreDock(viewer, core, models=["explodes", "identity"], estimate_focus=False)
     assert dock.start()
@@ -214,6 +214,57 @@ def test_a_failing_stage_is_shown_in_the_dock_and_raw_is_still_shown(
     finally:
         dock.close_hook()
         dock.view.stop()
+
+
+def test_a_sim_timelapse_shows_each_reconstruction_beside_its_raw_set(
+    make_napari_viewer, core, qtbot, tmp_path
+):
+    sim_px, time_points = 256, 2
+    core.setProperty("Camera", "FrameSize", sim_px)
+    core.setConfig("LightLevel", "High")
+    viewer = make_napari_viewer(show=True)
+    win = build_window(viewer, core, output=tmp_path / "restored", models=["sim-classical"])
+    dock = win.dock
+    try:
+        assert dock.start()
+        raw_path = dock.hook.raw_path_for_next_run()
+        raw_path.parent.mkdir(parents=True, exist_ok=True)
+        channels = [
+            {"config": f"SIM-A{a}P{p}", "group": "Channel"} for a in range(3) for p in range(3)
+        ]
+        sequence = useq.MDASequence(
+            time_plan={"interval": 0, "loops": time_points}, channels=channels, axis_order="tc"
+        )
+        core.run_mda(sequence, output=str(raw_path))
+
+        def shown() -> None:
+            assert not core.mda.is_running()
+            assert dock.hook.report.frames_done == 9 * time_points
+            assert dock.view._shown is dock.hook.latest_raw()
+            assert "sim-classical" in dock.view.layers.layers
+
+        qtbot.waitUntil(shown, timeout=WAIT_MS)
+        layers = dock.view.layers.layers
+        raw_layer, sim_layer = layers["raw"], layers["sim-classical"]
+        assert raw_layer.data.shape == (time_points, 9, sim_px, sim_px)
+        assert sim_layer.data.shape == (time_points, 1, 2 * sim_px, 2 * sim_px)
+        # whichever pattern frame the slider shows, the reconstruction of its set is beside it
+        for pattern in (0, 4, 8):
+            world = (1, pattern, 3.0, 5.0)
+            data_index = np.round(sim_layer.world_to_data(world)).astype(int)
+            assert tuple(data_index[:2]) == (1, 0), (pattern, data_index)
+        dock.close_hook()
+        saved = _store(raw_path.parent / "sim-classical.ome.zarr")
+        np.testing.assert_array_equal(sim_layer.data[1, 0], saved[1])
+        assert saved[1].std() > 0
+        viewer.dims.current_step = (1, 4, *viewer.dims.current_step[2:])
+        raw_layer.visible = False
+        shot = viewer.screenshot(str(tmp_path / "sim.png"), canvas_only=True, flash=False)
+        assert not screenshot_is_blank(shot)
+    finally:
+        dock.close_hook()
+        if dock.view is not None:
+            dock.view.stop()
 
 
 def test_restored_pixels_tile_the_raw_pixels_in_world_coordinates(make_napari_viewer):

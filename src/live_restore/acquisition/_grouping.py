@@ -123,6 +123,35 @@ class AxisSet:
         """A set cut short by the end (or cancel) of the acquisition is incomplete."""
         return self._flush_incomplete()
 
+    def sequence_problem(self, sequence: object) -> str | None:
+        """Why ``sequence`` cannot give complete sets, or None (also when it cannot tell).
+
+        The axis must hold exactly ``size`` positions (a tenth channel would be taken into a
+        set as a pattern) and vary fastest of the axes that vary, so that a set's frames come
+        one after another.
+        """
+        import useq
+
+        if not isinstance(sequence, useq.MDASequence):
+            return None
+        sizes = {axis: int(n) for axis, n in sequence.sizes.items() if n}
+        count = sizes.get(self.axis, 0)
+        if count != self.size:
+            return (
+                f"a set is {self.size} frames along the '{self.axis}' axis and this sequence "
+                f"has {count} there; give it exactly the {self.size} SIM pattern presets, in "
+                "order (for a widefield channel too, acquire it in a separate sequence)"
+            )
+        order = [str(a) for a in sequence.axis_order if sizes.get(str(a), 0) > 1]
+        if order and order[-1] != self.axis:
+            return (
+                f"the '{self.axis}' axis must vary fastest for a set's frames to come one after "
+                f"another; this sequence's axis order is {''.join(order)} (put "
+                f"'{self.axis}' last, e.g. axis_order "
+                f"{''.join(a for a in order if a != self.axis) + self.axis!r})"
+            )
+        return None
+
 
 class TemporalWindow:
     """Each frame with the ``size - 1`` frames before it at the same position/channel/plane.

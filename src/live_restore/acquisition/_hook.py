@@ -95,6 +95,7 @@ class _Run:
     table: FrameTable | None = None
     frames: int = 0
     failed_groups: int = 0
+    refused: dict[str, str] = field(default_factory=dict)  # stage -> why it sits this one out
 
 
 class _NoRawStore(Exception):
@@ -515,6 +516,19 @@ class RestoreHook:
         self._report.runs.append(str(folder) if folder else "")
         if self.focus is not None:
             self.focus.begin(start.sequence)
+        for stage in self._stages:
+            check = getattr(stage.grouping, "sequence_problem", None)
+            problem = check(start.sequence) if callable(check) else None
+            if problem:
+                # refused up front: restoring would only report every set as incomplete
+                run.refused[stage.name] = problem
+                self._error(
+                    stage.name,
+                    None,
+                    "bad-sequence",
+                    f"{problem}; this stage restores nothing in this acquisition (raw frames "
+                    "are saved as always)",
+                )
         if folder is None:
             return
         folder.mkdir(parents=True, exist_ok=True)
@@ -559,6 +573,8 @@ class RestoreHook:
         with self._output_lock:
             # groups cut short (a SIM set at cancel) are reported, never restored
             for stage in self._stages:
+                if stage.name in self._run.refused:
+                    continue
                 leftovers = stage.grouping.finish()
                 outcomes = [StageOutcome(g, None, "incomplete-group") for g in leftovers]
                 self._record(stage, outcomes)
@@ -577,9 +593,12 @@ class RestoreHook:
             summary["focus"] = self.focus.summary()
             if self.hold is not None:
                 summary["focus"]["hold"] = self.hold.summary()
+        provenance = {s.name: s.restorer.provenance() for s in self._stages}
         for name, sink in run.sinks.items():
             if sink is None:
                 continue
+            # what a stage learned while running (SIM pattern parameters) reaches the store
+            sink.provenance.update(provenance.get(name, {}))
             try:
                 sink.close(summary)
             except SinkError as e:
@@ -591,11 +610,12 @@ class RestoreHook:
             for s in self._stages:
                 sink = run.sinks.get(s.name)
                 stages[s.name] = {
-                    "provenance": s.restorer.provenance(),
+                    "provenance": provenance[s.name],
                     "scale": s.scale,
                     "restored": s.restored,
                     "failures": s.failures,
                     "disabled": s.disabled_reason,
+                    "refused": run.refused.get(s.name),
                     "store": sink.path.name if sink else None,
                     "missing": sink.missing if sink else None,
                 }
@@ -628,6 +648,9 @@ class RestoreHook:
         by_number = {f.number: (f, image, source) for f, image, source in frames}
         failed_frames: set[int] = set()
         for stage in self._stages:
+            if stage.name in run.refused:
+                self._record_refused(run, stage, frames)
+                continue
             groups: list[FrameGroup] = []
             for f, image, _source in frames:
                 groups += stage.grouping.add(f.number, f.index, image)
@@ -647,6 +670,21 @@ class RestoreHook:
         self._report.frames_done += len(frames)
         self._report.frames_failed += len(failed_frames & by_number.keys())
         self._report.frames_restored += len(by_number.keys() - failed_frames)
+
+    def _record_refused(
+        self, run: _Run, stage: StageRunner, frames: list[tuple[IntakeFrame, np.ndarray, str]]
+    ) -> None:
+        with self._output_lock:
+            for f, _image, source in frames:
+                self._table_row(
+                    run,
+                    frame=f.number,
+                    index=format_index(f.index),
+                    source=source,
+                    stage=stage.name,
+                    status="refused",
+                    error=run.refused[stage.name],
+                )
 
     def _record(
         self,

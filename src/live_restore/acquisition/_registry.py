@@ -1,8 +1,9 @@
 """Restorers by name, for the CLI and configs: an explicit table, no discovery at import.
 
-A restorer is built for a core: on the simulated microscope it takes the simulator's optics and
-camera, so the PSF and the counts -> photons conversion are the ones that made the frames; on
-any other core it takes the default optics (NA 1.49, 525 nm) at the core's pixel size.
+A restorer is built for a core's :class:`Instrument`: on the simulated microscope that is the
+simulator's optics, camera and nominal SIM pattern, so the PSF, the counts -> photons conversion
+and the pattern search are the ones that made the frames; on any other core it is the default
+optics (NA 1.49, 525 nm) at the core's pixel size, and no pattern (searched in the data).
 
 Names not in the table are the trained models shipped in ``engines/`` (or a model folder):
 those load through :func:`live_restore.inference.load_model`, and warn when the core's pixel size
@@ -13,14 +14,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from live_restore.simulate import CameraParams, OpticsParams
+from live_restore.simulate import CameraParams, OpticsParams, SimPatternParams
 
 from ._restorers import IdentityRestorer, Restorer, RichardsonLucyRestorer
 
 __all__ = [
     "RESTORERS",
+    "Instrument",
+    "instrument_of",
     "make_restorer",
     "register_restorer",
     "restorer_names",
@@ -29,18 +33,38 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RestorerFactory = Callable[[OpticsParams, CameraParams], Restorer]
+
+@dataclass(frozen=True)
+class Instrument:
+    """What a restorer needs to know about the microscope that takes the frames."""
+
+    optics: OpticsParams = field(default_factory=OpticsParams)
+    camera: CameraParams = field(default_factory=CameraParams)
+    sim_pattern: SimPatternParams | None = None  # nominal; narrows the SIM parameter search
+
+
+RestorerFactory = Callable[[Instrument], Restorer]
 
 RESTORERS: dict[str, tuple[RestorerFactory, str]] = {
     "identity": (
-        lambda optics, camera: IdentityRestorer(camera),
+        lambda instrument: IdentityRestorer(instrument.camera),
         "the frame in photons (offset and gain removed); for tests and as a reference",
     ),
     "richardson-lucy": (
-        lambda optics, camera: RichardsonLucyRestorer(optics, camera),
+        lambda instrument: RichardsonLucyRestorer(instrument.optics, instrument.camera),
         "classical deconvolution, 10 iterations with the widefield PSF (the baseline)",
     ),
+    "sim-classical": (
+        lambda instrument: _classical_sim(instrument),
+        "classical SIM: 9 pattern frames per set (channel axis) -> 2x, parameters from the data",
+    ),
 }
+
+
+def _classical_sim(instrument: Instrument) -> Restorer:
+    from live_restore.sim_recon import ClassicalSimRestorer
+
+    return ClassicalSimRestorer(instrument.optics, instrument.camera, instrument.sim_pattern)
 
 
 def register_restorer(name: str, factory: RestorerFactory, description: str) -> None:
@@ -50,19 +74,22 @@ def register_restorer(name: str, factory: RestorerFactory, description: str) -> 
     RESTORERS[name] = (factory, description)
 
 
-def _optics_and_camera(core: Any) -> tuple[OpticsParams, CameraParams]:
+def instrument_of(core: Any) -> Instrument:
+    """The optics, camera and SIM pattern behind ``core`` (defaults where it cannot tell)."""
     from live_restore.devices import microscope_of
 
+    if core is None:
+        return Instrument()
     try:
         scope = microscope_of(core)
     except LookupError:
-        pixel_um = float(core.getPixelSizeUm()) if core is not None else 0.0
+        pixel_um = float(core.getPixelSizeUm())
         if pixel_um <= 0:
-            return OpticsParams(), CameraParams()
+            return Instrument()
         default = OpticsParams()
         # same camera, the magnification that gives the core's pixel size at the sample
-        return OpticsParams(magnification=default.camera_pixel_um / pixel_um), CameraParams()
-    return scope.optics, scope.camera
+        return Instrument(OpticsParams(magnification=default.camera_pixel_um / pixel_um))
+    return Instrument(scope.optics, scope.camera, scope.sim)
 
 
 def restorer_names() -> list[str]:
@@ -81,7 +108,7 @@ def shipped_model_names() -> list[str]:
 
 
 def _trained_model(name: str, optics: OpticsParams, backend: str) -> Restorer:
-    from live_restore.inference import ModelSession, load_model
+    from live_restore.inference import ModelSession, SimSession, load_model
     from live_restore.models import ModelLoadError
 
     try:
@@ -91,7 +118,7 @@ def _trained_model(name: str, optics: OpticsParams, backend: str) -> Restorer:
             f"unknown or unusable model {name!r} ({error}); available: "
             f"{', '.join(sorted(RESTORERS) + shipped_model_names())}"
         ) from error
-    if not isinstance(session, ModelSession):
+    if not isinstance(session, ModelSession | SimSession):
         raise ValueError(
             f"{name!r} estimates focus; it is not a restoration stage (the focus monitor uses it)"
         )
@@ -104,7 +131,7 @@ def _trained_model(name: str, optics: OpticsParams, backend: str) -> Restorer:
             trained_pixel_um * 1000,
             optics.pixel_um * 1000,
         )
-    return session
+    return session  # a SimSession carries its grouping (9-frame sets along the channel axis)
 
 
 def make_restorer(name: str, core: Any = None, backend: str = "auto") -> Restorer:
@@ -113,10 +140,8 @@ def make_restorer(name: str, core: Any = None, backend: str = "auto") -> Restore
     ``backend`` applies to trained models (``load_model``); the classical restorers run on the
     CPU whatever it says.
     """
-    optics, camera = (
-        _optics_and_camera(core) if core is not None else (OpticsParams(), CameraParams())
-    )
+    instrument = instrument_of(core)
     if name not in RESTORERS:
-        return _trained_model(name, optics, backend)
+        return _trained_model(name, instrument.optics, backend)
     factory, _ = RESTORERS[name]
-    return factory(optics, camera)
+    return factory(instrument)

@@ -35,8 +35,8 @@ class Restorer(Protocol):
         """Everything needed to reproduce the output: model, weights, parameters, version."""
         ...
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """Restore one 2-D frame of raw camera counts."""
+    def __call__(self, frame: np.ndarray, /) -> np.ndarray:
+        """Restore one 2-D frame of raw counts (or, with a ``grouping``, its group's stack)."""
         ...
 
 

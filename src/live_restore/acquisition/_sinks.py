@@ -210,7 +210,8 @@ TABLE_COLUMNS = (
     "received_s",  # when the hook received it, seconds from the acquisition's start
     "source",  # memory | raw-store | skipped | dropped
     "stage",
-    "status",  # restored | error | disabled | skipped | incomplete-group | no-raw | unsaved
+    "status",  # restored | error | disabled | skipped | incomplete-group | refused | no-raw |
+    # unsaved
     "latency_ms",  # receipt -> restored output ready
     "compute_ms",  # the stage's own time (per frame of its batch)
     "batch",  # frames restored together

@@ -14,7 +14,14 @@ from ._backend import (
 )
 from ._cache import CacheEntry, EngineCache, EngineFileError, default_cache_dir
 from ._export import export_onnx
-from ._session import FocusEstimate, FocusSession, ModelSession, load_model, session_tile
+from ._session import (
+    FocusEstimate,
+    FocusSession,
+    ModelSession,
+    SimSession,
+    load_model,
+    session_tile,
+)
 from ._tensorrt_ops import TENSORRT_ONNX_OPERATORS, tensorrt_unsupported
 from ._tiling import tile_starts, tiled_apply
 
@@ -29,6 +36,7 @@ __all__ = [
     "FocusEstimate",
     "FocusSession",
     "ModelSession",
+    "SimSession",
     "available_backends",
     "create_backend",
     "default_cache_dir",

@@ -28,6 +28,7 @@ __all__ = [
     "FocusEstimate",
     "FocusSession",
     "ModelSession",
+    "SimSession",
     "load_model",
     "make_session",
     "session_tile",
@@ -114,6 +115,47 @@ class ModelSession(_Session):
         return scale.inverse(output, self.spec.normalisation.output_range)
 
 
+class SimSession(_Session):
+    """SIM raw set ``(9, H, W)`` (raw counts, patterns A0P0..A2P2) -> 2x image (float32 counts).
+
+    One normalisation for the whole set (percentiles over all 9 frames, as in training). As a
+    hook stage it takes sets of 9 frames along the MDA channel axis (``grouping``): the 9 SIM
+    pattern presets, in order, at each time point and position.
+    """
+
+    def __init__(
+        self, spec: ModelSpec, folder: Path, backend: Backend, tile_px: int | None = None
+    ) -> None:
+        from live_restore.acquisition import AxisSet
+
+        super().__init__(spec, folder, backend, tile_px)
+        self.frames_per_set = int(spec.arguments.get("in_channels", 9))
+        self.grouping = AxisSet("c", self.frames_per_set)
+
+    def _as_set(self, frames: object) -> np.ndarray:
+        array = np.asarray(frames)
+        expected = self.frames_per_set
+        if array.ndim != 3 or array.shape[0] != expected:
+            raise ValueError(
+                f"{self.name} takes a SIM raw set of {expected} frames (patterns A0P0..A2P2) "
+                f"as ({expected}, rows, columns), got shape {array.shape}"
+            )
+        return np.stack([_as_frame(frame) for frame in array])
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        counts = self._as_set(frames)
+        scale = frame_scale(counts, self.spec.normalisation)
+        output = tiled_apply(
+            self._run,
+            scale.forward(counts),
+            self.tile,
+            self.overlap,
+            self.spec.scale,
+            self.spec.multiple_of,
+        )
+        return scale.inverse(output, self.spec.normalisation.output_range)
+
+
 @dataclass(frozen=True)
 class FocusEstimate:
     """Defocus of a frame: magnitude with its 1-σ uncertainty and confidence, and its sign.
@@ -178,7 +220,7 @@ def load_model(
     cache: EngineCache | None = None,
     tile_px: int | None = None,
     **options: Any,
-) -> ModelSession | FocusSession:
+) -> ModelSession | SimSession | FocusSession:
     """A ready inference session for a shipped model name or a model folder.
 
     ``backend``: ``auto`` (the fastest here), ``tensorrt``, ``torch-cuda``, ``torch-cpu`` or
@@ -213,8 +255,10 @@ def load_model(
 
 def make_session(
     spec: ModelSpec, folder: Path, runtime: Backend, tile_px: int | None = None
-) -> ModelSession | FocusSession:
+) -> ModelSession | SimSession | FocusSession:
     """The session for ``spec``'s task around a ready backend."""
     if spec.task is ModelTask.FOCUS_ESTIMATION:
         return FocusSession(spec, folder, runtime)
+    if spec.task is ModelTask.SIM_RECONSTRUCTION:
+        return SimSession(spec, folder, runtime, tile_px)
     return ModelSession(spec, folder, runtime, tile_px)

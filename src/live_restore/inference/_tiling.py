@@ -55,14 +55,21 @@ def tiled_apply(
     multiple_of: int = 1,
     batch: int = 8,
 ) -> np.ndarray:
-    """``run`` over ``image`` (2-D, network units) in tiles; the blended 2-D output."""
-    rows, cols = image.shape
+    """``run`` over ``image`` in tiles; the blended 2-D output.
+
+    ``image``: ``(H, W)``, or ``(C, H, W)`` for a multi-channel input (a SIM raw set), in
+    network units; every channel is cut at the same place.
+    """
+    channels_first = image if image.ndim == 3 else image[None]
+    rows, cols = channels_first.shape[-2:]
     # pad small or odd frames up to something the network accepts
     need_rows = max(tile if rows < tile else rows, 1)
     need_cols = max(tile if cols < tile else cols, 1)
     need_rows += -need_rows % multiple_of
     need_cols += -need_cols % multiple_of
-    padded = np.pad(image, ((0, need_rows - rows), (0, need_cols - cols)), mode="reflect")
+    padded = np.pad(
+        channels_first, ((0, 0), (0, need_rows - rows), (0, need_cols - cols)), mode="reflect"
+    )
     tile_r, tile_c = min(tile, need_rows), min(tile, need_cols)
     starts = [
         (r, c)
@@ -76,9 +83,9 @@ def tiled_apply(
     )
     for first in range(0, len(starts), batch):
         group = starts[first : first + batch]
-        tiles = np.stack([padded[r : r + tile_r, c : c + tile_c] for r, c in group])
+        tiles = np.stack([padded[:, r : r + tile_r, c : c + tile_c] for r, c in group])
         with torch.inference_mode():
-            results = run(torch.from_numpy(tiles[:, None])).float().cpu().numpy()[:, 0]
+            results = run(torch.from_numpy(tiles)).float().cpu().numpy()[:, 0]
         for (r, c), result in zip(group, results, strict=True):
             window = (
                 slice(r * scale, (r + tile_r) * scale),

@@ -40,6 +40,7 @@ class ModelTask(StrEnum):
     SUPER_RESOLUTION = "super-resolution"
     REFOCUS = "refocus"
     FOCUS_ESTIMATION = "focus-estimation"
+    SIM_RECONSTRUCTION = "sim-reconstruction"  # a 9-frame SIM raw set in, 2x image out
 
 
 class Normalisation(BaseModel):

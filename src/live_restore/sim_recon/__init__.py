@@ -1,5 +1,16 @@
-"""SIM reconstruction: classical (parameters from the data + generalised Wiener), in torch."""
+"""SIM reconstruction: classical (parameters from the data + generalised Wiener), in torch.
+
+:class:`ClassicalSimRestorer` is that reconstruction as a hook stage (``sim-classical``); the
+deep-learned one, ``dfcan-sim``, is a shipped model (``load_model("dfcan-sim")``).
+"""
 
 from ._classical import SimParameters, estimate_parameters, reconstruct_sim, theoretical_otf
+from ._restorer import ClassicalSimRestorer
 
-__all__ = ["SimParameters", "estimate_parameters", "reconstruct_sim", "theoretical_otf"]
+__all__ = [
+    "ClassicalSimRestorer",
+    "SimParameters",
+    "estimate_parameters",
+    "reconstruct_sim",
+    "theoretical_otf",
+]

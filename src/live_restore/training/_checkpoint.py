@@ -17,12 +17,21 @@ __all__ = ["load_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(
-    path: Path, network: nn.Module, optimizer: torch.optim.Optimizer, info: dict[str, Any]
+    path: Path,
+    network: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    info: dict[str, Any],
+    loss: nn.Module | None = None,
 ) -> None:
-    """Write a checkpoint atomically (a crash mid-write leaves the previous one intact)."""
+    """Write a checkpoint atomically (a crash mid-write leaves the previous one intact).
+
+    ``loss``: a loss with learned parameters of its own (the SIM physics prior's PSF).
+    """
     from safetensors.torch import save_file
 
     tensors = {f"net.{k}": v.detach().contiguous() for k, v in network.state_dict().items()}
+    if loss is not None:
+        tensors |= {f"loss.{k}": v.detach().contiguous() for k, v in loss.state_dict().items()}
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     for index, parameter in enumerate(parameters):
         for key, value in optimizer.state.get(parameter, {}).items():
@@ -34,7 +43,10 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, network: nn.Module, optimizer: torch.optim.Optimizer | None = None
+    path: Path,
+    network: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    loss: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Restore a checkpoint into ``network`` (and ``optimizer``); return its info header."""
     from safetensors import safe_open
@@ -44,6 +56,8 @@ def load_checkpoint(
     with safe_open(str(path), framework="pt") as handle:
         info: dict[str, Any] = json.loads((handle.metadata() or {}).get("info", "{}"))
     network.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    if loss is not None:
+        loss.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
     if optimizer is not None:
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
         for key, value in tensors.items():

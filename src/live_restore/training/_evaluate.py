@@ -7,6 +7,7 @@
 - focus estimation: mean absolute error within ±2 µm and in/out-of-focus accuracy, per light level.
 - refocus: PSNR of the defocused input and of the refocused output against the in-focus truth,
   per |defocus|.
+- SIM reconstruction: widefield vs classical vs the model (``_sim_evaluate.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from live_restore.acquisition import RichardsonLucyRestorer
-from live_restore.inference import FocusSession, ModelSession, load_model
+from live_restore.inference import FocusSession, ModelSession, SimSession, load_model
 from live_restore.metrics import fit_to_truth, ms_ssim, nrmse, psnr
 from live_restore.simulate import STRUCTURES, CameraParams, OpticsParams, expose
 
@@ -211,6 +212,10 @@ def evaluate(
 ) -> tuple[str, list[EvalRow]]:
     """The evaluation that fits model ``name``: (kind, rows)."""
     session = load_model(name, backend="torch-cpu")
+    if isinstance(session, SimSession):
+        from ._sim_evaluate import evaluate_sim
+
+        return "sim", evaluate_sim(session, structures, fields=fields, seed=seed)
     if isinstance(session, FocusSession):
         return "focus", evaluate_focus(session, structures, fields=fields, seed=seed)
     if session.scale == 1:
@@ -233,6 +238,10 @@ def write_table(rows: list[EvalRow], path: Path) -> Path:
 
 def summarise(kind: str, rows: list[EvalRow]) -> dict[str, object]:
     """The few numbers model.yaml keeps."""
+    if kind == "sim":
+        from ._sim_evaluate import summarise_sim
+
+        return summarise_sim(rows)
     if kind == "sr":
         low = [r for r in rows if float(r.condition["photons"]) <= 100]
         beats = all(

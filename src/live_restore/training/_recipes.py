@@ -32,6 +32,8 @@ from live_restore.simulate import STRUCTURES, OpticsParams
 
 from ._files import PairedImages, biosr_pairs, tiff_pairs
 from ._losses import FeatureLoss, defocus_loss, mse_ssim_loss
+from ._physics_prior import SIM_LOSS_TERMS, SimReconstructionLoss
+from ._sim_data import SimFieldStack, SimSampler, render_sim_fields
 from ._simulated import FieldStack, FocusSampler, RefocusSampler, SRSampler, render_fields
 from ._trainer import BatchSource, Trainer, TrainResult, TrainSettings
 
@@ -121,6 +123,25 @@ RECIPES: dict[str, Recipe] = {
         "U-Net, defocused widefield -> in focus (same grid)",
         extra={"feature_model": "focus-est", "feature_weight": 0.05},
     ),
+    "dfcan-sim": Recipe(
+        "dfcan-sim",
+        ModelTask.SIM_RECONSTRUCTION,
+        "dfcan",
+        {"in_channels": 9, "scale": 2, "features": 32, "groups": 2, "blocks": 2},
+        2,
+        1,
+        _SR_NORMALISATION,
+        64,
+        (10.0, 300.0),
+        (0.0,),
+        1_000,
+        8,
+        1e-3,
+        "",  # from the loss terms (_loss_name)
+        "DFCAN at CPU size (32 features, 2 groups x 2 FCABs) on a 9-frame SIM raw set, 2x",
+        fields_per_structure=6,
+        extra={"loss_terms": SIM_LOSS_TERMS["physics"]},
+    ),
     "focus-est": Recipe(
         "focus-est",
         ModelTask.FOCUS_ESTIMATION,
@@ -141,16 +162,46 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def _sampler(recipe: Recipe, fields: list[FieldStack]) -> BatchSource:
+def _sim_loss_name(terms: tuple[str, ...]) -> str:
+    parts = ["MSE + 0.1·(1 − SSIM)"]
+    if "frequency" in terms:
+        parts.append("0.01·Charbonnier(spectra)")
+    if "physics" in terms:
+        parts.append(
+            "physics prior (0.1·|binned(kernel * estimate) − widefield|² + "
+            "1e-3·(energy conservation + rotational symmetry of the learned kernel))"
+        )
+    return " + ".join(parts)
+
+
+def _sampler(recipe: Recipe, fields: list[FieldStack] | list[SimFieldStack]) -> BatchSource:
+    if recipe.task is ModelTask.SIM_RECONSTRUCTION:
+        return SimSampler(
+            fields,  # type: ignore[arg-type]
+            recipe.patch_size,
+            recipe.photon_range,
+            recipe.normalisation,
+        )
     kinds: dict[ModelTask, type[SRSampler] | type[RefocusSampler] | type[FocusSampler]] = {
         ModelTask.SUPER_RESOLUTION: SRSampler,
         ModelTask.REFOCUS: RefocusSampler,
         ModelTask.FOCUS_ESTIMATION: FocusSampler,
     }
-    return kinds[recipe.task](fields, recipe.patch_size, recipe.photon_range, recipe.normalisation)
+    return kinds[recipe.task](
+        fields,  # type: ignore[arg-type]
+        recipe.patch_size,
+        recipe.photon_range,
+        recipe.normalisation,
+    )
 
 
-def _loss(recipe: Recipe) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
+def _loss(
+    recipe: Recipe, loss_terms: tuple[str, ...] | None = None
+) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
+    if recipe.task is ModelTask.SIM_RECONSTRUCTION:
+        return SimReconstructionLoss(
+            loss_terms or recipe.extra["loss_terms"], recipe.normalisation.output_range
+        )
     if recipe.task is ModelTask.FOCUS_ESTIMATION:
         return lambda net, x, y: defocus_loss(net(x), y)
     if recipe.task is ModelTask.SUPER_RESOLUTION:
@@ -182,7 +233,7 @@ def _set_nrmse(
 
 
 def _validation(
-    recipe: Recipe, fields: list[FieldStack], examples: int = 64
+    recipe: Recipe, fields: list[FieldStack] | list[SimFieldStack], examples: int = 64
 ) -> Callable[[nn.Module], dict[str, float]]:
     inputs, targets = _sampler(recipe, fields).batch(examples, np.random.default_rng(12345))
     if recipe.task is ModelTask.FOCUS_ESTIMATION:
@@ -234,12 +285,14 @@ def train_model(
     structures: tuple[str, ...] | None = None,
     data: Path | None = None,
     progress: bool = True,
+    loss_terms: tuple[str, ...] | None = None,
 ) -> tuple[ModelSpec, TrainResult]:
     """Train the model ``name`` and write its files into ``folder``.
 
     Simulated data by default; ``data`` (super-resolution models only) is a BioSR folder
     (``Cell_*``) or a folder of paired TIFFs (``input/``, ``target/``), of which every tenth
-    pair is held out for validation.
+    pair is held out for validation. ``loss_terms`` (``dfcan-sim`` only) picks the loss's
+    parts for an ablation: any of ``mse-ssim``, ``frequency``, ``physics``.
     """
     from safetensors.torch import save_file
 
@@ -257,7 +310,23 @@ def train_model(
     )
     planes = recipe.defocus_planes_um
     source: BatchSource
-    if data is None:
+    if loss_terms is not None and recipe.task is not ModelTask.SIM_RECONSTRUCTION:
+        raise ValueError(f"loss terms are a dfcan-sim option; {name} has one loss")
+    terms = tuple(loss_terms or recipe.extra.get("loss_terms", ()))
+    if data is None and recipe.task is ModelTask.SIM_RECONSTRUCTION:
+        sim_fields = render_sim_fields(
+            chosen_structures, per_structure, 128, seed, progress=progress
+        )
+        held_out_sim = render_sim_fields(
+            chosen_structures, 2, 128, seed + VALIDATION_SEED_OFFSET, progress=progress
+        )
+        source, validation = _sampler(recipe, sim_fields), _validation(recipe, held_out_sim)
+        data_text = (
+            f"simulated SIM raw sets (3 angles x 3 phases, 200 nm period, m 0.8): "
+            f"{', '.join(chosen_structures)}; {per_structure} fields of 128x128 px each; peak "
+            f"photons per frame log-uniform {recipe.photon_range}; fresh camera noise per frame"
+        )
+    elif data is None:
         fields = render_fields(
             chosen_structures, per_structure, 128, seed, planes, progress=progress
         )
@@ -274,8 +343,15 @@ def train_model(
         source, validation, data_text = _file_data(recipe, Path(data))
     torch.manual_seed(seed)
     network = build_network(recipe.architecture, recipe.arguments)
-    trainer = Trainer(network, _loss(recipe), source, validation, settings, folder)
+    loss = _loss(recipe, terms or None)
+    trainer = Trainer(network, loss, source, validation, settings, folder)
     result = trainer.run(resume=resume, progress=progress)
+    extra_training: dict[str, Any] = {}
+    if isinstance(loss, SimReconstructionLoss):
+        extra_training["loss_terms"] = list(loss.terms)
+        fwhm = loss.kernel_fwhm_nm(OpticsParams().sr_pixel_um * 1000)
+        if fwhm is not None:
+            extra_training["learned_kernel_fwhm_nm"] = round(fwhm, 1)
     weights = folder / "weights.safetensors"
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(weights))
     optics = OpticsParams()
@@ -296,7 +372,7 @@ def train_model(
         training={
             "description": recipe.description,
             "data": data_text,
-            "loss": recipe.loss_name,
+            "loss": _sim_loss_name(terms) if terms else recipe.loss_name,
             "steps": result.steps_done,
             "batch_size": settings.batch_size,
             "patch_size": recipe.patch_size,
@@ -311,6 +387,7 @@ def train_model(
             "date": time.strftime("%Y-%m-%d"),
             "final_loss": round(result.final_loss, 6),
             "validation": {k: round(v, 5) for k, v in result.validation.items()},
+            **extra_training,
         },
         weights_sha256=file_sha256(weights),
     )

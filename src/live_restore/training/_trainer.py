@@ -81,7 +81,12 @@ class Trainer:
         self.validate = validate
         self.settings = settings
         self.folder = folder
-        self.optimizer = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
+        # a loss with parameters of its own (a learnable PSF) trains with the network
+        self.loss_module = loss if isinstance(loss, nn.Module) and any(loss.parameters()) else None
+        parameters = [*network.parameters()]
+        if self.loss_module is not None:
+            parameters += [*self.loss_module.parameters()]
+        self.optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -110,7 +115,9 @@ class Trainer:
         if resume:
             if not self.checkpoint_path.is_file():
                 raise FileNotFoundError(f"cannot resume: no checkpoint at {self.checkpoint_path}")
-            info = load_checkpoint(self.checkpoint_path, self.network, self.optimizer)
+            info = load_checkpoint(
+                self.checkpoint_path, self.network, self.optimizer, self.loss_module
+            )
             start_step, seconds_before = int(info["step"]), float(info.get("seconds", 0.0))
         torch.manual_seed(self.settings.seed)
         history_path = self.folder / "history.csv"
@@ -175,4 +182,4 @@ class Trainer:
 
     def _save(self, step: int, seconds: float) -> None:
         info = {"step": step, "seconds": seconds, "seed": self.settings.seed}
-        save_checkpoint(self.checkpoint_path, self.network, self.optimizer, info)
+        save_checkpoint(self.checkpoint_path, self.network, self.optimizer, info, self.loss_module)

@@ -11,7 +11,9 @@ Two ways to show, chosen per update by what exists:
   (live mode, or an MDA that writes no store). Memory: one frame per layer.
 - **stores**: N-D layers backed by the OME-Zarr stores as they are written, read one plane at a
   time when napari draws it; the sliders follow the newest restored frame. Memory does not grow
-  with the acquisition's length.
+  with the acquisition's length. A stage that turns a set into one image (SIM: 9 channels -> 1)
+  has a store without that axis; its layer gets a length-1 axis there, stretched over raw's
+  positions, so the reconstruction shows beside whichever pattern frame the slider picks.
 """
 
 from __future__ import annotations
@@ -51,30 +53,47 @@ class SafeStoreView:
     A plane not written yet, or a read that races the writer, shows as zeros instead of raising
     inside napari's drawing. The shape is frozen when wrapped, so napari's dims stay consistent
     until :class:`StreamLayers` re-wraps the grown store.
+
+    ``spanned_axes``: positions (in the shape napari sees) of length-1 axes inserted for axes
+    the store does not have (a SIM set's channel axis): their index is ignored, so the one
+    image shows at every position of that axis.
     """
 
-    def __init__(self, view: Any) -> None:
+    def __init__(self, view: Any, spanned_axes: tuple[int, ...] = ()) -> None:
         self.view = view
-        self.shape: tuple[int, ...] = tuple(int(n) for n in view.shape)
+        self.spanned_axes = tuple(sorted(spanned_axes))
+        shape = [int(n) for n in view.shape]
+        for axis in self.spanned_axes:
+            shape.insert(axis, 1)
+        self.shape: tuple[int, ...] = tuple(shape)
         self.dtype = np.dtype(view.dtype)
         self.ndim = len(self.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        keys = key if isinstance(key, tuple) else (key,)
+        keys = keys + (slice(None),) * (self.ndim - len(keys))
+        inner = tuple(k for axis, k in enumerate(keys) if axis not in self.spanned_axes)
         try:
-            return np.asarray(self.view[key])
+            data = np.asarray(self.view[inner])
         except Exception as e:  # the writer's thread owns the store; never break the drawing
             log.debug("store read %s failed (%r): shown as zeros", key, e)
-            return np.zeros(self._result_shape(key), self.dtype)
+            data = np.zeros(self._result_shape(keys), self.dtype)
+        # a spanned axis that napari slices (rather than indexes) keeps its length-1 axis
+        kept = 0
+        for axis, k in enumerate(keys):
+            if isinstance(k, slice):
+                if axis in self.spanned_axes:
+                    data = np.expand_dims(data, kept)
+                kept += 1
+        return data
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         raise TypeError("a store view is read a plane at a time, never as a whole")
 
-    def _result_shape(self, key: Any) -> tuple[int, ...]:
-        keys = key if isinstance(key, tuple) else (key,)
-        keys = keys + (slice(None),) * (self.ndim - len(keys))
+    def _result_shape(self, keys: tuple[Any, ...]) -> tuple[int, ...]:
         shape = []
-        for k, n in zip(keys, self.shape, strict=True):
-            if isinstance(k, slice):
+        for axis, (k, n) in enumerate(zip(keys, self.shape, strict=True)):
+            if isinstance(k, slice) and axis not in self.spanned_axes:
                 shape.append(len(range(*k.indices(n))))
         return tuple(shape)
 
@@ -104,16 +123,46 @@ class StreamLayers:
     def _pixel_um(self, name: str) -> float:
         return self.raw_pixel_um / self.scales.get(name, 1)
 
-    def _placement(self, name: str, ndim: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def _placement(
+        self, name: str, ndim: int, spans: Mapping[int, int] | None = None
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The layer's scale and translate.
+
+        ``spans``: axis -> the raw length that the layer's length-1 axis there covers.
+        """
         lead = ndim - 2
         pixel = self._pixel_um(name)
         shift = restored_translate_um(self.raw_pixel_um, self.scales.get(name, 1))
-        return (1.0,) * lead + (pixel, pixel), (0.0,) * lead + (shift, shift)
+        scale = [1.0] * lead + [pixel, pixel]
+        translate = [0.0] * lead + [shift, shift]
+        for axis, length in (spans or {}).items():
+            # one plane stretched over raw's positions 0..length-1 of that axis
+            scale[axis], translate[axis] = float(length), (length - 1) / 2
+        return tuple(scale), tuple(translate)
+
+    @staticmethod
+    def _spans(raw_view: Any, view: Any) -> dict[int, int]:
+        """Raw's non-spatial axes that ``view`` lacks: position -> raw's length there."""
+        raw_dims = [str(d) for d in getattr(raw_view, "dims", ())]
+        own = {str(d) for d in getattr(view, "dims", ())}
+        if not raw_dims or not own or own >= set(raw_dims):
+            return {}
+        return {
+            axis: int(raw_view.shape[axis])
+            for axis, label in enumerate(raw_dims)
+            if label not in own and label not in _SPATIAL
+        }
 
     # -- layers -----------------------------------------------------------------------------
 
-    def _add(self, name: str, data: Any, limits: tuple[float, float]) -> None:
-        scale, translate = self._placement(name, len(data.shape))
+    def _add(
+        self,
+        name: str,
+        data: Any,
+        limits: tuple[float, float],
+        spans: Mapping[int, int] | None = None,
+    ) -> None:
+        scale, translate = self._placement(name, len(data.shape), spans)
         self.layers[name] = self.viewer.add_image(
             data,
             name=name,
@@ -175,13 +224,15 @@ class StreamLayers:
                 continue
             image = latest.get(name)
             limits = display_range(image) if image is not None else (0.0, 1.0)
+            spans = self._spans(raw_view, view) if name != RAW_LAYER else {}
+            wrapped = SafeStoreView(view, tuple(spans))
             if layer is None or layer not in self.viewer.layers:
-                self._add(name, SafeStoreView(view), limits)
+                self._add(name, wrapped, limits, spans)
                 self._views[name] = view
             else:
-                grown = tuple(view.shape) != tuple(layer.data.shape)
+                grown = wrapped.shape != tuple(layer.data.shape)
                 if grown or self._views.get(name) is not view:
-                    layer.data = SafeStoreView(view)
+                    layer.data = wrapped
                     self._views[name] = view
                 if contrast and image is not None:
                     layer.contrast_limits = limits

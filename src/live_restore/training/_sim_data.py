@@ -1,0 +1,133 @@
+"""SIM training sets from the simulated microscope: 9 raw frames in, the 2x truth out.
+
+As for the widefield models, rendering is done once per field of view without noise, per unit
+of peak photons: the 9 pattern images (3 angles x 3 phases, the simulator's default pattern)
+and the ideal 2x image. Each example then draws a photon level, fresh camera noise for each of
+the 9 frames and a crop. The whole noisy set shares one normalisation (percentiles over all 9
+frames), as :class:`~live_restore.inference.SimSession` does at inference.
+
+No rotations or flips: the pattern is fixed to the camera, so a rotated set would show the
+network orientations the microscope never makes. Crops at random offsets vary the pattern's
+phase relative to the patch, which is what tiles see at inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from live_restore.models import Normalisation, frame_scale
+from live_restore.simulate import (
+    CameraParams,
+    ManualClock,
+    OpticsParams,
+    SimMicroscope,
+    SimPatternParams,
+    expose,
+)
+
+__all__ = ["SIM_FRAMES", "SimFieldStack", "SimSampler", "render_sim_fields"]
+
+SIM_FRAMES = 9  # 3 angles x 3 phases
+
+
+@dataclass(frozen=True)
+class SimFieldStack:
+    """One field of view: its 9 SIM raw images and 2x truth, per unit of peak photons."""
+
+    structure: str
+    raw: np.ndarray  # (9, H, W), pattern order A0P0..A2P2
+    sr: np.ndarray  # (2H, 2W), per camera-pixel area (its mean matches widefield)
+
+
+def render_sim_fields(
+    structures: Sequence[str],
+    fields_per_structure: int,
+    frame_size: int = 128,
+    seed: int = 0,
+    optics: OpticsParams | None = None,
+    pattern: SimPatternParams | None = None,
+    progress: bool = False,
+) -> list[SimFieldStack]:
+    """Render ``fields_per_structure`` SIM fields of each structure (reproducible from ``seed``)."""
+    from rich.progress import track
+
+    jobs = [(s, i) for s in structures for i in range(fields_per_structure)]
+    stacks = []
+    for structure, index in track(
+        jobs, description="rendering SIM fields", disable=not progress, transient=True
+    ):
+        rng = np.random.default_rng([seed, index, len(structure), SIM_FRAMES])
+        scope = SimMicroscope(
+            structure=structure,
+            seed=seed * 100_003 + index,
+            frame_shape=(frame_size, frame_size),
+            optics=optics,
+            sim=pattern,
+            peak_photons_per_ms=0.1,  # x 10 ms x 100 %: one photon at the widefield peak
+            motion_um_per_min=0.0,
+            bleach_half_dose_s=1e12,
+            clock=ManualClock(),
+        )
+        scope.exposure_ms, scope.excitation_percent = 10.0, 100.0
+        span_um = frame_size * scope.optics.pixel_um
+        scope.stage_um[0], scope.stage_um[1] = (float(v) for v in rng.uniform(-span_um, span_um, 2))
+        frames = []
+        for pattern_index in range(1, SIM_FRAMES + 1):
+            scope.pattern_index = pattern_index
+            frames.append(scope.expected_photons(scope.record_exposure()))
+        truth = scope.ground_truth(scope.record_exposure())
+        stacks.append(SimFieldStack(structure, np.stack(frames).astype(np.float32), truth.sr_2x))
+    return stacks
+
+
+class SimSampler:
+    """Noisy SIM raw set (9 patches) -> its 2x ground-truth patch, both in network units."""
+
+    def __init__(
+        self,
+        fields: Sequence[SimFieldStack],
+        patch_size: int,
+        photon_range: tuple[float, float],
+        normalisation: Normalisation,
+        camera: CameraParams | None = None,
+    ) -> None:
+        if not fields:
+            raise ValueError("no SIM fields to sample from")
+        size = fields[0].raw.shape[-1]
+        if patch_size > size:
+            raise ValueError(f"patch {patch_size} px is larger than the fields ({size} px)")
+        self.fields = list(fields)
+        self.patch_size = patch_size
+        self.photon_range = photon_range
+        self.normalisation = normalisation
+        self.camera = camera or CameraParams()
+
+    def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One (9, p, p) input and its (1, 2p, 2p) target."""
+        field = self.fields[int(rng.integers(len(self.fields)))]
+        low, high = np.log(self.photon_range[0]), np.log(self.photon_range[1])
+        photons = float(np.exp(rng.uniform(low, high)))
+        counts = np.stack(
+            [expose(frame * photons, self.camera, rng) for frame in field.raw]
+        ).astype(np.float32)
+        scale = frame_scale(counts, self.normalisation)
+        p = self.patch_size
+        top, left = (int(v) for v in rng.integers(0, counts.shape[-1] - p + 1, 2))
+        raw = scale.forward(counts[:, top : top + p, left : left + p])
+        truth = field.sr[2 * top : 2 * (top + p), 2 * left : 2 * (left + p)] * np.float32(photons)
+        truth_counts = truth * np.float32(self.camera.gain_adu_per_e) + np.float32(
+            self.camera.offset_adu
+        )
+        target = scale.forward(truth_counts) / np.float32(self.normalisation.output_range)
+        return raw, target[None]
+
+    def batch(self, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` examples as (inputs, targets) tensors."""
+        pairs = [self.example(rng) for _ in range(size)]
+        inputs = torch.from_numpy(np.stack([p[0] for p in pairs]))
+        targets = torch.from_numpy(np.stack([p[1] for p in pairs]))
+        return inputs, targets
