@@ -1,8 +1,9 @@
-"""Classical SIM reconstructions per second: 9 raw frames of 512x512 -> one 1024x1024 image.
+"""SIM reconstructions per second: 9 raw frames of 512x512 -> one 1024x1024 image.
 
-Times parameter estimation + reconstruction (a new set whose pattern may have drifted) and
-reconstruction alone (parameters kept from the first set), on the CPU and, when torch sees one,
-on a CUDA device. Prints a table; asserts nothing.
+Classical: parameter estimation + reconstruction (a new set whose pattern may have drifted) and
+reconstruction alone (parameters kept from the first set, as the live stage does between
+re-estimates). Learned: dfcan-sim through ``load_model`` (its tiles, normalisation and backend).
+On the CPU and, when torch sees one, on a CUDA device. Prints a table; asserts nothing.
 
     python benchmarks/bench_sim.py [--size 512] [--repeats 5]
 """
@@ -15,6 +16,7 @@ import time
 import numpy as np
 import torch
 
+from live_restore.inference import load_model
 from live_restore.sim_recon import estimate_parameters, reconstruct_sim
 from live_restore.simulate import ManualClock, SimMicroscope, expose
 
@@ -62,6 +64,9 @@ def main() -> None:
                 raw, scope.optics, known, device=d
             ),
         }
+        backend = "torch-cuda" if device == "cuda" else "torch-cpu"
+        session = load_model("dfcan-sim", backend=backend)
+        cells[f"dfcan-sim ({session.backend}, {session.precision})"] = lambda s=session: s(raw)
         for step, call in cells.items():
             seconds = _median_s(call, args.repeats, device)
             print(f"| {device} | {step} | {seconds:.3f} | {1.0 / seconds:.2f} |")

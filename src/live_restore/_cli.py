@@ -385,10 +385,15 @@ def acquire(
             stages = [make_restorer(name, core, backend) for name in models]
         except (ValueError, RuntimeError) as e:
             raise _fail(str(e)) from None
-        total = len(list(mda.iter_events()))
+        from .acquisition._sinks import index_key
+
+        events = list(mda.iter_events())
+        # a stage that makes one output per set (SIM: 9 frames) counts sets, not frames
+        removed = getattr(getattr(stages[0], "grouping", None), "removed_axis", None)
+        outputs = len({index_key(dict(e.index), removed) for e in events})
         with _progress() as progress:
-            acquiring = progress.add_task("acquiring", total=total)
-            restoring = progress.add_task(f"restoring ({models[0]})", total=total)
+            acquiring = progress.add_task("acquiring", total=len(events))
+            restoring = progress.add_task(f"restoring ({models[0]})", total=outputs)
             hook = RestoreHook(
                 core,
                 stages,

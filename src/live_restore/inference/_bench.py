@@ -116,7 +116,9 @@ def bench(
         tile_shape = session_tile(spec, tile_px)
         runtime = create_backend(network, spec, backend, precision, cache, tile_shape=tile_shape)
         session = make_session(spec, Path("."), runtime, tile_shape[1])
-        frame = np.random.default_rng(0).poisson(100.0, (size, size)).astype(np.uint16)
+        # one camera frame, or a raw set of in_channels frames (SIM) for a multi-frame model
+        frames = (tile_shape[0],) if tile_shape[0] > 1 else ()
+        frame = np.random.default_rng(0).poisson(100.0, (*frames, size, size)).astype(np.uint16)
         for _ in range(warmup):
             session(frame)
         times = []

@@ -14,7 +14,7 @@ NRMSE, so no method gains by its units.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -40,7 +40,7 @@ def _scores(image: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_sim(
-    session: object,
+    session: object | Mapping[str, object],
     structures: Sequence[str] = STRUCTURES,
     photon_levels: Sequence[float] = (10.0, 20.0, 50.0, 200.0),
     fields: int = 2,
@@ -50,11 +50,17 @@ def evaluate_sim(
     """Scores per structure x photon level (mean over ``fields`` held-out fields).
 
     ``session``: a SIM reconstruction session (``load_model("dfcan-sim")``), called on the
-    ``(9, H, W)`` raw counts.
+    ``(9, H, W)`` raw counts; or several by name (an ablation), scored as ``model_<name>`` on
+    the same sets, so the data and the classical baseline are computed once.
     """
     from live_restore.sim_recon import estimate_parameters, reconstruct_sim
 
     camera, optics, pattern = CameraParams(), OpticsParams(), SimPatternParams()
+    models = (
+        {f"model_{name}": model for name, model in session.items()}
+        if isinstance(session, Mapping)
+        else {"model": session}
+    )
     stacks = render_sim_fields(structures, fields, frame_size, seed + EVALUATION_SEED_OFFSET)
     cells: dict[tuple[str, float], dict[str, list[float]]] = {}
     for index, stack in enumerate(stacks):
@@ -66,10 +72,9 @@ def evaluate_sim(
             truth = stack.sr * np.float32(photons)
             cell = cells.setdefault((stack.structure, photons), {})
             measured = np.maximum((counts - camera.offset_adu) / camera.gain_adu_per_e, 0.0)
-            candidates = {
-                "widefield": ndimage.zoom(counts.mean(axis=0), 2, order=3),
-                "model": session(counts),  # type: ignore[operator]
-            }
+            candidates = {"widefield": ndimage.zoom(counts.mean(axis=0), 2, order=3)}
+            for method, model in models.items():
+                candidates[method] = model(counts)  # type: ignore[operator]
             parameters = estimate_parameters(measured, optics, pattern)
             for wiener in CLASSICAL_WIENER:
                 image, _ = reconstruct_sim(measured, optics, parameters, wiener=wiener)

@@ -82,7 +82,8 @@ class Trainer:
         self.settings = settings
         self.folder = folder
         # a loss with parameters of its own (a learnable PSF) trains with the network
-        self.loss_module = loss if isinstance(loss, nn.Module) and any(loss.parameters()) else None
+        learns = isinstance(loss, nn.Module) and next(loss.parameters(), None) is not None
+        self.loss_module = loss if learns else None
         parameters = [*network.parameters()]
         if self.loss_module is not None:
             parameters += [*self.loss_module.parameters()]
