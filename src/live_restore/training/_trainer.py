@@ -82,8 +82,9 @@ class Trainer:
         self.settings = settings
         self.folder = folder
         # a loss with parameters of its own (a learnable PSF) trains with the network
-        learns = isinstance(loss, nn.Module) and next(loss.parameters(), None) is not None
-        self.loss_module = loss if learns else None
+        self.loss_module: nn.Module | None = None
+        if isinstance(loss, nn.Module) and next(loss.parameters(), None) is not None:
+            self.loss_module = loss
         parameters = [*network.parameters()]
         if self.loss_module is not None:
             parameters += [*self.loss_module.parameters()]
