@@ -123,3 +123,18 @@ def test_a_sequence_that_cannot_make_sets_is_refused_up_front(
         raw.shape[:2] == (2, len(channels))
         and raw.reshape(-1, *raw.shape[2:]).max(axis=(1, 2)).all()
     )  # every raw frame saved (the store's axes are t, c whatever the order)
+
+
+def test_dfcan_sim_is_a_live_stage_beside_the_classical_one(sim_core, tmp_path):
+    stages = [make_restorer(name, sim_core) for name in ("sim-classical", "dfcan-sim")]
+    out = tmp_path / "run"
+    with RestoreHook(sim_core, stages, output=out) as hook:
+        hook.run(_sim_sequence(2))
+    assert hook.report.errors == 0 and hook.report.frames_restored == 18
+    learned, attrs = _store(out / "dfcan-sim.ome.zarr")
+    classical, _ = _store(out / "sim-classical.ome.zarr")
+    assert learned.shape == classical.shape == (2, 2 * SIM_FRAME, 2 * SIM_FRAME)
+    assert attrs["model"] == "dfcan-sim" and len(attrs["weights_sha256"]) == 64
+    # two reconstructions of the same sets: the same sample, so strongly correlated
+    correlation = np.corrcoef(learned[1].ravel(), classical[1].ravel())[0, 1]
+    assert correlation > 0.8, correlation

@@ -7,7 +7,7 @@ import torch
 from live_restore.inference import SimSession, load_model
 from live_restore.models import Normalisation
 from live_restore.training import Trainer, TrainSettings, train_model
-from live_restore.training._physics_prior import SimReconstructionLoss
+from live_restore.training._physics_prior import SIM_LOSS_TERMS, SimReconstructionLoss
 from live_restore.training._sim_data import SimSampler, render_sim_fields
 
 
@@ -93,6 +93,7 @@ def test_train_model_writes_a_sim_session_that_reconstructs_raw_sets(tmp_path, s
         fields_per_structure=1,
         structures=("er",),
         progress=False,
+        loss_terms=SIM_LOSS_TERMS["physics"],
     )
     assert result.steps_done == 2 and "val_nrmse" in result.validation
     assert spec.training["loss_terms"] == ["mse-ssim", "frequency", "physics"]
