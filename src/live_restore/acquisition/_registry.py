@@ -108,7 +108,7 @@ def shipped_model_names() -> list[str]:
 
 
 def _trained_model(name: str, optics: OpticsParams, backend: str) -> Restorer:
-    from live_restore.inference import ModelSession, SimSession, load_model
+    from live_restore.inference import ModelSession, load_model
     from live_restore.models import ModelLoadError
 
     try:
@@ -118,7 +118,7 @@ def _trained_model(name: str, optics: OpticsParams, backend: str) -> Restorer:
             f"unknown or unusable model {name!r} ({error}); available: "
             f"{', '.join(sorted(RESTORERS) + shipped_model_names())}"
         ) from error
-    if not isinstance(session, ModelSession | SimSession):
+    if not isinstance(session, ModelSession):  # SimSession is one too
         raise ValueError(
             f"{name!r} estimates focus; it is not a restoration stage (the focus monitor uses it)"
         )

@@ -101,8 +101,13 @@ class _Session:
 class ModelSession(_Session):
     """Frame (raw counts) -> restored frame (float32 counts, ``scale`` x larger)."""
 
+    def _counts(self, frame: object) -> np.ndarray:
+        """The checked input: one 2-D frame here, a raw set in :class:`SimSession`."""
+        return _as_frame(frame)
+
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        counts = _as_frame(frame)
+        counts = self._counts(frame)
+        # one scale for the whole input (a SIM set shares it across its frames, as in training)
         scale = frame_scale(counts, self.spec.normalisation)
         output = tiled_apply(
             self._run,
@@ -115,7 +120,7 @@ class ModelSession(_Session):
         return scale.inverse(output, self.spec.normalisation.output_range)
 
 
-class SimSession(_Session):
+class SimSession(ModelSession):
     """SIM raw set ``(9, H, W)`` (raw counts, patterns A0P0..A2P2) -> 2x image (float32 counts).
 
     One normalisation for the whole set (percentiles over all 9 frames, as in training). As a
@@ -132,28 +137,15 @@ class SimSession(_Session):
         self.frames_per_set = int(spec.arguments.get("in_channels", 9))
         self.grouping = AxisSet("c", self.frames_per_set)
 
-    def _as_set(self, frames: object) -> np.ndarray:
-        array = np.asarray(frames)
+    def _counts(self, frame: object) -> np.ndarray:
+        array = np.asarray(frame)
         expected = self.frames_per_set
         if array.ndim != 3 or array.shape[0] != expected:
             raise ValueError(
                 f"{self.name} takes a SIM raw set of {expected} frames (patterns A0P0..A2P2) "
                 f"as ({expected}, rows, columns), got shape {array.shape}"
             )
-        return np.stack([_as_frame(frame) for frame in array])
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        counts = self._as_set(frames)
-        scale = frame_scale(counts, self.spec.normalisation)
-        output = tiled_apply(
-            self._run,
-            scale.forward(counts),
-            self.tile,
-            self.overlap,
-            self.spec.scale,
-            self.spec.multiple_of,
-        )
-        return scale.inverse(output, self.spec.normalisation.output_range)
+        return np.stack([_as_frame(f) for f in array])
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ __all__ = ["SimParameters", "estimate_parameters", "reconstruct_sim", "theoretic
 
 ANGLES = 3
 PHASES = 3
+SIM_FRAMES = ANGLES * PHASES  # one raw set, angle-major
 # the region where both bands are trusted for φ0 and m: both OTF values above this
 _OVERLAP_OTF = 0.08
 # below this fraction of the cut-off, band 0 is dominated by the background and the sample's

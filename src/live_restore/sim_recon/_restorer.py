@@ -22,13 +22,11 @@ import numpy as np
 from live_restore._version import __version__
 from live_restore.simulate import CameraParams, OpticsParams, SimPatternParams
 
-from ._classical import SimParameters, estimate_parameters, reconstruct_sim
+from ._classical import SIM_FRAMES, SimParameters, estimate_parameters, reconstruct_sim
 
 __all__ = ["ClassicalSimRestorer"]
 
 log = logging.getLogger(__name__)
-
-SIM_FRAMES = 9
 
 
 class ClassicalSimRestorer:

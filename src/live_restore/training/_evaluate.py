@@ -53,6 +53,16 @@ def _counts(photons: np.ndarray, camera: CameraParams, rng: np.random.Generator)
     return expose(photons, camera, rng).astype(np.float32)
 
 
+def truth_scores(image: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """PSNR, MS-SSIM and NRMSE of ``image`` after its affine fit to ``truth``."""
+    fitted = fit_to_truth(image, truth)
+    return {
+        "psnr": psnr(fitted, truth),
+        "ms_ssim": ms_ssim(fitted, truth),
+        "nrmse": nrmse(fitted, truth),
+    }
+
+
 def evaluate_sr(
     session: ModelSession,
     structures: Sequence[str] = STRUCTURES,
@@ -80,10 +90,8 @@ def evaluate_sr(
                     "model": session(counts),
                 }
                 for method, image in candidates.items():
-                    fitted = fit_to_truth(image, truth)
-                    scores.setdefault(f"psnr_{method}", []).append(psnr(fitted, truth))
-                    scores.setdefault(f"ms_ssim_{method}", []).append(ms_ssim(fitted, truth))
-                    scores.setdefault(f"nrmse_{method}", []).append(nrmse(fitted, truth))
+                    for metric, value in truth_scores(image, truth).items():
+                        scores.setdefault(f"{metric}_{method}", []).append(value)
             rows.append(
                 EvalRow(
                     {"structure": structure, "photons": photons},

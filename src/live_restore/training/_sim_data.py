@@ -17,21 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from live_restore.models import Normalisation, frame_scale
-from live_restore.simulate import (
-    CameraParams,
-    ManualClock,
-    OpticsParams,
-    SimMicroscope,
-    SimPatternParams,
-    expose,
-)
+from live_restore.models import frame_scale
+from live_restore.sim_recon._classical import SIM_FRAMES
+from live_restore.simulate import ManualClock, OpticsParams, SimMicroscope, SimPatternParams
 
-__all__ = ["SIM_FRAMES", "SimFieldStack", "SimSampler", "render_sim_fields"]
+from ._simulated import _log_uniform, _Sampler
 
-SIM_FRAMES = 9  # 3 angles x 3 phases
+__all__ = ["SimFieldStack", "SimSampler", "render_sim_fields"]
 
 
 @dataclass(frozen=True)
@@ -84,50 +77,20 @@ def render_sim_fields(
     return stacks
 
 
-class SimSampler:
+class SimSampler(_Sampler[SimFieldStack]):
     """Noisy SIM raw set (9 patches) -> its 2x ground-truth patch, both in network units."""
-
-    def __init__(
-        self,
-        fields: Sequence[SimFieldStack],
-        patch_size: int,
-        photon_range: tuple[float, float],
-        normalisation: Normalisation,
-        camera: CameraParams | None = None,
-    ) -> None:
-        if not fields:
-            raise ValueError("no SIM fields to sample from")
-        size = fields[0].raw.shape[-1]
-        if patch_size > size:
-            raise ValueError(f"patch {patch_size} px is larger than the fields ({size} px)")
-        self.fields = list(fields)
-        self.patch_size = patch_size
-        self.photon_range = photon_range
-        self.normalisation = normalisation
-        self.camera = camera or CameraParams()
 
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One (9, p, p) input and its (1, 2p, 2p) target."""
         field = self.fields[int(rng.integers(len(self.fields)))]
-        low, high = np.log(self.photon_range[0]), np.log(self.photon_range[1])
-        photons = float(np.exp(rng.uniform(low, high)))
-        counts = np.stack(
-            [expose(frame * photons, self.camera, rng) for frame in field.raw]
-        ).astype(np.float32)
+        photons = _log_uniform(rng, *self.photon_range)
+        counts = np.stack([self._counts(frame * photons, rng) for frame in field.raw])
         scale = frame_scale(counts, self.normalisation)
+        top, left = self._corner(rng, counts.shape[-1])
         p = self.patch_size
-        top, left = (int(v) for v in rng.integers(0, counts.shape[-1] - p + 1, 2))
         raw = scale.forward(counts[:, top : top + p, left : left + p])
         truth = field.sr[2 * top : 2 * (top + p), 2 * left : 2 * (left + p)] * np.float32(photons)
-        truth_counts = truth * np.float32(self.camera.gain_adu_per_e) + np.float32(
-            self.camera.offset_adu
+        target = scale.forward(self._noise_free_counts(truth)) / np.float32(
+            self.normalisation.output_range
         )
-        target = scale.forward(truth_counts) / np.float32(self.normalisation.output_range)
         return raw, target[None]
-
-    def batch(self, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``size`` examples as (inputs, targets) tensors."""
-        pairs = [self.example(rng) for _ in range(size)]
-        inputs = torch.from_numpy(np.stack([p[0] for p in pairs]))
-        targets = torch.from_numpy(np.stack([p[1] for p in pairs]))
-        return inputs, targets

@@ -19,24 +19,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-from live_restore.metrics import fit_to_truth, ms_ssim, nrmse, psnr
 from live_restore.simulate import STRUCTURES, CameraParams, OpticsParams, SimPatternParams, expose
 
-from ._evaluate import EVALUATION_SEED_OFFSET, EvalRow
+from ._evaluate import EVALUATION_SEED_OFFSET, EvalRow, truth_scores
 from ._sim_data import render_sim_fields
 
 __all__ = ["CLASSICAL_WIENER", "evaluate_sim", "summarise_sim"]
 
 CLASSICAL_WIENER = (0.05, 0.2, 0.5)
-
-
-def _scores(image: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    fitted = fit_to_truth(image, truth)
-    return {
-        "psnr": psnr(fitted, truth),
-        "ms_ssim": ms_ssim(fitted, truth),
-        "nrmse": nrmse(fitted, truth),
-    }
 
 
 def evaluate_sim(
@@ -80,7 +70,7 @@ def evaluate_sim(
                 image, _ = reconstruct_sim(measured, optics, parameters, wiener=wiener)
                 candidates[f"classical_w{wiener:g}"] = image
             for method, image in candidates.items():
-                for metric, value in _scores(image, truth).items():
+                for metric, value in truth_scores(image, truth).items():
                     cell.setdefault(f"{metric}_{method}", []).append(value)
     rows = [
         EvalRow({"structure": s, "photons": p}, {k: float(np.mean(v)) for k, v in c.items()})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -120,12 +121,22 @@ class _Draw:
     raw: np.ndarray
 
 
-class _Sampler:
+class _Field(Protocol):
+    @property
+    def sr(self) -> np.ndarray:
+        """The 2x truth: twice the field's side."""
+        ...
+
+
+FieldT = TypeVar("FieldT", bound=_Field)
+
+
+class _Sampler(Generic[FieldT]):
     """Shared: a photon range, a camera, a normalisation and a patch size."""
 
     def __init__(
         self,
-        fields: Sequence[FieldStack],
+        fields: Sequence[FieldT],
         patch_size: int,
         photon_range: tuple[float, float],
         normalisation: Normalisation,
@@ -133,7 +144,7 @@ class _Sampler:
     ) -> None:
         if not fields:
             raise ValueError("no fields to sample from")
-        size = fields[0].in_focus.shape[0]
+        size = fields[0].sr.shape[-1] // 2
         if patch_size > size:
             raise ValueError(f"patch {patch_size} px is larger than the fields ({size} px)")
         self.fields = list(fields)
@@ -162,6 +173,13 @@ class _Sampler:
         targets = torch.from_numpy(np.stack([p[1] for p in pairs]))
         return inputs, targets
 
+    def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class _WidefieldSampler(_Sampler[FieldStack]):
+    """Draws one widefield frame (a plane of a field) per example."""
+
     def _draw(self, rng: np.random.Generator, random_plane: bool) -> _Draw:
         """Field, photons, (plane), noise, crop: in this order, so a seed means one example."""
         field = self.fields[int(rng.integers(len(self.fields)))]
@@ -174,11 +192,8 @@ class _Sampler:
         raw = scale.forward(counts[top : top + p, left : left + p])
         return _Draw(field, photons, plane, scale, top, left, raw)
 
-    def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
 
-
-class SRSampler(_Sampler):
+class SRSampler(_WidefieldSampler):
     """Noisy in-focus widefield patch -> 2x ground-truth patch, both in network units."""
 
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +207,7 @@ class SRSampler(_Sampler):
         return raw[None], target[None]
 
 
-class RefocusSampler(_Sampler):
+class RefocusSampler(_WidefieldSampler):
     """Noisy widefield patch at a random defocus -> the noise-free in-focus patch."""
 
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +222,7 @@ class RefocusSampler(_Sampler):
         return raw[None], target[None]
 
 
-class FocusSampler(_Sampler):
+class FocusSampler(_WidefieldSampler):
     """Noisy widefield patch at a random defocus -> its signed defocus in µm."""
 
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
