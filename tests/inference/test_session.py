@@ -44,6 +44,28 @@ def test_any_frame_size_and_dtype(lite, shape):
     assert lite(frame.astype(np.float64)).shape == out.shape
 
 
+def test_a_batch_of_frames_gives_each_frame_its_own_output(lite):
+    """restore_batch (the hook's catch-up path) shares calls but not normalisation."""
+    rng = np.random.default_rng(2)
+    # different brightness per frame: a shared normalisation would change the outputs
+    frames = np.stack([rng.poisson(lam, (70, 90)) for lam in (30, 300, 3000)]).astype(np.uint16)
+    calls = []
+    run = lite._run
+    lite._run = lambda batch: (calls.append(len(batch)), run(batch))[1]
+    try:
+        batched = lite.restore_batch(frames)
+        batched_calls = len(calls)
+        calls.clear()
+        alone = np.stack([lite(f) for f in frames])
+    finally:
+        lite._run = run
+    assert batched.shape == (3, 140, 180) and batched.dtype == np.float32
+    np.testing.assert_allclose(batched, alone, rtol=1e-4, atol=1e-3 * float(alone.max()))
+    assert batched_calls < len(calls)  # the frames' tiles shared network calls
+    with pytest.raises(ValueError, match="non-finite"):
+        lite.restore_batch(np.stack([frames[0], np.full((70, 90), np.nan)]))
+
+
 def test_bad_frames_get_a_clear_error(lite):
     with pytest.raises(ValueError, match="non-finite"):
         lite(np.full((32, 32), np.nan))

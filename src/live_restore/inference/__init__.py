@@ -23,7 +23,7 @@ from ._session import (
     session_tile,
 )
 from ._tensorrt_ops import TENSORRT_ONNX_OPERATORS, tensorrt_unsupported
-from ._tiling import tile_starts, tiled_apply
+from ._tiling import tile_starts, tiled_apply, tiled_apply_stack
 
 __all__ = [
     "BACKENDS",
@@ -47,4 +47,5 @@ __all__ = [
     "tensorrt_unsupported",
     "tile_starts",
     "tiled_apply",
+    "tiled_apply_stack",
 ]

@@ -22,7 +22,7 @@ from live_restore.models import ModelSpec, ModelTask, frame_scale, load_network
 
 from ._backend import Backend, create_backend, resolve_backend
 from ._cache import EngineCache
-from ._tiling import tiled_apply
+from ._tiling import tiled_apply, tiled_apply_stack
 
 __all__ = [
     "FocusEstimate",
@@ -118,6 +118,34 @@ class ModelSession(_Session):
             self.spec.multiple_of,
         )
         return scale.inverse(output, self.spec.normalisation.output_range)
+
+    def restore_batch(self, frames: np.ndarray) -> np.ndarray:
+        """Several inputs stacked on a new first axis -> their outputs, stacked.
+
+        What the hook calls when it has fallen behind: the tiles of all the inputs share the
+        backend's calls. Each input keeps its own normalisation, so every output is the one
+        ``__call__`` gives for that input alone.
+        """
+        stack = np.asarray(frames)
+        if stack.ndim < 3 or len(stack) == 0:
+            raise ValueError(f"restore_batch takes inputs stacked on a first axis: {stack.shape}")
+        counts = [self._counts(item) for item in stack]
+        scales = [frame_scale(c, self.spec.normalisation) for c in counts]
+        images = np.stack([s.forward(c) for s, c in zip(scales, counts, strict=True)])
+        outputs = tiled_apply_stack(
+            self._run,
+            images if images.ndim == 4 else images[:, None],
+            self.tile,
+            self.overlap,
+            self.spec.scale,
+            self.spec.multiple_of,
+        )
+        return np.stack(
+            [
+                s.inverse(o, self.spec.normalisation.output_range)
+                for s, o in zip(scales, outputs, strict=True)
+            ]
+        )
 
 
 class SimSession(ModelSession):

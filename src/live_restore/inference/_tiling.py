@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["tile_starts", "tiled_apply"]
+__all__ = ["tile_starts", "tiled_apply", "tiled_apply_stack"]
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -61,37 +61,59 @@ def tiled_apply(
     network units; every channel is cut at the same place.
     """
     channels_first = image if image.ndim == 3 else image[None]
-    rows, cols = channels_first.shape[-2:]
+    return tiled_apply_stack(run, channels_first[None], tile, overlap, scale, multiple_of, batch)[0]
+
+
+def tiled_apply_stack(
+    run: Callable[[torch.Tensor], torch.Tensor],
+    images: np.ndarray,
+    tile: int,
+    overlap: int,
+    scale: int,
+    multiple_of: int = 1,
+    batch: int = 8,
+) -> np.ndarray:
+    """``run`` over several same-size ``(N, C, H, W)`` images; ``(N, s·H, s·W)`` outputs.
+
+    The tiles of all images share the network calls (``batch`` tiles per call), so a stack
+    costs fewer, fuller calls than its images one by one: how the hook catches up when it
+    falls behind. Each output equals what :func:`tiled_apply` gives for its image alone.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {images.shape}")
+    count, _, rows, cols = images.shape
     # pad small or odd frames up to something the network accepts
     need_rows = max(tile if rows < tile else rows, 1)
     need_cols = max(tile if cols < tile else cols, 1)
     need_rows += -need_rows % multiple_of
     need_cols += -need_cols % multiple_of
     padded = np.pad(
-        channels_first, ((0, 0), (0, need_rows - rows), (0, need_cols - cols)), mode="reflect"
+        images, ((0, 0), (0, 0), (0, need_rows - rows), (0, need_cols - cols)), mode="reflect"
     )
     tile_r, tile_c = min(tile, need_rows), min(tile, need_cols)
     starts = [
-        (r, c)
+        (n, r, c)
+        for n in range(count)
         for r in tile_starts(need_rows, tile_r, overlap)
         for c in tile_starts(need_cols, tile_c, overlap)
     ]
-    out = np.zeros((need_rows * scale, need_cols * scale), np.float32)
-    weight_sum = np.zeros_like(out)
+    out = np.zeros((count, need_rows * scale, need_cols * scale), np.float32)
+    weight_sum = np.zeros((need_rows * scale, need_cols * scale), np.float32)
     taper = np.outer(
         _taper(tile_r * scale, overlap * scale), _taper(tile_c * scale, overlap * scale)
     )
     for first in range(0, len(starts), batch):
         group = starts[first : first + batch]
-        tiles = np.stack([padded[:, r : r + tile_r, c : c + tile_c] for r, c in group])
+        tiles = np.stack([padded[n, :, r : r + tile_r, c : c + tile_c] for n, r, c in group])
         with torch.inference_mode():
             results = run(torch.from_numpy(tiles)).float().cpu().numpy()[:, 0]
-        for (r, c), result in zip(group, results, strict=True):
+        for (n, r, c), result in zip(group, results, strict=True):
             window = (
                 slice(r * scale, (r + tile_r) * scale),
                 slice(c * scale, (c + tile_c) * scale),
             )
-            out[window] += result * taper
-            weight_sum[window] += taper
+            out[(n, *window)] += result * taper
+            if n == 0:  # every image is cut at the same places: one weight map serves all
+                weight_sum[window] += taper
     blended: np.ndarray = out / weight_sum
-    return blended[: rows * scale, : cols * scale]
+    return blended[:, : rows * scale, : cols * scale]
