@@ -53,7 +53,10 @@ def test_sim_timelapse_is_reconstructed_set_by_set_and_saved(sim_core, tmp_path)
     assert restored.shape == (3, 2 * SIM_FRAME, 2 * SIM_FRAME)  # one image per set, c gone
     # each saved image is the reconstruction of that time point's 9 raw frames, in order
     photons = (raw[1].astype(np.float32) - 100.0) / 1.0
-    expected, _ = reconstruct_sim(np.maximum(photons, 0), stage.optics, stage.parameters)
+    photons = np.maximum(photons, 0)
+    expected, _ = reconstruct_sim(
+        photons, stage.optics, stage.parameters, wiener=stage.wiener_for(photons)
+    )
     np.testing.assert_allclose(restored[1], expected, rtol=1e-4, atol=1e-3 * expected.max())
     # the pattern was estimated from the data: the simulator's 15°/75°/135°, 200 nm
     truth = microscope_of(sim_core).sim

@@ -5,12 +5,14 @@ deep-learned one, ``dfcan-sim``, is a shipped model (``load_model("dfcan-sim")``
 """
 
 from ._classical import SimParameters, estimate_parameters, reconstruct_sim, theoretical_otf
-from ._restorer import ClassicalSimRestorer
+from ._restorer import ClassicalSimRestorer, set_signal_photons, wiener_for_signal
 
 __all__ = [
     "ClassicalSimRestorer",
     "SimParameters",
     "estimate_parameters",
     "reconstruct_sim",
+    "set_signal_photons",
     "theoretical_otf",
+    "wiener_for_signal",
 ]
