@@ -270,7 +270,9 @@ class LiveRestoreDock(QWidget):
             return
         self.last_report = report = hook.report
         if self.view is not None:
-            self.view.tick()  # the last frames
+            # the last frames and the final statistics: a plain tick shows statistics at most
+            # twice a second, so a run shorter than that would be left reading "0 of 0"
+            self.view.refresh()
             self.view.stop()
         self.status.setText(
             f"stopped: {report.frames_restored} of {report.frames_received} frames restored"
