@@ -22,7 +22,7 @@ from live_restore.models import ModelSpec, ModelTask, frame_scale, load_network
 
 from ._backend import Backend, create_backend, resolve_backend
 from ._cache import EngineCache
-from ._tiling import tiled_apply, tiled_apply_stack
+from ._tiling import tiled_apply_stack
 
 __all__ = [
     "FocusEstimate",
@@ -106,18 +106,7 @@ class ModelSession(_Session):
         return _as_frame(frame)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        counts = self._counts(frame)
-        # one scale for the whole input (a SIM set shares it across its frames, as in training)
-        scale = frame_scale(counts, self.spec.normalisation)
-        output = tiled_apply(
-            self._run,
-            scale.forward(counts),
-            self.tile,
-            self.overlap,
-            self.spec.scale,
-            self.spec.multiple_of,
-        )
-        return scale.inverse(output, self.spec.normalisation.output_range)
+        return self._restore([self._counts(frame)])[0]
 
     def restore_batch(self, frames: np.ndarray) -> np.ndarray:
         """Several inputs stacked on a new first axis -> their outputs, stacked.
@@ -129,7 +118,11 @@ class ModelSession(_Session):
         stack = np.asarray(frames)
         if stack.ndim < 3 or len(stack) == 0:
             raise ValueError(f"restore_batch takes inputs stacked on a first axis: {stack.shape}")
-        counts = [self._counts(item) for item in stack]
+        return self._restore([self._counts(item) for item in stack])
+
+    def _restore(self, counts: list[np.ndarray]) -> np.ndarray:
+        """Checked inputs -> outputs: normalise each, tile all together, map each back."""
+        # one scale per input (a SIM set shares it across its frames, as in training)
         scales = [frame_scale(c, self.spec.normalisation) for c in counts]
         images = np.stack([s.forward(c) for s, c in zip(scales, counts, strict=True)])
         outputs = tiled_apply_stack(
