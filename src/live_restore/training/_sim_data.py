@@ -20,9 +20,9 @@ import numpy as np
 
 from live_restore.models import frame_scale
 from live_restore.sim_recon._classical import SIM_FRAMES
-from live_restore.simulate import ManualClock, OpticsParams, SimMicroscope, SimPatternParams
+from live_restore.simulate import OpticsParams, SimPatternParams
 
-from ._simulated import _log_uniform, _Sampler
+from ._simulated import _log_uniform, _Sampler, field_scope
 
 __all__ = ["SimFieldStack", "SimSampler", "render_sim_fields"]
 
@@ -54,20 +54,7 @@ def render_sim_fields(
         jobs, description="rendering SIM fields", disable=not progress, transient=True
     ):
         rng = np.random.default_rng([seed, index, len(structure), SIM_FRAMES])
-        scope = SimMicroscope(
-            structure=structure,
-            seed=seed * 100_003 + index,
-            frame_shape=(frame_size, frame_size),
-            optics=optics,
-            sim=pattern,
-            peak_photons_per_ms=0.1,  # x 10 ms x 100 %: one photon at the widefield peak
-            motion_um_per_min=0.0,
-            bleach_half_dose_s=1e12,
-            clock=ManualClock(),
-        )
-        scope.exposure_ms, scope.excitation_percent = 10.0, 100.0
-        span_um = frame_size * scope.optics.pixel_um
-        scope.stage_um[0], scope.stage_um[1] = (float(v) for v in rng.uniform(-span_um, span_um, 2))
+        scope = field_scope(structure, seed * 100_003 + index, frame_size, rng, optics, pattern)
         frames = []
         for pattern_index in range(1, SIM_FRAMES + 1):
             scope.pattern_index = pattern_index

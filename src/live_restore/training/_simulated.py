@@ -17,7 +17,14 @@ import numpy as np
 import torch
 
 from live_restore.models import FrameScale, Normalisation, frame_scale
-from live_restore.simulate import CameraParams, ManualClock, OpticsParams, SimMicroscope, expose
+from live_restore.simulate import (
+    CameraParams,
+    ManualClock,
+    OpticsParams,
+    SimMicroscope,
+    SimPatternParams,
+    expose,
+)
 
 __all__ = [
     "FieldStack",
@@ -44,6 +51,37 @@ class FieldStack:
         return int(np.argmin(np.abs(self.defocus_um)))
 
 
+def field_scope(
+    structure: str,
+    sample_seed: int,
+    frame_size: int,
+    rng: np.random.Generator,
+    optics: OpticsParams | None = None,
+    sim: SimPatternParams | None = None,
+) -> SimMicroscope:
+    """A still simulated microscope for rendering training fields, at a random stage position.
+
+    Nothing moves or bleaches, and an exposure (10 ms at 100 %) gives one photon at the
+    widefield peak, so a rendered field times a photon level is that level's expected image.
+    ``rng`` draws the stage position.
+    """
+    scope = SimMicroscope(
+        structure=structure,
+        seed=sample_seed,
+        frame_shape=(frame_size, frame_size),
+        optics=optics,
+        sim=sim,
+        peak_photons_per_ms=0.1,  # x 10 ms x 100 %: one photon at the widefield peak
+        motion_um_per_min=0.0,
+        bleach_half_dose_s=1e12,
+        clock=ManualClock(),
+    )
+    scope.exposure_ms, scope.excitation_percent = 10.0, 100.0
+    span_um = frame_size * scope.optics.pixel_um
+    scope.stage_um[0], scope.stage_um[1] = (float(v) for v in rng.uniform(-span_um, span_um, 2))
+    return scope
+
+
 def render_fields(
     structures: Sequence[str],
     fields_per_structure: int,
@@ -63,19 +101,7 @@ def render_fields(
         jobs, description="rendering fields", disable=not progress, transient=True
     ):
         rng = np.random.default_rng([seed, index, len(structure)])
-        scope = SimMicroscope(
-            structure=structure,
-            seed=seed * 100_003 + index,
-            frame_shape=(frame_size, frame_size),
-            optics=optics,
-            peak_photons_per_ms=0.1,  # x 10 ms x 100 %: one photon at the peak
-            motion_um_per_min=0.0,
-            bleach_half_dose_s=1e12,
-            clock=ManualClock(),
-        )
-        scope.exposure_ms, scope.excitation_percent = 10.0, 100.0
-        span_um = frame_size * scope.optics.pixel_um
-        scope.stage_um[0], scope.stage_um[1] = (float(v) for v in rng.uniform(-span_um, span_um, 2))
+        scope = field_scope(structure, seed * 100_003 + index, frame_size, rng, optics)
         widefield = []
         for z in planes:
             scope.stage_um[2] = float(z)
