@@ -493,6 +493,13 @@ def train(
             "TIFFs (input/, target/). Super-resolution models only."
         ),
     ] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            help="Start a DFCAN from a smaller trained one (name or folder, e.g. "
+            "dfcan-sr2x-lite), grown to this size with its function kept (Net2Net)."
+        ),
+    ] = None,
 ) -> None:
     """Train a model on endless simulated pairs; write weights.safetensors and model.yaml.
 
@@ -500,7 +507,7 @@ def train(
     of view rendered once by the simulator. Progress, loss and validation NRMSE (or defocus
     error) show as it runs; history.csv keeps them; a checkpoint is saved every 100 steps.
     """
-    from .models import engines_dir
+    from .models import ModelLoadError, engines_dir
     from .training import RECIPES, train_model
 
     if name not in RECIPES:
@@ -517,8 +524,9 @@ def train(
             resume=resume,
             fields_per_structure=fields_per_structure,
             data=data,
+            init_from=init_from,
         )
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    except (ValueError, FileNotFoundError, FloatingPointError, ModelLoadError) as e:
         raise _fail(str(e)) from None
     validation = ", ".join(f"{k} {v:.4g}" for k, v in result.validation.items())
     console.print(

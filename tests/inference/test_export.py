@@ -11,6 +11,7 @@ from live_restore.models import load_network
 @pytest.mark.parametrize(
     ("name", "shape"),
     [
+        ("dfcan-sr2x", (1, 1, 48, 48)),
         ("dfcan-sr2x-lite", (1, 1, 64, 64)),
         ("focus-est", (3, 1, 64, 64)),
         ("refocus", (1, 1, 64, 64)),

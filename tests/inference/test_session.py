@@ -35,6 +35,13 @@ def test_on_the_cpu_the_lite_variant_is_chosen_and_conforms_to_the_hook(lite, ca
     assert provenance["backend"] == "torch-cpu" and len(provenance["weights_sha256"]) == 64
 
 
+def test_evaluation_can_ask_for_the_published_size_model_on_the_cpu():
+    full = load_model("dfcan-sr2x", backend="torch-cpu", cpu_variant=False)
+    assert full.name == "dfcan-sr2x" and full.provenance()["backend"] == "torch-cpu"
+    restored = full(np.random.default_rng(2).poisson(80, (40, 36)).astype(np.uint16))
+    assert restored.shape == (80, 72) and np.isfinite(restored).all()
+
+
 @pytest.mark.parametrize("shape", [(37, 45), (130, 64)])
 def test_any_frame_size_and_dtype(lite, shape):
     frame = np.random.default_rng(1).poisson(120, shape).astype(np.uint16)

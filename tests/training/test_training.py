@@ -134,3 +134,32 @@ def test_biosr_and_tiff_folders_give_training_pairs(tmp_path):
         PairedImages([(np.zeros((40, 40)), np.zeros((40, 40)))], 32, 2, Normalisation())
     with pytest.raises(FileNotFoundError, match="BioSR"):
         biosr_pairs(tmp_path / "tiff")
+
+
+def test_dfcan_sr2x_can_start_from_the_trained_lite_model(tmp_path):
+    # a tiny learning rate keeps the one step from moving it: the grown start is lite itself
+    spec, _ = train_model(
+        "dfcan-sr2x",
+        tmp_path / "sr",
+        steps=1,
+        batch_size=1,
+        learning_rate=1e-12,
+        fields_per_structure=1,
+        structures=("er",),
+        progress=False,
+        init_from="dfcan-sr2x-lite",
+    )
+    assert spec.training["initialised_from"].startswith("dfcan-sr2x-lite")
+    _, grown, _ = load_network(tmp_path / "sr")
+    _, lite, _ = load_network("dfcan-sr2x-lite")
+    assert sum(p.numel() for p in grown.parameters()) == 1_930_753
+    x = torch.rand(1, 1, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x), lite(x), atol=1e-4, rtol=0)
+
+
+def test_only_a_dfcan_can_start_from_another_model(tmp_path):
+    with pytest.raises(ValueError, match="grows a DFCAN"):
+        train_model("focus-est", tmp_path / "fe", steps=1, init_from="dfcan-sr2x-lite")
+    with pytest.raises(ValueError, match="must be a DFCAN"):
+        train_model("dfcan-sr2x", tmp_path / "sr", steps=1, init_from="focus-est")

@@ -15,6 +15,7 @@ from ._backend import (
 from ._cache import CacheEntry, EngineCache, EngineFileError, default_cache_dir
 from ._export import export_onnx
 from ._session import (
+    CPU_VARIANTS,
     FocusEstimate,
     FocusSession,
     ModelSession,
@@ -27,6 +28,7 @@ from ._tiling import tile_starts, tiled_apply, tiled_apply_stack
 
 __all__ = [
     "BACKENDS",
+    "CPU_VARIANTS",
     "PRECISIONS",
     "TENSORRT_ONNX_OPERATORS",
     "Backend",

@@ -25,6 +25,7 @@ from ._cache import EngineCache
 from ._tiling import tiled_apply_stack
 
 __all__ = [
+    "CPU_VARIANTS",
     "FocusEstimate",
     "FocusSession",
     "ModelSession",
@@ -37,7 +38,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # CPU fallbacks: a published-size model that would not keep up on a CPU
-_CPU_VARIANTS = {"dfcan-sr2x": "dfcan-sr2x-lite"}
+CPU_VARIANTS = {"dfcan-sr2x": "dfcan-sr2x-lite"}
 _CPU_BACKENDS = ("torch-cpu", "onnxruntime")
 
 
@@ -232,6 +233,7 @@ def load_model(
     precision: str = "auto",
     cache: EngineCache | None = None,
     tile_px: int | None = None,
+    cpu_variant: bool = True,
     **options: Any,
 ) -> ModelSession | SimSession | FocusSession:
     """A ready inference session for a shipped model name or a model folder.
@@ -241,17 +243,18 @@ def load_model(
     ``bf16``. ``tile_px``: the tile side (default twice the training patch; larger wastes less
     work on overlap, e.g. on a GPU). ``options`` go to the backend (see ``create_backend``). On
     the CPU, a model with a lighter CPU variant (``dfcan-sr2x`` -> ``dfcan-sr2x-lite``) is
-    swapped for it when the full one would not keep up; the log says so.
+    swapped for it when the full one would not keep up (unless ``cpu_variant`` is False, as
+    for evaluation); the log says so.
     """
     resolved, _ = resolve_backend(backend, precision)
     chosen = str(name)
-    if resolved in _CPU_BACKENDS and chosen in _CPU_VARIANTS:
+    if cpu_variant and resolved in _CPU_BACKENDS and chosen in CPU_VARIANTS:
         log.warning(
             "%s runs at ~0.7 TFLOP per 512x512 frame, seconds on a CPU: using %s instead",
             chosen,
-            _CPU_VARIANTS[chosen],
+            CPU_VARIANTS[chosen],
         )
-        chosen = _CPU_VARIANTS[chosen]
+        chosen = CPU_VARIANTS[chosen]
     spec, network, folder = load_network(chosen)
     runtime = create_backend(
         network, spec, resolved, precision, cache, tile_shape=session_tile(spec, tile_px), **options

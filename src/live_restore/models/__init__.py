@@ -1,5 +1,6 @@
 """The restoration networks (PyTorch is their source of truth) and their shipped files."""
 
+from ._grow import grow_dfcan
 from ._normalise import FrameScale, frame_scale
 from ._registry import ARCHITECTURES, build_network, load_network, register_architecture
 from ._spec import (
@@ -32,6 +33,7 @@ __all__ = [
     "engines_dir",
     "file_sha256",
     "frame_scale",
+    "grow_dfcan",
     "load_network",
     "model_dir",
     "read_spec",

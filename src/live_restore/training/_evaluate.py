@@ -219,7 +219,8 @@ def evaluate(
     name: str, fields: int, seed: int = 0, structures: Sequence[str] = STRUCTURES
 ) -> tuple[str, list[EvalRow]]:
     """The evaluation that fits model ``name``: (kind, rows)."""
-    session = load_model(name, backend="torch-cpu")
+    # the model asked for, even where live use would swap in a lighter CPU variant
+    session = load_model(name, backend="torch-cpu", cpu_variant=False)
     if isinstance(session, SimSession):
         from ._sim_evaluate import evaluate_sim
 

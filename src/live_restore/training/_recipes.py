@@ -20,11 +20,13 @@ from torch import nn
 
 from live_restore._version import __version__
 from live_restore.models import (
+    DFCAN,
     ModelSpec,
     ModelTask,
     Normalisation,
     build_network,
     file_sha256,
+    grow_dfcan,
     load_network,
     write_spec,
 )
@@ -219,6 +221,39 @@ def _loss(
     return refocus_loss
 
 
+def _grown_start(recipe: Recipe, init_from: str | Path, seed: int) -> tuple[nn.Module, str]:
+    """The recipe's DFCAN grown from a trained smaller one, and what model.yaml says of it."""
+    if recipe.architecture != "dfcan":
+        raise ValueError(f"--init-from grows a DFCAN; {recipe.name} is a {recipe.architecture}")
+    small_spec, small, _ = load_network(init_from)
+    if not isinstance(small, DFCAN) or small_spec.scale != recipe.scale:
+        raise ValueError(
+            f"{small_spec.name} ({small_spec.architecture}, scale {small_spec.scale}) cannot "
+            f"start {recipe.name}: it must be a DFCAN of scale {recipe.scale}"
+        )
+    if small_spec.normalisation != recipe.normalisation:
+        raise ValueError(
+            f"{small_spec.name} was trained with another normalisation than {recipe.name}"
+        )
+    arguments = {"features": 64, "groups": 4, "blocks": 4, **recipe.arguments}
+    if int(arguments["in_channels"]) != int(small_spec.arguments.get("in_channels", 1)):
+        raise ValueError(f"{small_spec.name} takes other input channels than {recipe.name}")
+    grown = grow_dfcan(
+        small,
+        int(arguments["features"]),
+        int(arguments["groups"]),
+        int(arguments["blocks"]),
+        seed=seed,
+    )
+    steps = small_spec.training.get("steps", "?")
+    note = (
+        f"{small_spec.name} (weights sha256 {small_spec.weights_sha256[:12]}..., {steps} "
+        "steps), grown to this size with its function kept (Net2Net: copied channels with "
+        "split weights, identity FCABs and groups), then trained as this entry says"
+    )
+    return grown.train(), note
+
+
 def _set_nrmse(
     inputs: torch.Tensor, targets: torch.Tensor
 ) -> Callable[[nn.Module], dict[str, float]]:
@@ -288,13 +323,16 @@ def train_model(
     data: Path | None = None,
     progress: bool = True,
     loss_terms: tuple[str, ...] | None = None,
+    init_from: str | Path | None = None,
 ) -> tuple[ModelSpec, TrainResult]:
     """Train the model ``name`` and write its files into ``folder``.
 
     Simulated data by default; ``data`` (super-resolution models only) is a BioSR folder
     (``Cell_*``) or a folder of paired TIFFs (``input/``, ``target/``), of which every tenth
     pair is held out for validation. ``loss_terms`` (``dfcan-sim`` only) picks the loss's
-    parts for an ablation: any of ``mse-ssim``, ``frequency``, ``physics``.
+    parts for an ablation: any of ``mse-ssim``, ``frequency``, ``physics``. ``init_from`` (a
+    DFCAN recipe only) starts from a smaller trained DFCAN, grown to the recipe's size with its
+    function kept (:func:`~live_restore.models.grow_dfcan`); a resumed checkpoint overrides it.
     """
     from safetensors.torch import save_file
 
@@ -310,6 +348,12 @@ def train_model(
         seed=seed,
         validate_every=max(1, min(100, (steps or recipe.steps) // 10)),
     )
+    # the network first (rendering draws no torch randomness): a wrong --init-from fails fast
+    extra_training: dict[str, Any] = {}
+    torch.manual_seed(seed)
+    network = build_network(recipe.architecture, recipe.arguments)
+    if init_from is not None:
+        network, extra_training["initialised_from"] = _grown_start(recipe, init_from, seed)
     planes = recipe.defocus_planes_um
     source: BatchSource
     if loss_terms is not None and recipe.task is not ModelTask.SIM_RECONSTRUCTION:
@@ -343,12 +387,9 @@ def train_model(
         )
     else:
         source, validation, data_text = _file_data(recipe, Path(data))
-    torch.manual_seed(seed)
-    network = build_network(recipe.architecture, recipe.arguments)
     loss = _loss(recipe, terms or None)
     trainer = Trainer(network, loss, source, validation, settings, folder)
     result = trainer.run(resume=resume, progress=progress)
-    extra_training: dict[str, Any] = {}
     if isinstance(loss, SimReconstructionLoss):
         extra_training["loss_terms"] = list(loss.terms)
         fwhm = loss.kernel_fwhm_nm(OpticsParams().sr_pixel_um * 1000)

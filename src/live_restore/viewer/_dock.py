@@ -93,8 +93,8 @@ class LiveRestoreDock(QWidget):
 
         available = restorer_names()
         chosen = models if models is not None else _default_models(available)
-        # a requested name the list lacks (dfcan-sr2x, which runs as its lite variant on a
-        # CPU, or a model folder) is offered too; a wrong one fails at Start, with its reason
+        # a requested name the list lacks (a model folder, or a model this install does not
+        # ship) is offered too; a wrong one fails at Start, with its reason
         available += [name for name in chosen if name not in available]
         self.models = QListWidget()
         for name in available:
