@@ -165,10 +165,10 @@ def bench_command(
     from .inference._bench import bench
 
     # on a CPU, leave out the published-size models that live use swaps for a CPU variant
-    gpu = torch.cuda.is_available()
+    gpu, shipped = torch.cuda.is_available(), _shipped()
     chosen_models = models or [
-        *[n for n in _shipped() if gpu or n not in CPU_VARIANTS],
-        *(["dfcan-sr2x"] if gpu and "dfcan-sr2x" not in _shipped() else []),
+        *[n for n in shipped if gpu or n not in CPU_VARIANTS],
+        *(["dfcan-sr2x"] if gpu and "dfcan-sr2x" not in shipped else []),
     ]
     try:
         rows = bench(

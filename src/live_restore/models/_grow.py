@@ -109,8 +109,8 @@ def grow_dfcan(
     copies' symmetry and the added layers' initial weights.
     """
     small_blocks = _fcabs(small)
-    old_groups, old_blocks = len(small_blocks), len(small_blocks[0])
-    old_features = small.head.out_channels
+    old_groups, old_blocks = len(small.groups), small.blocks_per_group
+    old_features = small.features
     first = small_blocks[0][0].attention
     reduction = old_features // first.down.out_channels
     if groups < old_groups or blocks < old_blocks or features < old_features:

@@ -115,6 +115,8 @@ class DFCAN(nn.Module):
             raise ValueError("in_channels, features, groups and blocks must be >= 1")
         self.scale = scale
         self.in_channels = in_channels
+        self.features = features
+        self.blocks_per_group = blocks
         self.head = nn.Conv2d(in_channels, features, 3, padding=1)
         self.groups = nn.Sequential(
             *(ResidualGroup(features, blocks, reduction, attention_size) for _ in range(groups))

@@ -221,9 +221,11 @@ def _loss(
     return refocus_loss
 
 
-def _grown_start(recipe: Recipe, init_from: str | Path, seed: int) -> tuple[nn.Module, str]:
-    """The recipe's DFCAN grown from a trained smaller one, and what model.yaml says of it."""
-    if recipe.architecture != "dfcan":
+def _grown_start(
+    recipe: Recipe, network: nn.Module, init_from: str | Path, seed: int
+) -> tuple[nn.Module, str]:
+    """``network`` (the recipe's DFCAN) grown from a trained smaller one, and its note."""
+    if not isinstance(network, DFCAN):
         raise ValueError(f"--init-from grows a DFCAN; {recipe.name} is a {recipe.architecture}")
     small_spec, small, _ = load_network(init_from)
     if not isinstance(small, DFCAN) or small_spec.scale != recipe.scale:
@@ -235,15 +237,10 @@ def _grown_start(recipe: Recipe, init_from: str | Path, seed: int) -> tuple[nn.M
         raise ValueError(
             f"{small_spec.name} was trained with another normalisation than {recipe.name}"
         )
-    arguments = {"features": 64, "groups": 4, "blocks": 4, **recipe.arguments}
-    if int(arguments["in_channels"]) != int(small_spec.arguments.get("in_channels", 1)):
+    if small.in_channels != network.in_channels:
         raise ValueError(f"{small_spec.name} takes other input channels than {recipe.name}")
     grown = grow_dfcan(
-        small,
-        int(arguments["features"]),
-        int(arguments["groups"]),
-        int(arguments["blocks"]),
-        seed=seed,
+        small, network.features, len(network.groups), network.blocks_per_group, seed=seed
     )
     steps = small_spec.training.get("steps", "?")
     note = (
@@ -353,7 +350,7 @@ def train_model(
     torch.manual_seed(seed)
     network = build_network(recipe.architecture, recipe.arguments)
     if init_from is not None:
-        network, extra_training["initialised_from"] = _grown_start(recipe, init_from, seed)
+        network, extra_training["initialised_from"] = _grown_start(recipe, network, init_from, seed)
     planes = recipe.defocus_planes_um
     source: BatchSource
     if loss_terms is not None and recipe.task is not ModelTask.SIM_RECONSTRUCTION:
