@@ -197,6 +197,8 @@ def test_train_and_eval_commands(tmp_path):
     assert (tmp_path / "eval" / "dfcan-sr2x-lite.png").stat().st_size > 10_000
     result = runner.invoke(app, ["train", "no-such-model"])
     assert result.exit_code == 2 and "no training recipe" in result.output
+    result = runner.invoke(app, ["train", "focus-est", "--photon-range", "20"])
+    assert result.exit_code == 2 and "LOW,HIGH" in result.output
 
 
 def test_demo_restores_through_onnxruntime_and_says_so_in_the_store(tmp_path):

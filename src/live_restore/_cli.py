@@ -462,6 +462,15 @@ def models_list() -> None:
     console.print(table)
 
 
+def _photon_range(text: str) -> tuple[float, float]:
+    """``LOW,HIGH`` -> (low, high), or a clear error."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise _fail(f"--photon-range takes LOW,HIGH (e.g. 10,150), got {text!r}") from None
+    return low, high
+
+
 @app.command()
 def train(
     name: Annotated[
@@ -497,9 +506,20 @@ def train(
         str | None,
         typer.Option(
             help="Start a DFCAN from a smaller trained one (name or folder, e.g. "
-            "dfcan-sr2x-lite), grown to this size with its function kept (Net2Net)."
+            "dfcan-sr2x-lite), grown to this size with its function kept (Net2Net), or from "
+            "one of the same size to fine-tune it."
         ),
     ] = None,
+    photon_range: Annotated[
+        str | None,
+        typer.Option(
+            help="Peak photons per pixel to train and validate at, as LOW,HIGH (log-uniform; "
+            "default: the recipe's), e.g. 10,150 to fine-tune for low light."
+        ),
+    ] = None,
+    warmup_steps: Annotated[
+        int, typer.Option(min=0, help="Steps of linear learning-rate warm-up before the cosine.")
+    ] = 0,
 ) -> None:
     """Train a model on endless simulated pairs; write weights.safetensors and model.yaml.
 
@@ -513,6 +533,7 @@ def train(
     if name not in RECIPES:
         raise _fail(f"no training recipe for {name!r}; known: {', '.join(RECIPES)}")
     folder = out or engines_dir() / name
+    photons = _photon_range(photon_range) if photon_range else None
     try:
         _, result = train_model(
             name,
@@ -525,6 +546,8 @@ def train(
             fields_per_structure=fields_per_structure,
             data=data,
             init_from=init_from,
+            photon_range=photons,
+            warmup_steps=warmup_steps,
         )
     except (ValueError, FileNotFoundError, FloatingPointError, ModelLoadError) as e:
         raise _fail(str(e)) from None

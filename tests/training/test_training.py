@@ -163,3 +163,78 @@ def test_only_a_dfcan_can_start_from_another_model(tmp_path):
         train_model("focus-est", tmp_path / "fe", steps=1, init_from="dfcan-sr2x-lite")
     with pytest.raises(ValueError, match="must be a DFCAN"):
         train_model("dfcan-sr2x", tmp_path / "sr", steps=1, init_from="focus-est")
+
+
+def test_warm_up_ramps_the_learning_rate_linearly_into_the_cosine(fields, tmp_path):
+    settings = TrainSettings(steps=10, batch_size=1, learning_rate=1.0, warmup_steps=4)
+    trainer = Trainer(
+        FocusNet(features=4, stages=1),
+        lambda n, x, y: defocus_loss(n(x), y),
+        FocusSampler(fields, 32, (100.0, 100.0), Normalisation()),
+        lambda n: {},
+        settings,
+        tmp_path,
+    )
+    plain = Trainer(
+        FocusNet(features=4, stages=1),
+        lambda n, x, y: defocus_loss(n(x), y),
+        FocusSampler(fields, 32, (100.0, 100.0), Normalisation()),
+        lambda n: {},
+        TrainSettings(steps=10, batch_size=1, learning_rate=1.0),
+        tmp_path,
+    )
+    rates = [trainer._learning_rate(step) for step in range(10)]
+    cosine = [plain._learning_rate(step) for step in range(10)]
+    assert rates[:4] == pytest.approx([cosine[s] * (s + 1) / 4 for s in range(4)])
+    assert rates[4:] == pytest.approx(cosine[4:])
+    with pytest.raises(ValueError, match="warm-up"):
+        TrainSettings(steps=10, batch_size=1, learning_rate=1.0, warmup_steps=10)
+
+
+def test_a_photon_range_override_trains_there_and_is_recorded(tmp_path, monkeypatch):
+    from live_restore.training import _recipes
+
+    seen = []
+    original = _recipes._sampler
+
+    def recording(recipe, chosen):
+        seen.append(recipe.photon_range)
+        return original(recipe, chosen)
+
+    monkeypatch.setattr(_recipes, "_sampler", recording)
+    spec, _ = train_model(
+        "focus-est",
+        tmp_path / "fe",
+        steps=2,
+        batch_size=2,
+        fields_per_structure=1,
+        structures=("er",),
+        progress=False,
+        photon_range=(15.0, 40.0),
+        warmup_steps=1,
+    )
+    # the training sampler and the validation set both draw from the override
+    assert seen == [(15.0, 40.0), (15.0, 40.0)]
+    assert "log-uniform (15.0, 40.0)" in spec.training["data"]
+    assert "after 1 linear warm-up steps" in spec.training["learning_rate"]
+    with pytest.raises(ValueError, match="photon range"):
+        train_model("focus-est", tmp_path / "x", steps=1, photon_range=(50.0, 20.0))
+
+
+def test_a_dfcan_can_start_from_one_of_its_own_size_to_fine_tune(tmp_path):
+    spec, _ = train_model(
+        "dfcan-sr2x-lite",
+        tmp_path / "ft",
+        steps=1,
+        batch_size=1,
+        learning_rate=1e-12,
+        fields_per_structure=1,
+        structures=("er",),
+        progress=False,
+        init_from="dfcan-sr2x-lite",
+    )
+    assert "its weights as they were" in spec.training["initialised_from"]
+    _, tuned, _ = load_network(tmp_path / "ft")
+    _, lite, _ = load_network("dfcan-sr2x-lite")
+    for (name, p), q in zip(tuned.state_dict().items(), lite.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -243,10 +243,20 @@ def _grown_start(
         small, network.features, len(network.groups), network.blocks_per_group, seed=seed
     )
     steps = small_spec.training.get("steps", "?")
+    same_size = (small.features, len(small.groups), small.blocks_per_group) == (
+        network.features,
+        len(network.groups),
+        network.blocks_per_group,
+    )
+    how = (
+        "its weights as they were (the same size)"
+        if same_size
+        else "grown to this size with its function kept (Net2Net: copied channels with "
+        "split weights, identity FCABs and groups)"
+    )
     note = (
         f"{small_spec.name} (weights sha256 {small_spec.weights_sha256[:12]}..., {steps} "
-        "steps), grown to this size with its function kept (Net2Net: copied channels with "
-        "split weights, identity FCABs and groups), then trained as this entry says"
+        f"steps), {how}, then trained as this entry says"
     )
     return grown.train(), note
 
@@ -321,6 +331,8 @@ def train_model(
     progress: bool = True,
     loss_terms: tuple[str, ...] | None = None,
     init_from: str | Path | None = None,
+    photon_range: tuple[float, float] | None = None,
+    warmup_steps: int = 0,
 ) -> tuple[ModelSpec, TrainResult]:
     """Train the model ``name`` and write its files into ``folder``.
 
@@ -329,13 +341,21 @@ def train_model(
     pair is held out for validation. ``loss_terms`` (``dfcan-sim`` only) picks the loss's
     parts for an ablation: any of ``mse-ssim``, ``frequency``, ``physics``. ``init_from`` (a
     DFCAN recipe only) starts from a smaller trained DFCAN, grown to the recipe's size with its
-    function kept (:func:`~live_restore.models.grow_dfcan`); a resumed checkpoint overrides it.
+    function kept (:func:`~live_restore.models.grow_dfcan`), or a DFCAN of the same size to
+    fine-tune it; a resumed checkpoint overrides it. ``photon_range`` (peak photons, low and
+    high) replaces the recipe's for training and validation alike, e.g. to fine-tune for low
+    light. ``warmup_steps`` ramps the learning rate up linearly before its cosine.
     """
     from safetensors.torch import save_file
 
     if name not in RECIPES:
         raise ValueError(f"no training recipe for {name!r}; known: {', '.join(RECIPES)}")
     recipe = RECIPES[name]
+    if photon_range is not None:
+        low, high = photon_range
+        if not 0 < low < high:
+            raise ValueError(f"photon range must be 0 < low < high, got {low}..{high}")
+        recipe = replace(recipe, photon_range=(float(low), float(high)))
     chosen_structures = structures or recipe.structures
     per_structure = fields_per_structure or recipe.fields_per_structure
     settings = TrainSettings(
@@ -344,6 +364,7 @@ def train_model(
         learning_rate=learning_rate or recipe.learning_rate,
         seed=seed,
         validate_every=max(1, min(100, (steps or recipe.steps) // 10)),
+        warmup_steps=warmup_steps,
     )
     # the network first (rendering draws no torch randomness): a wrong --init-from fails fast
     extra_training: dict[str, Any] = {}
@@ -416,8 +437,11 @@ def train_model(
             "steps": result.steps_done,
             "batch_size": settings.batch_size,
             "patch_size": recipe.patch_size,
-            "learning_rate": f"{settings.learning_rate} cosine to "
-            f"{settings.final_learning_rate_fraction}x",
+            "learning_rate": (
+                f"{settings.learning_rate} "
+                + (f"after {warmup_steps} linear warm-up steps, " if warmup_steps else "")
+                + f"cosine to {settings.final_learning_rate_fraction}x"
+            ),
             "seed": seed,
             "seconds": round(result.seconds, 1),
             "device": f"{'cuda' if torch.cuda.is_available() else 'cpu'} "

@@ -1,4 +1,4 @@
-"""A small, honest trainer: progress bar, cosine learning rate, validation, resume, seed.
+"""A small, honest trainer: progress bar, warm-up and cosine rate, validation, resume, seed.
 
 Each step's batch is drawn from ``numpy.random.default_rng([seed, step])``, so a resumed run sees
 exactly the batches an uninterrupted one would have. Checkpoints (safetensors) are written every
@@ -43,10 +43,18 @@ class TrainSettings:
     seed: int = 0
     validate_every: int = 100
     checkpoint_every: int = 100
+    # a linear ramp to the peak rate: a run that starts from trained weights (--init-from) is
+    # otherwise knocked back by Adam's first steps at the full rate
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or not self.learning_rate > 0:
             raise ValueError("steps, batch size and learning rate must be positive")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(
+                f"warm-up steps must be from 0 to fewer than the {self.steps} steps, "
+                f"got {self.warmup_steps}"
+            )
 
 
 @dataclass
@@ -99,7 +107,9 @@ class Trainer:
         s = self.settings
         progress = min(step / s.steps, 1.0)
         floor = s.final_learning_rate_fraction
-        return s.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+        ramp = min(1.0, (step + 1) / s.warmup_steps) if s.warmup_steps else 1.0
+        cosine = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        return s.learning_rate * ramp * cosine
 
     def run(
         self, resume: bool = False, progress: bool = True, stop_after: int | None = None
