@@ -136,11 +136,11 @@ def test_biosr_and_tiff_folders_give_training_pairs(tmp_path):
         biosr_pairs(tmp_path / "tiff")
 
 
-def test_dfcan_sr2x_can_start_from_the_trained_lite_model(tmp_path):
-    # a tiny learning rate keeps the one step from moving it: the grown start is lite itself
+def _started_from_lite(name, folder):
+    """``name`` trained one step from dfcan-sr2x-lite, too small a step to move it."""
     spec, _ = train_model(
-        "dfcan-sr2x",
-        tmp_path / "sr",
+        name,
+        folder,
         steps=1,
         batch_size=1,
         learning_rate=1e-12,
@@ -149,8 +149,14 @@ def test_dfcan_sr2x_can_start_from_the_trained_lite_model(tmp_path):
         progress=False,
         init_from="dfcan-sr2x-lite",
     )
+    _, network, _ = load_network(folder)
+    return spec, network
+
+
+def test_dfcan_sr2x_can_start_from_the_trained_lite_model(tmp_path):
+    # the one step does not move it: the grown start is lite itself
+    spec, grown = _started_from_lite("dfcan-sr2x", tmp_path / "sr")
     assert spec.training["initialised_from"].startswith("dfcan-sr2x-lite")
-    _, grown, _ = load_network(tmp_path / "sr")
     _, lite, _ = load_network("dfcan-sr2x-lite")
     assert sum(p.numel() for p in grown.parameters()) == 1_930_753
     x = torch.rand(1, 1, 40, 40)
@@ -166,25 +172,21 @@ def test_only_a_dfcan_can_start_from_another_model(tmp_path):
 
 
 def test_warm_up_ramps_the_learning_rate_linearly_into_the_cosine(fields, tmp_path):
-    settings = TrainSettings(steps=10, batch_size=1, learning_rate=1.0, warmup_steps=4)
-    trainer = Trainer(
-        FocusNet(features=4, stages=1),
-        lambda n, x, y: defocus_loss(n(x), y),
-        FocusSampler(fields, 32, (100.0, 100.0), Normalisation()),
-        lambda n: {},
-        settings,
-        tmp_path,
-    )
-    plain = Trainer(
-        FocusNet(features=4, stages=1),
-        lambda n, x, y: defocus_loss(n(x), y),
-        FocusSampler(fields, 32, (100.0, 100.0), Normalisation()),
-        lambda n: {},
-        TrainSettings(steps=10, batch_size=1, learning_rate=1.0),
-        tmp_path,
-    )
-    rates = [trainer._learning_rate(step) for step in range(10)]
-    cosine = [plain._learning_rate(step) for step in range(10)]
+    def schedule(warmup_steps):
+        settings = TrainSettings(
+            steps=10, batch_size=1, learning_rate=1.0, warmup_steps=warmup_steps
+        )
+        trainer = Trainer(
+            FocusNet(features=4, stages=1),
+            lambda n, x, y: defocus_loss(n(x), y),
+            FocusSampler(fields, 32, (100.0, 100.0), Normalisation()),
+            lambda n: {},
+            settings,
+            tmp_path,
+        )
+        return [trainer._learning_rate(step) for step in range(10)]
+
+    rates, cosine = schedule(4), schedule(0)
     assert rates[:4] == pytest.approx([cosine[s] * (s + 1) / 4 for s in range(4)])
     assert rates[4:] == pytest.approx(cosine[4:])
     with pytest.raises(ValueError, match="warm-up"):
@@ -222,19 +224,8 @@ def test_a_photon_range_override_trains_there_and_is_recorded(tmp_path, monkeypa
 
 
 def test_a_dfcan_can_start_from_one_of_its_own_size_to_fine_tune(tmp_path):
-    spec, _ = train_model(
-        "dfcan-sr2x-lite",
-        tmp_path / "ft",
-        steps=1,
-        batch_size=1,
-        learning_rate=1e-12,
-        fields_per_structure=1,
-        structures=("er",),
-        progress=False,
-        init_from="dfcan-sr2x-lite",
-    )
+    spec, tuned = _started_from_lite("dfcan-sr2x-lite", tmp_path / "ft")
     assert "its weights as they were" in spec.training["initialised_from"]
-    _, tuned, _ = load_network(tmp_path / "ft")
     _, lite, _ = load_network("dfcan-sr2x-lite")
     for (name, p), q in zip(tuned.state_dict().items(), lite.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)

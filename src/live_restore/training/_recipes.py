@@ -239,18 +239,12 @@ def _grown_start(
         )
     if small.in_channels != network.in_channels:
         raise ValueError(f"{small_spec.name} takes other input channels than {recipe.name}")
-    grown = grow_dfcan(
-        small, network.features, len(network.groups), network.blocks_per_group, seed=seed
-    )
+    size = (network.features, len(network.groups), network.blocks_per_group)
+    grown = grow_dfcan(small, *size, seed=seed)
     steps = small_spec.training.get("steps", "?")
-    same_size = (small.features, len(small.groups), small.blocks_per_group) == (
-        network.features,
-        len(network.groups),
-        network.blocks_per_group,
-    )
     how = (
         "its weights as they were (the same size)"
-        if same_size
+        if (small.features, len(small.groups), small.blocks_per_group) == size
         else "grown to this size with its function kept (Net2Net: copied channels with "
         "split weights, identity FCABs and groups)"
     )
