@@ -505,9 +505,9 @@ def train(
     init_from: Annotated[
         str | None,
         typer.Option(
-            help="Start a DFCAN from a smaller trained one (name or folder, e.g. "
-            "dfcan-sr2x-lite), grown to this size with its function kept (Net2Net), or from "
-            "one of the same size to fine-tune it."
+            help="Start from a trained model (name or folder): a DFCAN from a smaller one "
+            "(e.g. dfcan-sr2x-lite), grown to this size with its function kept (Net2Net); any "
+            "model from one of the same architecture and size, to fine-tune it."
         ),
     ] = None,
     photon_range: Annotated[

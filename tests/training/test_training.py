@@ -164,11 +164,31 @@ def test_dfcan_sr2x_can_start_from_the_trained_lite_model(tmp_path):
         torch.testing.assert_close(grown(x), lite(x), atol=1e-4, rtol=0)
 
 
-def test_only_a_dfcan_can_start_from_another_model(tmp_path):
-    with pytest.raises(ValueError, match="grows a DFCAN"):
+def test_a_model_starts_only_from_one_it_can_take_the_weights_of(tmp_path):
+    with pytest.raises(ValueError, match="only a DFCAN can be grown"):
         train_model("focus-est", tmp_path / "fe", steps=1, init_from="dfcan-sr2x-lite")
     with pytest.raises(ValueError, match="must be a DFCAN"):
         train_model("dfcan-sr2x", tmp_path / "sr", steps=1, init_from="focus-est")
+
+
+def test_focus_est_can_be_fine_tuned_from_the_shipped_weights(tmp_path):
+    spec, _ = train_model(
+        "focus-est",
+        tmp_path / "fe",
+        steps=1,
+        batch_size=1,
+        learning_rate=1e-12,
+        fields_per_structure=1,
+        structures=("er",),
+        progress=False,
+        init_from="focus-est",
+    )
+    assert spec.training["initialised_from"].startswith("focus-est (weights sha256")
+    _, tuned, _ = load_network(tmp_path / "fe")
+    _, shipped, _ = load_network("focus-est")
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(x), shipped(x), atol=1e-5, rtol=0)
 
 
 def test_warm_up_ramps_the_learning_rate_linearly_into_the_cosine(fields, tmp_path):

@@ -224,35 +224,57 @@ def _loss(
 def _grown_start(
     recipe: Recipe, network: nn.Module, init_from: str | Path, seed: int
 ) -> tuple[nn.Module, str]:
-    """``network`` (the recipe's DFCAN) grown from a trained smaller one, and its note."""
+    """``network`` started from a trained model, and the note that says how.
+
+    A DFCAN may start from a smaller trained DFCAN, grown to this size (Net2Net), or from one of
+    its own size; any other architecture only from a model with the same architecture and
+    arguments, to fine-tune it.
+    """
+    start_spec, start, _ = load_network(init_from)
+
+    def refuse_other_normalisation() -> None:
+        # checked after the architecture, the mismatch a user most needs named
+        if start_spec.normalisation != recipe.normalisation:
+            raise ValueError(
+                f"{start_spec.name} was trained with another normalisation than {recipe.name}"
+            )
+
     if not isinstance(network, DFCAN):
-        raise ValueError(f"--init-from grows a DFCAN; {recipe.name} is a {recipe.architecture}")
-    small_spec, small, _ = load_network(init_from)
-    if not isinstance(small, DFCAN) or small_spec.scale != recipe.scale:
-        raise ValueError(
-            f"{small_spec.name} ({small_spec.architecture}, scale {small_spec.scale}) cannot "
-            f"start {recipe.name}: it must be a DFCAN of scale {recipe.scale}"
+        if (start_spec.architecture, start_spec.arguments) != (
+            recipe.architecture,
+            recipe.arguments,
+        ):
+            raise ValueError(
+                f"{start_spec.name} ({start_spec.architecture} {start_spec.arguments}) cannot "
+                f"start {recipe.name}: a {recipe.architecture} starts only from one with the "
+                f"same arguments {recipe.arguments} (only a DFCAN can be grown)"
+            )
+        refuse_other_normalisation()
+        network.load_state_dict(start.state_dict())
+        how = "its weights as they were (the same architecture)"
+    else:
+        if not isinstance(start, DFCAN) or start_spec.scale != recipe.scale:
+            raise ValueError(
+                f"{start_spec.name} ({start_spec.architecture}, scale {start_spec.scale}) "
+                f"cannot start {recipe.name}: it must be a DFCAN of scale {recipe.scale}"
+            )
+        refuse_other_normalisation()
+        if start.in_channels != network.in_channels:
+            raise ValueError(f"{start_spec.name} takes other input channels than {recipe.name}")
+        size = (network.features, len(network.groups), network.blocks_per_group)
+        network = grow_dfcan(start, *size, seed=seed)
+        how = (
+            "its weights as they were (the same size)"
+            if (start.features, len(start.groups), start.blocks_per_group) == size
+            else "grown to this size with its function kept (Net2Net: copied channels with "
+            "split weights, identity FCABs and groups)"
         )
-    if small_spec.normalisation != recipe.normalisation:
-        raise ValueError(
-            f"{small_spec.name} was trained with another normalisation than {recipe.name}"
-        )
-    if small.in_channels != network.in_channels:
-        raise ValueError(f"{small_spec.name} takes other input channels than {recipe.name}")
-    size = (network.features, len(network.groups), network.blocks_per_group)
-    grown = grow_dfcan(small, *size, seed=seed)
-    steps = small_spec.training.get("steps", "?")
-    how = (
-        "its weights as they were (the same size)"
-        if (small.features, len(small.groups), small.blocks_per_group) == size
-        else "grown to this size with its function kept (Net2Net: copied channels with "
-        "split weights, identity FCABs and groups)"
-    )
+    steps = start_spec.training.get("steps", "?")
     note = (
-        f"{small_spec.name} (weights sha256 {small_spec.weights_sha256[:12]}..., {steps} "
+        f"{start_spec.name} (weights sha256 {start_spec.weights_sha256[:12]}..., {steps} "
         f"steps), {how}, then trained as this entry says"
     )
-    return grown.train(), note
+    return network.train(), note
 
 
 def _set_nrmse(
