@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from live_restore.inference import load_model
 from live_restore.models import FocusNet, Normalisation, load_network
 from live_restore.training import (
     FeatureLoss,
@@ -249,3 +250,17 @@ def test_a_dfcan_can_start_from_one_of_its_own_size_to_fine_tune(tmp_path):
     _, lite, _ = load_network("dfcan-sr2x-lite")
     for (name, p), q in zip(tuned.state_dict().items(), lite.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)
+
+
+def test_the_shipped_focus_estimator_beats_guessing_in_focus_and_reports_its_sign():
+    from live_restore.training._evaluate import evaluate_focus
+
+    session = load_model("focus-est", backend="torch-cpu")
+    zs = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
+    (row,) = evaluate_focus(session, ("microtubules",), (1000.0,), zs, fields=1, frame_size=128)
+    scores = row.scores
+    # answering "in focus" every time would err by the mean |defocus|
+    assert scores["mae_um"] < 0.5 * np.mean(np.abs(zs))
+    assert scores["magnitude_mae_um"] <= scores["mae_um"]
+    assert 0.5 < scores["sign_accuracy"] <= 1.0
+    assert scores["frames"] == len(zs)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,27 +111,38 @@ def evaluate_focus(
     frame_size: int = 256,
     seed: int = 0,
 ) -> list[EvalRow]:
-    """Mean absolute error and in/out-of-focus accuracy per light level."""
+    """Error and in/out-of-focus accuracy per light level.
+
+    The signed error splits into the magnitude's error and the sign. ``sign_accuracy`` counts
+    the out-of-focus frames (beyond ``IN_FOCUS_UM``), those a focus hold would act on: a wrong
+    sign there costs twice the defocus and sends the stage the wrong way.
+    """
     camera = CameraParams()
     stacks = render_fields(
         structures, fields, frame_size, seed + EVALUATION_SEED_OFFSET, defocus_um
     )
     rows = []
     for photons in photon_levels:
-        errors, correct, confidences = [], [], []
+        errors, magnitude_errors, correct, confidences = [], [], [], []
+        sign_right = []
         for index, stack in enumerate(stacks):
             for plane, z in enumerate(stack.defocus_um):
                 rng = np.random.default_rng([seed, index, plane, int(photons)])
                 estimate = session(_counts(stack.widefield[plane] * photons, camera, rng))
                 errors.append(abs(estimate.defocus_um - z))
+                magnitude_errors.append(abs(estimate.magnitude_um - abs(z)))
                 correct.append((abs(estimate.defocus_um) <= IN_FOCUS_UM) == (abs(z) <= IN_FOCUS_UM))
                 confidences.append(estimate.confidence)
+                if abs(z) > IN_FOCUS_UM:
+                    sign_right.append((estimate.defocus_um > 0) == (z > 0))
         rows.append(
             EvalRow(
                 {"photons": photons},
                 {
                     "mae_um": float(np.mean(errors)),
                     "p90_error_um": float(np.percentile(errors, 90)),
+                    "magnitude_mae_um": float(np.mean(magnitude_errors)),
+                    "sign_accuracy": float(np.mean(sign_right)) if sign_right else math.nan,
                     "in_focus_accuracy": float(np.mean(correct)),
                     "mean_confidence": float(np.mean(confidences)),
                     "frames": float(len(errors)),
