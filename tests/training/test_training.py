@@ -89,16 +89,14 @@ def test_resumed_training_equals_an_uninterrupted_run(fields, tmp_path):
     assert (tmp_path / "b" / "history.csv").read_text().count("\n") == 5
 
 
+def _trained_briefly(name, folder, **options):
+    """``train_model`` on one field of ER, two steps of two examples unless ``options`` say."""
+    settings = {"steps": 2, "batch_size": 2, "fields_per_structure": 1, "structures": ("er",)}
+    return train_model(name, folder, progress=False, **(settings | options))
+
+
 def test_train_model_writes_a_loadable_model(tmp_path):
-    spec, result = train_model(
-        "focus-est",
-        tmp_path / "fe",
-        steps=2,
-        batch_size=2,
-        fields_per_structure=1,
-        structures=("er",),
-        progress=False,
-    )
+    spec, result = _trained_briefly("focus-est", tmp_path / "fe")
     assert result.steps_done == 2 and "val_magnitude_mae_um" in result.validation
     loaded, network, _ = load_network(tmp_path / "fe")
     assert loaded.weights_sha256 == spec.weights_sha256 and loaded.training["steps"] == 2
@@ -137,18 +135,10 @@ def test_biosr_and_tiff_folders_give_training_pairs(tmp_path):
         biosr_pairs(tmp_path / "tiff")
 
 
-def _started_from_lite(name, folder):
-    """``name`` trained one step from dfcan-sr2x-lite, too small a step to move it."""
-    spec, _ = train_model(
-        name,
-        folder,
-        steps=1,
-        batch_size=1,
-        learning_rate=1e-12,
-        fields_per_structure=1,
-        structures=("er",),
-        progress=False,
-        init_from="dfcan-sr2x-lite",
+def _started_from(name, folder, start):
+    """``name`` trained one step from the model ``start``, too small a step to move it."""
+    spec, _ = _trained_briefly(
+        name, folder, steps=1, batch_size=1, learning_rate=1e-12, init_from=start
     )
     _, network, _ = load_network(folder)
     return spec, network
@@ -156,7 +146,7 @@ def _started_from_lite(name, folder):
 
 def test_dfcan_sr2x_can_start_from_the_trained_lite_model(tmp_path):
     # the one step does not move it: the grown start is lite itself
-    spec, grown = _started_from_lite("dfcan-sr2x", tmp_path / "sr")
+    spec, grown = _started_from("dfcan-sr2x", tmp_path / "sr", "dfcan-sr2x-lite")
     assert spec.training["initialised_from"].startswith("dfcan-sr2x-lite")
     _, lite, _ = load_network("dfcan-sr2x-lite")
     assert sum(p.numel() for p in grown.parameters()) == 1_930_753
@@ -173,19 +163,8 @@ def test_a_model_starts_only_from_one_it_can_take_the_weights_of(tmp_path):
 
 
 def test_focus_est_can_be_fine_tuned_from_the_shipped_weights(tmp_path):
-    spec, _ = train_model(
-        "focus-est",
-        tmp_path / "fe",
-        steps=1,
-        batch_size=1,
-        learning_rate=1e-12,
-        fields_per_structure=1,
-        structures=("er",),
-        progress=False,
-        init_from="focus-est",
-    )
+    spec, tuned = _started_from("focus-est", tmp_path / "fe", "focus-est")
     assert spec.training["initialised_from"].startswith("focus-est (weights sha256")
-    _, tuned, _ = load_network(tmp_path / "fe")
     _, shipped, _ = load_network("focus-est")
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
@@ -225,16 +204,8 @@ def test_a_photon_range_override_trains_there_and_is_recorded(tmp_path, monkeypa
         return original(recipe, chosen)
 
     monkeypatch.setattr(_recipes, "_sampler", recording)
-    spec, _ = train_model(
-        "focus-est",
-        tmp_path / "fe",
-        steps=2,
-        batch_size=2,
-        fields_per_structure=1,
-        structures=("er",),
-        progress=False,
-        photon_range=(15.0, 40.0),
-        warmup_steps=1,
+    spec, _ = _trained_briefly(
+        "focus-est", tmp_path / "fe", photon_range=(15.0, 40.0), warmup_steps=1
     )
     # the training sampler and the validation set both draw from the override
     assert seen == [(15.0, 40.0), (15.0, 40.0)]
@@ -245,7 +216,7 @@ def test_a_photon_range_override_trains_there_and_is_recorded(tmp_path, monkeypa
 
 
 def test_a_dfcan_can_start_from_one_of_its_own_size_to_fine_tune(tmp_path):
-    spec, tuned = _started_from_lite("dfcan-sr2x-lite", tmp_path / "ft")
+    spec, tuned = _started_from("dfcan-sr2x-lite", tmp_path / "ft", "dfcan-sr2x-lite")
     assert "its weights as they were" in spec.training["initialised_from"]
     _, lite, _ = load_network("dfcan-sr2x-lite")
     for (name, p), q in zip(tuned.state_dict().items(), lite.state_dict().values(), strict=True):
