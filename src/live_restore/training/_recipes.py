@@ -297,10 +297,14 @@ def _set_nrmse(
 
 
 def _validation(
-    recipe: Recipe, fields: list[FieldStack] | list[SimFieldStack], examples: int = 64
+    recipe: Recipe, fields: list[FieldStack] | list[SimFieldStack]
 ) -> Callable[[nn.Module], dict[str, float]]:
+    focus = recipe.task is ModelTask.FOCUS_ESTIMATION
+    # 64 patches let the focus sign accuracy move only in steps of ~1/57; the estimator is
+    # small enough that 512 cost little (~0.6 s a validation on 2 cores, every ~13 s of training)
+    examples = 512 if focus else 64
     inputs, targets = _sampler(recipe, fields).batch(examples, np.random.default_rng(12345))
-    if recipe.task is ModelTask.FOCUS_ESTIMATION:
+    if focus:
 
         def focus_error(net: nn.Module) -> dict[str, float]:
             output, defocus = net(inputs), targets[:, 0]
