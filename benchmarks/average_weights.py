@@ -14,37 +14,37 @@ says what was averaged; its evaluation is emptied (score the result with ``live-
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
-import yaml
 from safetensors.torch import load_file, save_file
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from live_restore.models import file_sha256, read_spec, write_spec
 
 
 def average(first: Path, second: Path, weight: float, out: Path) -> str:
     """Write ``(1 - weight) * first + weight * second`` to ``out``; return its sha256."""
-    a, b = load_file(first / "weights.safetensors"), load_file(second / "weights.safetensors")
+    first_spec, second_spec = read_spec(first), read_spec(second)
+    a = load_file(first / first_spec.weights_file)
+    b = load_file(second / second_spec.weights_file)
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         raise SystemExit(f"{first} and {second} are not the same architecture and size")
     mixed = {k: ((1 - weight) * a[k].double() + weight * b[k].double()).to(a[k].dtype) for k in a}
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in mixed.items()}, out / "weights.safetensors")
-    spec = yaml.safe_load((second / "model.yaml").read_text())
-    first_spec = yaml.safe_load((first / "model.yaml").read_text())
-    spec["training"]["weights_averaged"] = (
-        f"{1 - weight:g} x {first_spec['name']} (weights sha256 "
-        f"{_sha256(first / 'weights.safetensors')[:12]}..., {first_spec['training']['steps']} "
-        f"steps) + {weight:g} x this entry's run (weights sha256 "
-        f"{_sha256(second / 'weights.safetensors')[:12]}...)"
+    save_file({k: v.contiguous() for k, v in mixed.items()}, out / second_spec.weights_file)
+    averaged = (
+        f"{1 - weight:g} x {first_spec.name} (weights sha256 {first_spec.weights_sha256[:12]}..., "
+        f"{first_spec.training.get('steps', '?')} steps) + {weight:g} x this entry's run "
+        f"(weights sha256 {second_spec.weights_sha256[:12]}...)"
     )
-    spec["evaluation"] = {}
-    spec["weights_sha256"] = _sha256(out / "weights.safetensors")
-    (out / "model.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
-    return spec["weights_sha256"]
+    spec = second_spec.model_copy(
+        update={
+            "training": second_spec.training | {"weights_averaged": averaged},
+            "evaluation": {},
+            "weights_sha256": file_sha256(out / second_spec.weights_file),
+        }
+    )
+    write_spec(out, spec)
+    return spec.weights_sha256
 
 
 def main() -> None:
