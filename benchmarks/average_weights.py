@@ -16,16 +16,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from live_restore.models import file_sha256, read_spec, write_spec
+from live_restore.models import file_sha256, load_network, write_spec
 
 
 def average(first: Path, second: Path, weight: float, out: Path) -> str:
     """Write ``(1 - weight) * first + weight * second`` to ``out``; return its sha256."""
-    first_spec, second_spec = read_spec(first), read_spec(second)
-    a = load_file(first / first_spec.weights_file)
-    b = load_file(second / second_spec.weights_file)
+    # load_network checks each file against its model.yaml (sha256, tensors, shapes) first
+    first_spec, first_network, _ = load_network(first)
+    second_spec, second_network, _ = load_network(second)
+    a, b = first_network.state_dict(), second_network.state_dict()
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         raise SystemExit(f"{first} and {second} are not the same architecture and size")
     mixed = {k: ((1 - weight) * a[k].double() + weight * b[k].double()).to(a[k].dtype) for k in a}

@@ -11,6 +11,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from live_restore.models import ModelLoadError, file_sha256, read_spec, write_spec
+
 REPO = Path(__file__).resolve().parents[2]
 LITE, FULL = REPO / "engines" / "dfcan-sr2x-lite", REPO / "engines" / "dfcan-sr2x"
 
@@ -25,13 +27,19 @@ def _script() -> ModuleType:
     return module
 
 
-def test_the_average_lies_between_its_ends_and_says_what_it_averaged(tmp_path: Path) -> None:
+def _lite_plus_one(folder: Path) -> dict[str, torch.Tensor]:
+    """Lite's weights, every one plus 1, saved in ``folder``; lite's own weights returned."""
     lite = load_file(LITE / "weights.safetensors")
-    shifted = tmp_path / "shifted"
-    shifted.mkdir()
+    folder.mkdir()
+    save_file({k: v + 1 for k, v in lite.items()}, folder / "weights.safetensors")
+    return lite
+
+
+def test_the_average_lies_between_its_ends_and_says_what_it_averaged(tmp_path: Path) -> None:
     # a second model of the same size: lite with every weight plus 1
-    save_file({k: v + 1 for k, v in lite.items()}, shifted / "weights.safetensors")
-    (shifted / "model.yaml").write_text((LITE / "model.yaml").read_text())
+    lite = _lite_plus_one(shifted := tmp_path / "shifted")
+    digest = file_sha256(shifted / "weights.safetensors")
+    write_spec(shifted, read_spec(LITE).model_copy(update={"weights_sha256": digest}))
     sha = _script().average(LITE, shifted, 0.25, tmp_path / "mean")
     mean = load_file(tmp_path / "mean" / "weights.safetensors")
     for name, value in lite.items():
@@ -44,3 +52,10 @@ def test_the_average_lies_between_its_ends_and_says_what_it_averaged(tmp_path: P
 def test_models_of_different_sizes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="not the same architecture and size"):
         _script().average(LITE, FULL, 0.5, tmp_path / "mean")
+
+
+def test_weights_that_do_not_match_their_model_yaml_are_refused(tmp_path: Path) -> None:
+    _lite_plus_one(replaced := tmp_path / "replaced")
+    (replaced / "model.yaml").write_text((LITE / "model.yaml").read_text())
+    with pytest.raises(ModelLoadError, match="does not match the sha256"):
+        _script().average(LITE, replaced, 0.5, tmp_path / "mean")
