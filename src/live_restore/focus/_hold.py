@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from live_restore.acquisition._events import DefocusReading
+from ._reading import DefocusReading
 
 __all__ = ["FocusHold", "FocusMove"]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from live_restore.acquisition._events import DefocusReading
+from ._reading import DefocusReading
 from live_restore.metrics import brenner, normalised_variance, spectral_focus
 
 from ._policy import Flagger, FlagPolicy
