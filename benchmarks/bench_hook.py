@@ -38,7 +38,7 @@ def _rss_mb() -> float:
 
 def _child(config: dict) -> dict:
     from live_restore import IdentityRestorer, RestoreHook, demo_core, release_core
-    from live_restore.acquisition._registry import make_restorer
+    from live_restore.acquisition import make_restorer
 
     class Sleepy(IdentityRestorer):
         name = "slow"

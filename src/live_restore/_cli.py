@@ -37,7 +37,7 @@ def _main(
 
 
 def _model_names() -> list[str]:
-    from .acquisition._registry import restorer_names
+    from .acquisition import restorer_names
 
     return restorer_names()
 
@@ -261,7 +261,7 @@ def demo(
                 hold_focus=hold_focus,
                 models=models,
                 backend=backend,
-                process=process,  # type: ignore[arg-type]
+                process=process,
                 memory_mb=memory_mb,
                 on_frame=lambda n: progress.update(acquiring, completed=n),
                 on_restored=lambda n: progress.update(restoring, completed=n),
@@ -305,7 +305,7 @@ def demo(
     )
     table.add_row(
         "latency",
-        f"p50 {result.latency_p50_ms:.0f} ms, p99 {result.latency_p99_ms:.0f} ms "
+        f"p50 {result.stats.latency_p50_ms:.0f} ms, p99 {result.stats.latency_p99_ms:.0f} ms "
         f"(receipt -> restored); {result.finish_seconds:.1f} s to finish after acquisition",
     )
     table.add_row(
@@ -348,6 +348,14 @@ def acquire(
         Path, typer.Option(help="useq-schema MDA sequence (.yaml, .yml or .json).")
     ] = Path("sequence.yaml"),
     model: ModelsOption = None,
+    hook_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--hook-config",
+            help="A saved hook configuration (YAML/JSON: models, backend, policy, focus, ...), "
+            "e.g. from the napari dock's Save; instead of -m/--backend/--process/--memory-mb.",
+        ),
+    ] = None,
     backend: BackendOption = "auto",
     out: OutFolderOption = Path("acquisition"),
     process: ProcessOption = "all",
@@ -362,13 +370,29 @@ def acquire(
     """
     import useq
 
-    from .acquisition import RestoreHook
-    from .acquisition._registry import make_restorer
+    from .acquisition import ConfigError, HookConfig, build_hook
     from .devices import demo_core, release_core
 
-    _check_policy(process)
-    _check_backend(backend)
-    models = model or ["richardson-lucy"]
+    if hook_config is not None:
+        if model:
+            raise _fail("give the models with -m or in --hook-config, not both")
+        try:
+            settings = HookConfig.from_file(hook_config)
+        except ConfigError as e:
+            raise _fail(str(e)) from None
+    else:
+        _check_policy(process)
+        _check_backend(backend)
+        settings = HookConfig.model_validate(
+            {
+                "models": model or ["richardson-lucy"],
+                "backend": backend,
+                "process": process,
+                "memory_mb": memory_mb,
+            }
+        )
+    # the command's own bars show progress; --out names the folder whatever the file says
+    settings = settings.model_copy(update={"output": out, "progress": False})
     if not sequence.is_file():
         raise _fail(f"sequence file not found: {sequence}")
     try:
@@ -382,26 +406,13 @@ def acquire(
         raise _fail(str(e)) from None
     try:
         try:
-            stages = [make_restorer(name, core, backend) for name in models]
+            hook = build_hook(core, settings)
         except (ValueError, RuntimeError) as e:
             raise _fail(str(e)) from None
-        from .acquisition._sinks import index_key
-
-        events = list(mda.iter_events())
-        # a stage that makes one output per set (SIM: 9 frames) counts sets, not frames
-        removed = getattr(getattr(stages[0], "grouping", None), "removed_axis", None)
-        outputs = len({index_key(dict(e.index), removed) for e in events})
+        first = hook.stages[0][0]
         with _progress() as progress:
-            acquiring = progress.add_task("acquiring", total=len(events))
-            restoring = progress.add_task(f"restoring ({models[0]})", total=outputs)
-            hook = RestoreHook(
-                core,
-                stages,
-                output=out,
-                process=process,  # type: ignore[arg-type]
-                memory_mb=memory_mb,
-                progress=False,
-            )
+            acquiring = progress.add_task("acquiring", total=len(list(mda.iter_events())))
+            restoring = progress.add_task(f"restoring ({first})", total=hook.outputs_for(mda))
             done = {"acquired": 0, "restored": 0}
 
             def _acquired(*_: Any) -> None:
@@ -409,7 +420,7 @@ def acquire(
                 progress.update(acquiring, completed=done["acquired"])
 
             def _restored(frame: Any) -> None:
-                if frame.stage == stages[0].name:
+                if frame.stage == first:
                     done["restored"] += 1
                     progress.update(restoring, completed=done["restored"])
 
@@ -426,7 +437,7 @@ def acquire(
     report = hook.report
     table = Table(title="live-restore acquire", show_header=False)
     table.add_row("frames acquired", str(report.frames_received))
-    table.add_row("restored", f"{report.frames_restored} ({', '.join(models)})")
+    table.add_row("restored", f"{report.frames_restored} ({', '.join(settings.models)})")
     table.add_row("failed / skipped", f"{report.frames_failed} / {report.frames_skipped}")
     table.add_row("read back from raw store", str(report.frames_from_raw_store))
     table.add_row("saved", str(out))
@@ -438,7 +449,7 @@ def acquire(
 @app.command("models")
 def models_list() -> None:
     """List the restoration models this installation can run (model-free and trained)."""
-    from .acquisition._registry import RESTORERS, shipped_model_names
+    from .acquisition import RESTORERS, shipped_model_names
     from .models import ModelLoadError, model_dir, read_spec
 
     table = Table(title="models")

@@ -20,7 +20,7 @@ engines_app = typer.Typer(
 
 
 def _shipped() -> list[str]:
-    from .acquisition._registry import shipped_model_names
+    from .acquisition import shipped_model_names
 
     return shipped_model_names()
 

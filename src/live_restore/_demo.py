@@ -19,9 +19,15 @@ from typing import Any
 import numpy as np
 import useq
 
-from .acquisition import IdentityRestorer, RestoreHook
-from .acquisition._intake import Policy
-from .acquisition._registry import make_restorer
+from .acquisition import (
+    FocusConfig,
+    HoldConfig,
+    HookConfig,
+    HookReport,
+    HookStats,
+    IdentityRestorer,
+    build_hook,
+)
 from .devices import demo_core, microscope_of, release_core
 from .simulate import ManualClock
 
@@ -50,10 +56,8 @@ class DemoResult:
     mean_counts: float
     final_defocus_um: float
     models: tuple[str, ...]
-    frames_restored: int
-    frames_from_raw_store: int
-    latency_p50_ms: float
-    latency_p99_ms: float
+    report: HookReport  # the hook's counts at close
+    stats: HookStats  # its last snapshot (latencies)
     # last frame against the simulator's ground truth on the restored grid (the 2x truth,
     # binned for a 1x model); raw upsampled bicubically; both affinely fitted to the truth
     nrmse_raw: float
@@ -65,6 +69,16 @@ class DemoResult:
     max_true_defocus_um: float = 0.0
     focus_moves: int = 0
     sample_minutes: float = 0.0  # sample time the run covered (simulated or wall clock)
+
+    @property
+    def frames_restored(self) -> int:
+        """Frames every stage restored."""
+        return self.report.frames_restored
+
+    @property
+    def frames_from_raw_store(self) -> int:
+        """Frames read back from the raw store (the worker fell behind its memory bound)."""
+        return self.report.frames_from_raw_store
 
 
 def _partial_path(out: Path) -> Path:
@@ -157,7 +171,7 @@ def run_demo(
     hold_focus: bool = False,
     models: Sequence[str] = ("richardson-lucy",),
     backend: str = "auto",
-    process: Policy = "all",
+    process: str = "all",
     memory_mb: float = 512.0,
     on_frame: Callable[[int], None] | None = None,
     on_restored: Callable[[int], None] | None = None,
@@ -187,16 +201,24 @@ def run_demo(
     try:
         configure_demo_core(core, settings)
         scope = microscope_of(core)
-        stages = [make_restorer(name, core, backend) for name in models]
+        focus = None
+        if watch_focus or hold_focus:
+            focus = FocusConfig(hold=HoldConfig() if hold_focus else None)
+        config = HookConfig.model_validate(
+            {
+                "models": list(models),
+                "backend": backend,
+                "process": process,
+                "memory_mb": memory_mb,
+                "output": partial,
+                "progress": progress,
+                "focus": focus,
+            }
+        )
+        hook = build_hook(core, config)
+        monitor, hold = hook.focus, hook.hold
         received: list[float] = []
         true_defocus_um: list[float] = []
-        monitor = hold = None
-        if watch_focus or hold_focus:
-            from .focus import FocusHold, FocusMonitor
-            from .inference import load_model
-
-            monitor = FocusMonitor(load_model("focus-est", backend))
-            hold = FocusHold() if hold_focus else None
 
         def _count(image: np.ndarray, event: Any, meta: Any) -> None:
             received.append(float(image.mean()))
@@ -207,19 +229,9 @@ def run_demo(
 
         sequence = demo_sequence(settings)
         core.mda.events.frameReady.connect(_count)
-        hook = RestoreHook(
-            core,
-            stages,
-            output=partial,
-            process=process,
-            memory_mb=memory_mb,
-            progress=progress,
-            focus=monitor,
-            hold=hold,
-        )
         sample_started_s = scope.clock()
         if on_restored is not None:
-            first_stage = stages[0].name
+            first_stage = hook.stages[0][0]
             restored = 0
 
             def _restored(frame: Any) -> None:
@@ -264,11 +276,9 @@ def run_demo(
         peak_photons=peak,
         mean_counts=float(np.mean(received)),
         final_defocus_um=final_defocus,
-        models=tuple(stage.name for stage in stages),
-        frames_restored=hook.report.frames_restored,
-        frames_from_raw_store=hook.report.frames_from_raw_store,
-        latency_p50_ms=stats.latency_p50_ms,
-        latency_p99_ms=stats.latency_p99_ms,
+        models=tuple(name for name, _scale in hook.stages),
+        report=hook.report,
+        stats=stats,
         nrmse_raw=nrmse_raw,
         nrmse_restored=nrmse_restored,
         frames_flagged=monitor.frames_flagged if monitor else 0,

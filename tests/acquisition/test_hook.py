@@ -13,13 +13,8 @@ import pytest
 import useq
 import zarr
 
-from live_restore.acquisition import (
-    AxisSet,
-    IdentityRestorer,
-    RestoredFrame,
-    RestoreHook,
-    StageError,
-)
+from live_restore.acquisition import IdentityRestorer, RestoredFrame, RestoreHook, StageError
+from live_restore.frames import AxisSet
 
 FRAMES = 16
 EXPOSURE_MS = 5.0
@@ -400,6 +395,7 @@ class BatchedIdentity(IdentityRestorer):
     """Identity that is slow per call, so the worker falls behind and batches."""
 
     name = "batched"
+    max_batch = 8  # it can take more than the hook hands it (4): the hook's bound decides
 
     def __init__(self) -> None:
         super().__init__()

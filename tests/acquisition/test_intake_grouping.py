@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from live_restore.acquisition import AxisSet, SingleFrame, TemporalWindow
 from live_restore.acquisition._intake import Intake, IntakeFrame, SequenceEnd, SkippedRun
+from live_restore.frames import AxisSet, SingleFrame, TemporalWindow
 
 
 def _frame(number: int, nbytes: int = 1024) -> IntakeFrame:
@@ -113,10 +113,11 @@ def test_restored_sink_without_a_sequence_appends_an_unbounded_series(tmp_path):
 
     from live_restore.acquisition._sinks import RestoredSink
 
-    sink = RestoredSink(tmp_path / "s.ome.zarr", None, (8, 8), None, None, {"model": "x"})
-    sink.write({"t": 0}, np.ones((8, 8)))
-    sink.mark_missing({"t": 1})
-    sink.write({"t": 2}, np.full((8, 8), 2.0))
+    sink = RestoredSink(tmp_path / "s.ome.zarr", (8, 8), None, None, {"model": "x"})
+    sink.setup(None)
+    sink.append(np.ones((8, 8)), {"t": 0})
+    sink.skip({"t": 1})
+    sink.append(np.full((8, 8), 2.0), {"t": 2})
     sink.close({"finished": "completed"})
     group = zarr.open_group(str(tmp_path / "s.ome.zarr"), mode="r")
     data = np.asarray(group["0"][:])

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from live_restore.acquisition import IdentityRestorer, Restorer, RichardsonLucyRestorer
+from live_restore.acquisition import IdentityRestorer, RichardsonLucyRestorer
+from live_restore.frames import Restorer
 from live_restore.simulate import ManualClock, SimMicroscope
 
 

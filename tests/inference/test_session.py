@@ -4,7 +4,8 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from live_restore.acquisition import Restorer, RichardsonLucyRestorer
+from live_restore.acquisition import RichardsonLucyRestorer
+from live_restore.frames import Restorer
 from live_restore.inference import FocusSession, ModelSession, load_model, tiled_apply
 from live_restore.metrics import fit_to_truth, psnr
 from live_restore.simulate import CameraParams, ManualClock, SimMicroscope, expose

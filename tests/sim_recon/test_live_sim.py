@@ -11,8 +11,7 @@ import pytest
 import useq
 import zarr
 
-from live_restore.acquisition import RestoreHook, StageError
-from live_restore.acquisition._registry import make_restorer
+from live_restore.acquisition import RestoreHook, StageError, make_restorer
 from live_restore.devices import microscope_of
 from live_restore.sim_recon import ClassicalSimRestorer, reconstruct_sim
 

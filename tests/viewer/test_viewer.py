@@ -15,8 +15,7 @@ from live_restore.inference import available_backends
 
 napari = pytest.importorskip("napari")
 
-from live_restore.acquisition import IdentityRestorer  # noqa: E402
-from live_restore.acquisition._registry import RESTORERS  # noqa: E402
+from live_restore.acquisition import RESTORERS, IdentityRestorer  # noqa: E402
 from live_restore.viewer import (  # noqa: E402
     LiveRestoreDock,
     SafeStoreView,
@@ -286,7 +285,7 @@ def test_restored_pixels_tile_the_raw_pixels_in_world_coordinates(make_napari_vi
 
 
 def test_focus_indicator_states():
-    from live_restore.acquisition import DefocusReading
+    from live_restore.focus import DefocusReading
 
     def reading(defocus_um: float, confidence: float = 0.9) -> DefocusReading:
         return DefocusReading(0, {}, defocus_um, 0.1, confidence)

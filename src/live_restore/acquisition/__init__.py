@@ -1,29 +1,48 @@
-"""Restoration during acquisition: the RestoreHook, its stages, groupings and sinks."""
+"""Restoration during acquisition: the RestoreHook, its worker, run record and stages."""
 
-from ._events import DefocusReading, HookEvents, HookStats, RawFrame, RestoredFrame, StageError
-from ._grouping import AxisSet, FrameGroup, Grouping, SingleFrame, TemporalWindow
-from ._hook import HookReport, RestoreHook
-from ._restorers import IdentityRestorer, Restorer, RichardsonLucyRestorer, as_frame
+from ._build import HookParts, build_parts
+from ._config import ConfigError, FocusConfig, HoldConfig, HookConfig
+from ._counters import HookReport
+from ._events import HookEvents, HookStats, RawFrame, RestoredFrame, StageError
+from ._executor import InThreadExecutor
+from ._hook import RestoreHook, build_hook
+from ._registry import (
+    RESTORERS,
+    Instrument,
+    instrument_of,
+    make_restorer,
+    register_restorer,
+    restorer_names,
+    shipped_model_names,
+)
+from ._restorers import IdentityRestorer, RichardsonLucyRestorer
 from ._sinks import TABLE_COLUMNS, SinkError
 
 __all__ = [
+    "RESTORERS",
     "TABLE_COLUMNS",
-    "AxisSet",
-    "DefocusReading",
-    "FrameGroup",
-    "Grouping",
+    "ConfigError",
+    "FocusConfig",
+    "HoldConfig",
+    "HookConfig",
     "HookEvents",
+    "HookParts",
     "HookReport",
     "HookStats",
     "IdentityRestorer",
+    "InThreadExecutor",
+    "Instrument",
     "RawFrame",
     "RestoreHook",
     "RestoredFrame",
-    "Restorer",
     "RichardsonLucyRestorer",
-    "SingleFrame",
     "SinkError",
     "StageError",
-    "TemporalWindow",
-    "as_frame",
+    "build_hook",
+    "build_parts",
+    "instrument_of",
+    "make_restorer",
+    "register_restorer",
+    "restorer_names",
+    "shipped_model_names",
 ]

@@ -21,13 +21,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Intake", "IntakeFrame", "Policy", "SequenceEnd", "SequenceStart", "SkippedRun"]
+from live_restore.frames import Policy
 
-Policy = Literal["all", "latest"]
+__all__ = ["Intake", "IntakeFrame", "SequenceEnd", "SequenceStart", "SkippedRun"]
 
 # what a held reference costs, counted against the bound (measured ~200-300 B with its dict)
 REFERENCE_BYTES = 256
@@ -83,12 +83,12 @@ _MAX_SKIPPED_INDICES = 64  # per run; beyond that the table shows the run's numb
 class Intake:
     """Bounded hand-over from the acquisition to the worker (see module docstring)."""
 
-    def __init__(self, policy: Policy, memory_bound_bytes: int) -> None:
-        if policy not in ("all", "latest"):
+    def __init__(self, policy: Policy | str, memory_bound_bytes: int) -> None:
+        if policy not in tuple(Policy):
             raise ValueError(f"process must be 'all' or 'latest', got {policy!r}")
         if memory_bound_bytes < 1:
             raise ValueError(f"memory bound must be positive, got {memory_bound_bytes} bytes")
-        self.policy: Policy = policy
+        self.policy = Policy(policy)
         self.memory_bound_bytes = int(memory_bound_bytes)
         self._items: deque[IntakeItem] = deque()
         self._ready = threading.Condition(threading.Lock())
@@ -99,6 +99,7 @@ class Intake:
         self.frames_received = 0
         self.frames_spilled = 0  # "all": frames to be read back from the raw store
         self.frames_skipped = 0  # "latest": frames replaced by newer ones
+        self.frames_dropped = 0  # "all": neither held nor readable from a raw store
         self.can_spill = True  # False while the running MDA writes no raw store
 
     # -- acquisition side: O(1) ---------------------------------------------------------
@@ -114,10 +115,11 @@ class Intake:
         nbytes = frame.image.nbytes
         with self._ready:
             self.frames_received += 1
-            if self.policy == "latest":
+            if self.policy is Policy.LATEST:
                 self._replace_waiting_frame()
             elif self.bytes_held + nbytes > self.memory_bound_bytes:
                 if not self.can_spill:
+                    self.frames_dropped += 1
                     return False
                 frame.image = None
                 self.frames_spilled += 1
@@ -148,6 +150,11 @@ class Intake:
                 previous.indices.append(waiting.index)
         else:
             self._items.append(SkippedRun(waiting.number, 1, [waiting.index]))
+
+    def note_dropped(self) -> None:
+        """The worker found a frame it could not read back: count it with the others."""
+        with self._ready:
+            self.frames_dropped += 1
 
     def put_marker(self, marker: SequenceStart | SequenceEnd) -> None:
         """Hand over a sequence boundary, in order with the frames."""

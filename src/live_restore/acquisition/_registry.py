@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from live_restore.frames import Restorer
 from live_restore.simulate import CameraParams, OpticsParams, SimPatternParams
 
-from ._restorers import IdentityRestorer, Restorer, RichardsonLucyRestorer
+from ._restorers import IdentityRestorer, RichardsonLucyRestorer
 
 __all__ = [
     "RESTORERS",
@@ -107,12 +108,12 @@ def shipped_model_names() -> list[str]:
         return []
 
 
-def _trained_model(name: str, optics: OpticsParams, backend: str) -> Restorer:
+def _trained_model(name: str, optics: OpticsParams, backend: str, precision: str) -> Restorer:
     from live_restore.inference import ModelSession, load_model
     from live_restore.models import ModelLoadError
 
     try:
-        session = load_model(name, backend)
+        session = load_model(name, backend, precision)
     except ModelLoadError as error:
         raise ValueError(
             f"unknown or unusable model {name!r} ({error}); available: "
@@ -134,14 +135,16 @@ def _trained_model(name: str, optics: OpticsParams, backend: str) -> Restorer:
     return session  # a SimSession carries its grouping (9-frame sets along the channel axis)
 
 
-def make_restorer(name: str, core: Any = None, backend: str = "auto") -> Restorer:
+def make_restorer(
+    name: str, core: Any = None, backend: str = "auto", precision: str = "auto"
+) -> Restorer:
     """The restorer called ``name``, set up for ``core`` (see module docstring).
 
-    ``backend`` applies to trained models (``load_model``); the classical restorers run on the
-    CPU whatever it says.
+    ``backend`` and ``precision`` apply to trained models (``load_model``); the classical
+    restorers run on the CPU in float32 whatever they say.
     """
     instrument = instrument_of(core)
     if name not in RESTORERS:
-        return _trained_model(name, instrument.optics, backend)
+        return _trained_model(name, instrument.optics, backend, precision)
     factory, _ = RESTORERS[name]
     return factory(instrument)

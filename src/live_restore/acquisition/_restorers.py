@@ -1,8 +1,4 @@
-"""Restorers: what a restoration stage must provide, and the two model-free ones.
-
-A restorer takes one camera frame (2-D, raw counts, any integer or float dtype) and returns the
-restored frame as float32, scaled by its ``scale`` factor. It does its own normalisation and
-names everything needed to reproduce its output in ``provenance()``.
+"""The two model-free restorers (the stage contract is :mod:`live_restore.frames`).
 
 - :class:`IdentityRestorer`: returns the frame in photons (offset and gain removed); for tests
   and as the "raw only" fallback.
@@ -13,65 +9,28 @@ names everything needed to reproduce its output in ``provenance()``.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
 import numpy as np
 import scipy.fft as sfft
 
 from live_restore._version import __version__
+from live_restore.frames import RestorerBase, as_frame
 from live_restore.simulate import CameraParams, OpticsParams, otf_rfft
 
-__all__ = ["IdentityRestorer", "Restorer", "RichardsonLucyRestorer", "as_frame"]
+__all__ = ["IdentityRestorer", "RichardsonLucyRestorer"]
 
 
-@runtime_checkable
-class Restorer(Protocol):
-    """One restoration stage: a camera frame in, the restored frame (float32) out."""
-
-    name: str
-    scale: int
-
-    def provenance(self) -> dict[str, str]:
-        """Everything needed to reproduce the output: model, weights, parameters, version."""
-        ...
-
-    def __call__(self, frame: np.ndarray, /) -> np.ndarray:
-        """Restore one 2-D frame of raw counts (or, with a ``grouping``, its group's stack)."""
-        ...
-
-
-def as_frame(frame: object, min_side: int = 8) -> np.ndarray:
-    """The frame as a float32 2-D array, or ValueError naming what is wrong with it."""
-    array = np.asarray(frame)
-    if array.dtype.kind not in "uif":
-        raise ValueError(f"frame must hold numbers, got dtype {array.dtype}")
-    if array.ndim != 2:
-        raise ValueError(f"frame must be 2-D (rows, columns), got shape {array.shape}")
-    if min(array.shape) < min_side:
-        raise ValueError(f"frame {array.shape} is too small: each side needs >= {min_side} pixels")
-    out = array.astype(np.float32)
-    if not np.isfinite(out).all():
-        bad = int((~np.isfinite(out)).sum())
-        raise ValueError(f"frame has {bad} non-finite pixels (NaN or infinity)")
-    return out
-
-
-class _CountsToPhotons:
+class _CountsToPhotons(RestorerBase):
     """Counts -> photons with the camera's offset and gain: every restorer's first step."""
 
     def __init__(self, camera: CameraParams | None = None) -> None:
         self.camera = camera or CameraParams()
+        self._conversion = self.camera.photon_conversion
 
     def _normalisation(self) -> str:
-        return f"(counts - {self.camera.offset_adu}) / {self.camera.gain_adu_per_e}"
+        return self._conversion.describe()
 
     def photons(self, frame: np.ndarray) -> np.ndarray:
-        counts = as_frame(frame, min_side=17)
-        photons = (counts - np.float32(self.camera.offset_adu)) / np.float32(
-            self.camera.gain_adu_per_e
-        )
-        clipped: np.ndarray = np.maximum(photons, 0.0)
-        return clipped
+        return self._conversion.photons(as_frame(frame, min_side=17))
 
 
 class IdentityRestorer(_CountsToPhotons):

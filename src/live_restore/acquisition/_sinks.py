@@ -22,13 +22,13 @@ import numpy as np
 import useq
 from ome_writers import AcquisitionSettings, Dimension, create_stream, useq_to_acquisition_settings
 
+from live_restore.frames import FrameIndex, IndexKey, format_index, index_key
+
 __all__ = [
     "TABLE_COLUMNS",
     "FrameTable",
     "RestoredSink",
     "SinkError",
-    "format_index",
-    "index_key",
 ]
 
 
@@ -72,14 +72,6 @@ def _dimensions(
     ]
 
 
-IndexKey = tuple[tuple[str, int], ...]
-
-
-def index_key(index: dict[str, int], removed_axis: str | None = None) -> IndexKey:
-    """A hashable, order-free form of an MDA event index (less ``removed_axis``)."""
-    return tuple(sorted((k, int(v)) for k, v in index.items() if k != removed_axis))
-
-
 def _expected_keys(sequence: Any, removed_axis: str | None) -> Iterator[IndexKey] | None:
     """The store's positions in acquisition order; None when there is no MDASequence to walk.
 
@@ -104,16 +96,16 @@ def _distinct_keys(sequence: useq.MDASequence, removed_axis: str | None) -> Iter
 class RestoredSink:
     """One stage's restored frames, written at their MDA index.
 
-    ome-writers streams are append-only in acquisition order, so the sink walks the
-    sequence's positions in order: positions passed over without an output (a failed,
-    skipped or never-restored frame) are left as fill and recorded as missing.
+    It has pymmcore-plus's sink shape (``setup`` / ``append`` / ``skip`` / ``close``), with
+    the MDA index beside each frame: ome-writers streams are append-only in acquisition
+    order, so the sink walks the sequence's positions in order, and positions passed over
+    without an output (a failed, skipped or never-restored frame) are left as fill and
+    recorded as missing.
 
     Parameters
     ----------
     path : Path
-        The store to create (``.ome.zarr``); must not exist.
-    sequence : useq.MDASequence or any iterable of events
-        The acquisition, for the store's axes (other iterables: an unbounded time series).
+        The store to create (``.ome.zarr``); must not exist. :meth:`setup` creates it.
     frame_shape : (rows, columns)
         The restored frame's shape (raw shape x scale).
     pixel_um : float or None
@@ -127,7 +119,6 @@ class RestoredSink:
     def __init__(
         self,
         path: Path,
-        sequence: Any,
         frame_shape: tuple[int, int],
         pixel_um: float | None,
         removed_axis: str | None,
@@ -137,21 +128,30 @@ class RestoredSink:
         self.provenance = dict(provenance)
         self.frames_written = 0
         self.missing: list[str] = []
+        self.view: Any = None
+        self._frame_shape = frame_shape
+        self._pixel_um = pixel_um
         self._removed_axis = removed_axis
-        self._expected = _expected_keys(sequence, removed_axis)
-        dims = _dimensions(sequence, removed_axis, frame_shape[1], frame_shape[0], pixel_um)
+        self._expected: Iterator[IndexKey] | None = None
+        self._stream: Any = None
+
+    def setup(self, sequence: Any) -> None:
+        """Create the store with ``sequence``'s axes (other iterables: a time series)."""
+        self._expected = _expected_keys(sequence, self._removed_axis)
+        rows, columns = self._frame_shape
+        dims = _dimensions(sequence, self._removed_axis, columns, rows, self._pixel_um)
         try:
             settings = AcquisitionSettings(
-                root_path=str(path), dimensions=dims, dtype="float32", overwrite=False
+                root_path=str(self.path), dimensions=dims, dtype="float32", overwrite=False
             )
             self._stream = create_stream(settings)
             self._stream.set_global_metadata("live_restore", self.provenance)
             # made here, on the writing thread, once: a viewer reads frames through it
             self.view = self._stream.view(dynamic_shape=True, strict=False)
         except Exception as e:
-            raise SinkError(f"cannot create restored store {path}: {e}") from e
+            raise SinkError(f"cannot create restored store {self.path}: {e}") from e
 
-    def _advance_to(self, index: dict[str, int]) -> None:
+    def _advance_to(self, index: FrameIndex) -> None:
         if self._expected is None:
             return
         key = index_key(index, self._removed_axis)
@@ -165,7 +165,7 @@ class RestoredSink:
             "sequence (out of order, or beyond its shape)"
         )
 
-    def write(self, index: dict[str, int], image: np.ndarray) -> None:
+    def append(self, image: np.ndarray, index: FrameIndex) -> None:
         """Write the restored output for ``index`` (positions before it left as missing)."""
         try:
             self._advance_to(index)
@@ -176,7 +176,7 @@ class RestoredSink:
         except Exception as e:
             raise SinkError(f"writing {format_index(index)} to {self.path} failed: {e}") from e
 
-    def mark_missing(self, index: dict[str, int]) -> None:
+    def skip(self, index: FrameIndex) -> None:
         """Leave ``index`` as fill and record it as missing."""
         try:
             self._advance_to(index)
@@ -245,8 +245,3 @@ class FrameTable:
     def close(self) -> None:
         """Flush and close the file."""
         self._file.close()
-
-
-def format_index(index: dict[str, int]) -> str:
-    """``{"t": 3, "c": 0}`` -> ``t=3;c=0`` (the table's index column)."""
-    return ";".join(f"{k}={v}" for k, v in index.items())

@@ -13,28 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._grouping import FrameGroup, Grouping, SingleFrame
-from ._restorers import Restorer
+from live_restore.frames import Executor, FrameGroup, FrameStatus, Restorer, check_restorer
 
-__all__ = ["StageOutcome", "StageRunner", "check_restorer"]
+from ._executor import InThreadExecutor
 
-
-def check_restorer(stage: object) -> Restorer:
-    """The stage if it conforms to :class:`Restorer`, else TypeError saying what is missing."""
-    if not isinstance(stage, Restorer):
-        missing = [
-            name for name in ("name", "scale", "provenance", "__call__") if not hasattr(stage, name)
-        ]
-        raise TypeError(
-            f"{stage!r} is not a Restorer (missing: {', '.join(missing) or 'callable parts'}); "
-            "a stage needs name, scale, provenance() and __call__(frame)"
-        )
-    if not isinstance(stage.scale, int) or stage.scale < 1:
-        raise TypeError(f"stage {stage.name!r} has scale {stage.scale!r}; it must be an int >= 1")
-    grouping = getattr(stage, "grouping", None)
-    if grouping is not None and not isinstance(grouping, Grouping):
-        raise TypeError(f"stage {stage.name!r} has a grouping that is not a Grouping")
-    return stage
+__all__ = ["StageOutcome", "StageRunner"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +26,7 @@ class StageOutcome:
 
     group: FrameGroup
     restored: np.ndarray | None
-    status: str  # restored | error | disabled | incomplete-group
+    status: FrameStatus  # RESTORED | ERROR | DISABLED | INCOMPLETE_GROUP
     kind: str = ""  # for errors: exception | bad-output | out-of-memory
     message: str = ""
     compute_ms: float = 0.0
@@ -57,14 +40,19 @@ def _failure_kind(error: BaseException) -> str:
 
 
 class StageRunner:
-    """A restorer with its grouping and its record of failures."""
+    """A restorer with its grouping, the executor its calls run on, and its failures."""
 
-    def __init__(self, restorer: Restorer, max_consecutive_failures: int = 5) -> None:
+    def __init__(
+        self,
+        restorer: Restorer,
+        max_consecutive_failures: int = 5,
+        executor: Executor | None = None,
+    ) -> None:
         self.restorer = check_restorer(restorer)
         self.name = restorer.name
         self.scale = restorer.scale
-        grouping = getattr(restorer, "grouping", None)
-        self.grouping: Grouping = grouping if grouping is not None else SingleFrame()
+        self.grouping = restorer.grouping
+        self.executor: Executor = executor or InThreadExecutor()
         self.max_consecutive_failures = max_consecutive_failures
         self.consecutive_failures = 0
         self.failures = 0
@@ -78,36 +66,37 @@ class StageRunner:
         return self.disabled_reason is not None
 
     def run(self, groups: list[FrameGroup]) -> list[StageOutcome]:
-        """Restore complete groups, in order; in one call when the restorer can batch.
+        """Restore complete groups, in order; up to ``max_batch`` per call when it batches.
 
-        A restorer may offer ``restore_batch(stack) -> stack`` (stack of inputs along a new
-        first axis). If the batch call fails, each group is retried alone so that one bad
-        frame does not take its neighbours down with it.
+        A restorer whose ``max_batch`` is above 1 gets the inputs stacked along a new first
+        axis (``restore_batch``). If a batch call fails, each group is retried alone so that
+        one bad frame does not take its neighbours down with it.
         """
         batched: dict[int, StageOutcome] = {}
         ready = [g for g in groups if g.complete]
-        restore_batch = getattr(self.restorer, "restore_batch", None)
-        if len(ready) > 1 and callable(restore_batch) and not self.disabled:
-            batched = self._run_batch(ready, restore_batch)
+        size = self.restorer.max_batch
+        if len(ready) > 1 and size > 1 and not self.disabled:
+            for start in range(0, len(ready), size):
+                chunk = ready[start : start + size]
+                if len(chunk) > 1:
+                    batched |= self._run_batch(chunk)
         outcomes: list[StageOutcome] = []
         for group in groups:
             if not group.complete:
-                outcomes.append(StageOutcome(group, None, "incomplete-group"))
+                outcomes.append(StageOutcome(group, None, FrameStatus.INCOMPLETE_GROUP))
             elif id(group) in batched:
                 outcomes.append(batched[id(group)])
             elif self.disabled:
-                outcomes.append(StageOutcome(group, None, "disabled", "disabled", ""))
+                outcomes.append(StageOutcome(group, None, FrameStatus.DISABLED, "disabled", ""))
             else:
                 outcomes.append(self._run_one(group, batch=1))
         return outcomes
 
-    def _run_batch(
-        self, groups: list[FrameGroup], restore_batch: object
-    ) -> dict[int, StageOutcome]:
+    def _run_batch(self, groups: list[FrameGroup]) -> dict[int, StageOutcome]:
         started = time.perf_counter()
         try:
             stack = np.stack([g.frames for g in groups if g.frames is not None])
-            outputs = restore_batch(stack)  # type: ignore[operator]
+            outputs = self.executor.run(self.restorer, stack, batched=True)
             restored = [self._checked(out, stack.shape[-2:]) for out in outputs]
             if len(restored) != len(groups):
                 raise _BadOutput(f"returned {len(restored)} outputs for {len(groups)} inputs")
@@ -117,7 +106,9 @@ class StageRunner:
         self.consecutive_failures = 0
         self.restored += len(groups)
         return {
-            id(g): StageOutcome(g, r, "restored", compute_ms=per_frame_ms, batch=len(groups))
+            id(g): StageOutcome(
+                g, r, FrameStatus.RESTORED, compute_ms=per_frame_ms, batch=len(groups)
+            )
             for g, r in zip(groups, restored, strict=True)
         }
 
@@ -126,7 +117,7 @@ class StageRunner:
         assert frames is not None  # complete groups carry frames
         started = time.perf_counter()
         try:
-            output = self.restorer(frames)
+            output = self.executor.run(self.restorer, frames, batched=False)
             restored = self._checked(output, frames.shape[-2:])
         except _BadOutput as e:
             return self._failed(group, "bad-output", str(e), started)
@@ -135,7 +126,9 @@ class StageRunner:
         compute_ms = (time.perf_counter() - started) * 1000
         self.consecutive_failures = 0
         self.restored += 1
-        return StageOutcome(group, restored, "restored", compute_ms=compute_ms, batch=batch)
+        return StageOutcome(
+            group, restored, FrameStatus.RESTORED, compute_ms=compute_ms, batch=batch
+        )
 
     def _checked(self, output: object, input_shape: tuple[int, ...]) -> np.ndarray:
         expected = (input_shape[0] * self.scale, input_shape[1] * self.scale)
@@ -161,7 +154,7 @@ class StageRunner:
                 "still saved"
             )
         compute_ms = (time.perf_counter() - started) * 1000
-        return StageOutcome(group, None, "error", kind, message, compute_ms)
+        return StageOutcome(group, None, FrameStatus.ERROR, kind, message, compute_ms)
 
 
 class _BadOutput(ValueError):

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ._reading import DefocusReading
 from live_restore.metrics import brenner, normalised_variance, spectral_focus
 
 from ._policy import Flagger, FlagPolicy
+from ._reading import DefocusReading
 
 __all__ = ["SCORES", "FocusMonitor"]
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from live_restore.frames import BackendName, Precision
+
 if TYPE_CHECKING:
     from live_restore.models import ModelSpec
 
@@ -34,8 +36,8 @@ __all__ = [
     "resolve_backend",
 ]
 
-BACKENDS = ("auto", "tensorrt", "torch-cuda", "torch-cpu", "onnxruntime")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+BACKENDS = tuple(str(b) for b in BackendName)
+PRECISIONS = tuple(str(p) for p in Precision)
 # what each runtime can do here; "auto" precision is the first
 _PRECISIONS_OF = {
     "tensorrt": ("fp16", "fp32"),

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from live_restore._version import __version__
+from live_restore.frames import AxisSet, RestorerBase, as_frame
 from live_restore.models import ModelSpec, ModelTask, frame_scale, load_network
 
 from ._backend import Backend, create_backend, resolve_backend
@@ -40,12 +41,6 @@ log = logging.getLogger(__name__)
 # CPU fallbacks: a published-size model that would not keep up on a CPU
 CPU_VARIANTS = {"dfcan-sr2x": "dfcan-sr2x-lite"}
 _CPU_BACKENDS = ("torch-cpu", "onnxruntime")
-
-
-def _as_frame(frame: object) -> np.ndarray:
-    from live_restore.acquisition import as_frame
-
-    return as_frame(frame, min_side=8)
 
 
 def session_tile(spec: ModelSpec, tile_px: int | None = None) -> tuple[int, int, int]:
@@ -99,12 +94,15 @@ class _Session:
         return self.runtime(batch)
 
 
-class ModelSession(_Session):
+class ModelSession(_Session, RestorerBase):
     """Frame (raw counts) -> restored frame (float32 counts, ``scale`` x larger)."""
+
+    # the tiles of a batch share the backend's calls, so a batch is cheaper than its frames
+    max_batch = 32
 
     def _counts(self, frame: object) -> np.ndarray:
         """The checked input: one 2-D frame here, a raw set in :class:`SimSession`."""
-        return _as_frame(frame)
+        return as_frame(frame)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         return self._restore([self._counts(frame)])[0]
@@ -153,8 +151,6 @@ class SimSession(ModelSession):
     def __init__(
         self, spec: ModelSpec, folder: Path, backend: Backend, tile_px: int | None = None
     ) -> None:
-        from live_restore.acquisition import AxisSet
-
         super().__init__(spec, folder, backend, tile_px)
         self.frames_per_set = int(spec.arguments.get("in_channels", 9))
         self.grouping = AxisSet("c", self.frames_per_set)
@@ -167,7 +163,7 @@ class SimSession(ModelSession):
                 f"{self.name} takes a SIM raw set of {expected} frames (patterns A0P0..A2P2) "
                 f"as ({expected}, rows, columns), got shape {array.shape}"
             )
-        return np.stack([_as_frame(f) for f in array])
+        return np.stack([as_frame(f) for f in array])
 
 
 @dataclass(frozen=True)
@@ -193,7 +189,7 @@ class FocusSession(_Session):
     CONFIDENCE_SCALE_UM = 0.25
 
     def __call__(self, frame: np.ndarray) -> FocusEstimate:
-        counts = _as_frame(frame)
+        counts = as_frame(frame)
         image = frame_scale(counts, self.spec.normalisation).forward(counts)
         patch = int(self.spec.patch_size or 64)
         if min(image.shape) < patch:

@@ -1,7 +1,7 @@
 """``sim-classical``: the classical reconstruction as a hook stage, one 9-frame set at a time.
 
 The stage takes the 9 SIM pattern frames of one time point (the MDA channel axis, presets
-``SIM-A0P0`` .. ``SIM-A2P2`` on the demo core; :class:`~live_restore.acquisition.AxisSet`
+``SIM-A0P0`` .. ``SIM-A2P2`` on the demo core; :class:`~live_restore.frames.AxisSet`
 groups them and reports a set cut short, which is never reconstructed). The pattern is fixed to
 the camera, so its parameters are estimated from the first set and then re-estimated every
 ``reestimate_every`` sets, each time searching near the last estimate: estimation costs about
@@ -27,6 +27,7 @@ import threading
 import numpy as np
 
 from live_restore._version import __version__
+from live_restore.frames import AxisSet, RestorerBase, as_frame
 from live_restore.simulate import CameraParams, OpticsParams, SimPatternParams
 
 from ._classical import SIM_FRAMES, SimParameters, estimate_parameters, reconstruct_sim
@@ -54,7 +55,7 @@ def set_signal_photons(photons: np.ndarray) -> float:
     return float(np.percentile(photons.mean(axis=0), 99.9))
 
 
-class ClassicalSimRestorer:
+class ClassicalSimRestorer(RestorerBase):
     """9 raw SIM frames (counts) -> the 2x generalised-Wiener reconstruction (photons).
 
     Parameters
@@ -88,8 +89,6 @@ class ClassicalSimRestorer:
         min_modulation: float = 0.2,
         device: str = "cpu",
     ) -> None:
-        from live_restore.acquisition import AxisSet
-
         if wiener is not None and wiener <= 0:
             raise ValueError(f"the Wiener parameter must be > 0, got {wiener}")
         if reestimate_every < 0:
@@ -111,8 +110,6 @@ class ClassicalSimRestorer:
         self._lock = threading.Lock()  # provenance() may be read from another thread
 
     def _photons(self, frames: object) -> np.ndarray:
-        from live_restore.acquisition import as_frame
-
         array = np.asarray(frames)
         if array.ndim != 3 or array.shape[0] != SIM_FRAMES:
             raise ValueError(
@@ -120,11 +117,7 @@ class ClassicalSimRestorer:
                 f"as ({SIM_FRAMES}, rows, columns), got shape {array.shape}"
             )
         counts = np.stack([as_frame(frame, min_side=32) for frame in array])
-        photons = (counts - np.float32(self.camera.offset_adu)) / np.float32(
-            self.camera.gain_adu_per_e
-        )
-        clipped: np.ndarray = np.maximum(photons, 0.0)
-        return clipped
+        return self.camera.photon_conversion.photons(counts)
 
     def _due(self) -> bool:
         if not self.trusted:
@@ -207,8 +200,7 @@ class ClassicalSimRestorer:
                 "estimates": f"{self.estimates} ({self.estimates_rejected} below the "
                 f"modulation threshold {self.min_modulation})",
                 "parameters_trusted": str(self.trusted),
-                "normalisation": f"(counts - {self.camera.offset_adu}) / "
-                f"{self.camera.gain_adu_per_e}",
+                "normalisation": self.camera.photon_conversion.describe(),
                 "device": self.device,
                 "live_restore_version": __version__,
             }

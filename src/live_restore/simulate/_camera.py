@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from live_restore.frames import PhotonConversion
+
 __all__ = ["CameraParams", "expose"]
 
 
@@ -29,6 +31,11 @@ class CameraParams(BaseModel):
     def max_adu(self) -> int:
         """Largest count the ADC can report."""
         return int(2**self.bit_depth - 1)
+
+    @property
+    def photon_conversion(self) -> PhotonConversion:
+        """Counts <-> photons with this camera's offset and gain."""
+        return PhotonConversion(self.offset_adu, self.gain_adu_per_e)
 
 
 def expose(

@@ -61,7 +61,7 @@ def evaluate_sim(
             )
             truth = stack.sr * np.float32(photons)
             cell = cells.setdefault((stack.structure, photons), {})
-            measured = np.maximum((counts - camera.offset_adu) / camera.gain_adu_per_e, 0.0)
+            measured = camera.photon_conversion.photons(counts)
             candidates = {"widefield": ndimage.zoom(counts.mean(axis=0), 2, order=3)}
             for method, model in models.items():
                 candidates[method] = model(counts)  # type: ignore[operator]

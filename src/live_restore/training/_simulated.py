@@ -183,10 +183,7 @@ class _Sampler(Generic[FieldT]):
         return expose(photons, self.camera, rng).astype(np.float32)
 
     def _noise_free_counts(self, photons: np.ndarray) -> np.ndarray:
-        counts: np.ndarray = photons * np.float32(self.camera.gain_adu_per_e) + np.float32(
-            self.camera.offset_adu
-        )
-        return counts
+        return self.camera.photon_conversion.counts(photons)
 
     def _corner(self, rng: np.random.Generator, size: int) -> tuple[int, int]:
         top, left = rng.integers(0, size - self.patch_size + 1, 2)

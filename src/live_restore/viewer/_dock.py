@@ -17,6 +17,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -29,8 +30,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from live_restore.acquisition import DefocusReading, HookStats, RestoreHook, StageError
-from live_restore.acquisition._registry import make_restorer, restorer_names
+from live_restore.acquisition import (
+    FocusConfig,
+    HoldConfig,
+    HookConfig,
+    HookStats,
+    RestoreHook,
+    StageError,
+    build_hook,
+    restorer_names,
+)
+from live_restore.focus import DefocusReading
 
 from ._focus_widgets import DefocusPlot, FocusIndicator
 from ._view import DisplayStats, LiveView
@@ -137,6 +147,14 @@ class LiveRestoreDock(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.side_by_side)
+        self.save_button = QPushButton("Save…")
+        self.save_button.setToolTip("Save these settings as a hook config (acquire --hook-config)")
+        self.save_button.clicked.connect(self._on_save_clicked)
+        self.load_button = QPushButton("Load…")
+        self.load_button.setToolTip("Load settings from a hook config file")
+        self.load_button.clicked.connect(self._on_load_clicked)
+        buttons.addWidget(self.save_button)
+        buttons.addWidget(self.load_button)
 
         self.status = QLabel("stopped")
         self.status.setWordWrap(True)
@@ -172,6 +190,72 @@ class LiveRestoreDock(QWidget):
         items = (self.models.item(i) for i in range(self.models.count()))
         return [it.text() for it in items if it and it.checkState() == Qt.CheckState.Checked]
 
+    def hook_config(self) -> HookConfig:
+        """The settings as a :class:`HookConfig` (ValueError on a bad choice)."""
+        if not self.chosen_models():
+            raise ValueError("tick at least one model")
+        focus = None
+        if self.estimate_focus.isChecked() or self.hold_focus.isChecked():
+            hold = HoldConfig() if self.hold_focus.isChecked() else None
+            focus = FocusConfig(estimator=FOCUS_MODEL, hold=hold)
+        return HookConfig.model_validate(
+            {
+                "models": self.chosen_models(),
+                "backend": self.backend.currentText(),
+                "process": self.process.currentText(),
+                "output": self.output.text().strip() or None,
+                "progress": False,  # no terminal bar behind a window
+                "focus": focus,
+            }
+        )
+
+    def apply_config(self, config: HookConfig) -> None:
+        """Show ``config``'s choices in the controls (models it names are added if missing)."""
+        items = [self.models.item(i) for i in range(self.models.count())]
+        present = {item.text() for item in items if item is not None}
+        for name in config.models:
+            if name not in present:
+                added = QListWidgetItem(name)
+                added.setFlags(added.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                self.models.addItem(added)
+        for i in range(self.models.count()):
+            row = self.models.item(i)
+            if row is not None:
+                ticked = row.text() in config.models
+                row.setCheckState(Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
+        self.backend.setCurrentText(str(config.backend))
+        self.process.setCurrentText(str(config.process))
+        self.output.setText("" if config.output is None else str(config.output))
+        self.estimate_focus.setChecked(config.focus is not None)
+        self.hold_focus.setChecked(config.focus is not None and config.focus.hold is not None)
+
+    def save_config(self, path: str | Path) -> Path:
+        """Write the settings to ``path`` (YAML)."""
+        return self.hook_config().save(path)
+
+    def load_config(self, path: str | Path) -> HookConfig:
+        """Read ``path`` and show its settings (ConfigError names what is wrong)."""
+        config = HookConfig.from_file(path)
+        self.apply_config(config)
+        return config
+
+    def _on_save_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save hook config", "hook.yaml", "*.yaml")
+        if path:
+            try:
+                self.status.setText(f"saved {self.save_config(path)}")
+            except (ValueError, OSError) as e:
+                self.status.setText(f"not saved: {e}")
+
+    def _on_load_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load hook config", "", "*.yaml *.yml *.json")
+        if path:
+            try:
+                self.load_config(path)
+                self.status.setText(f"loaded {path}")
+            except ValueError as e:
+                self.status.setText(f"not loaded: {e}")
+
     def set_side_by_side(self, on: bool) -> None:
         """Raw and restored in a grid of their own (on) or overlaid in world space (off)."""
         self.viewer.canvas.grid.enabled = bool(on)
@@ -195,29 +279,9 @@ class LiveRestoreDock(QWidget):
         """Open the hook with the chosen settings; on a bad choice, say why and stay stopped."""
         if self.hook is not None or self._closer is not None:
             return self.hook is not None
-        names = self.chosen_models()
         try:
-            if not names:
-                raise ValueError("tick at least one model")
-            backend = self.backend.currentText()
-            stages = [make_restorer(name, self.core, backend) for name in names]
-            focus = hold = None
-            if self.estimate_focus.isChecked() or self.hold_focus.isChecked():
-                from live_restore.focus import FocusHold, FocusMonitor
-                from live_restore.inference import load_model
-
-                focus = FocusMonitor(load_model(FOCUS_MODEL, backend))
-                hold = FocusHold() if self.hold_focus.isChecked() else None
-            output = self.output.text().strip() or None
-            hook = RestoreHook(
-                self.core,
-                stages,
-                output=output,
-                process=self.process.currentText(),  # type: ignore[arg-type]
-                progress=False,
-                focus=focus,
-                hold=hold,
-            )
+            config = self.hook_config()
+            hook = build_hook(self.core, config)
             hook.open()
         except Exception as e:  # a wrong model, backend or folder: shown, nothing started
             self.status.setText(f"not started: {e}")
@@ -240,8 +304,8 @@ class LiveRestoreDock(QWidget):
         self._set_controls_enabled(False)
         self.start_button.setText("Stop")
         self.start_button.setChecked(True)
-        where = f", saving to {output}" if output else " (display only)"
-        self.status.setText(f"restoring every acquisition with {', '.join(names)}{where}")
+        where = f", saving to {config.output}" if config.output else " (display only)"
+        self.status.setText(f"restoring every acquisition with {', '.join(config.models)}{where}")
         return True
 
     def stop(self) -> None:
@@ -307,6 +371,7 @@ class LiveRestoreDock(QWidget):
             self.output,
             self.estimate_focus,
             self.hold_focus,
+            self.load_button,
         ):
             widget.setEnabled(enabled)
 

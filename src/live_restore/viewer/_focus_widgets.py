@@ -13,7 +13,7 @@ from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QPainter, QPaintEvent, QPen
 from qtpy.QtWidgets import QLabel, QWidget
 
-from live_restore.acquisition import DefocusReading
+from live_restore.focus import DefocusReading
 
 __all__ = ["DefocusPlot", "FocusIndicator", "focus_state"]
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QObject, QTimer
 
-from live_restore.acquisition import DefocusReading, HookStats, RawFrame, RestoreHook
+from live_restore.acquisition import HookStats, RawFrame, RestoreHook
+from live_restore.focus import DefocusReading
 
 from ._layers import RAW_LAYER, StreamLayers
 

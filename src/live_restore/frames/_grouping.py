@@ -56,6 +56,10 @@ class Grouping(Protocol):
         """The acquisition ended: return what is left over, as incomplete groups."""
         ...
 
+    def sequence_problem(self, sequence: object) -> str | None:
+        """Why ``sequence`` can never give complete groups, or None (also when it cannot tell)."""
+        ...
+
 
 class SingleFrame:
     """Every frame on its own: the group is the 2-D frame."""
@@ -69,6 +73,10 @@ class SingleFrame:
     def finish(self) -> list[FrameGroup]:
         """Nothing is ever left over."""
         return []
+
+    def sequence_problem(self, sequence: object) -> str | None:
+        """Any sequence will do."""
+        return None
 
 
 class AxisSet:
@@ -182,3 +190,7 @@ class TemporalWindow:
         """Forget the series (every frame already had its output)."""
         self._series.clear()
         return []
+
+    def sequence_problem(self, sequence: object) -> str | None:
+        """Any sequence will do (a short series repeats its first frame)."""
+        return None

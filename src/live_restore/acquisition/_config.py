@@ -1,0 +1,110 @@
+"""HookConfig: everything a RestoreHook is built from, as one validated, saveable document.
+
+The CLI (``acquire --hook-config FILE``), the demo and the napari dock all build their hook
+from one of these through :func:`~live_restore.acquisition.build_hook`, so a set-up made in
+one front end runs the same in another. YAML or JSON; unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from live_restore.frames import BackendName, Policy, Precision
+
+__all__ = ["ConfigError", "FocusConfig", "HoldConfig", "HookConfig"]
+
+
+class ConfigError(ValueError):
+    """A hook configuration file that cannot be read or does not validate."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class HoldConfig(_Strict):
+    """Opt-in focus hold: move the focus stage by the drift the focus monitor trusts."""
+
+    gain: float = Field(
+        1.0, gt=0.0, le=1.0, description="Fraction of the error corrected per step."
+    )
+    max_step_um: float = Field(0.5, gt=0.0, description="Largest single correction (µm).")
+    max_travel_um: float = Field(
+        10.0, gt=0.0, description="How far from the start position the stage may go (µm)."
+    )
+    deadband_um: float = Field(0.15, ge=0.0, description="Errors below this are left alone (µm).")
+
+
+class FocusConfig(_Strict):
+    """The focus monitor: a defocus estimator on every frame, flags with hysteresis."""
+
+    estimator: str = Field("focus-est", description="The shipped defocus estimator to load.")
+    threshold_um: float = Field(0.5, gt=0.0, description="|defocus| that flags a frame (µm).")
+    hold: HoldConfig | None = Field(None, description="Focus hold; None leaves the stage alone.")
+
+
+class HookConfig(_Strict):
+    """What a :class:`~live_restore.acquisition.RestoreHook` restores, how, and where to."""
+
+    models: list[str] = Field(
+        min_length=1, description="Stages, in order: restorer or shipped model names."
+    )
+    backend: BackendName = Field(BackendName.AUTO, description="Where trained models run.")
+    precision: Precision = Field(Precision.AUTO, description="Arithmetic of trained models.")
+    process: Policy = Field(
+        Policy.ALL, description="'all': every frame restored; 'latest': display only."
+    )
+    memory_mb: float = Field(512.0, gt=0.0, description="Most memory frames are held in (MB).")
+    max_batch: int = Field(8, ge=1, description="Most frames handed to a stage at once.")
+    max_consecutive_failures: int = Field(
+        5, ge=1, description="A stage failing this many frames in a row is disabled."
+    )
+    output: Path | None = Field(
+        None, description="Folder for restored stores, frames.csv and summary.json."
+    )
+    drain_timeout_s: float | None = Field(
+        None, gt=0.0, description="On close, how long to finish pending work (None: until done)."
+    )
+    live: bool = Field(True, description="Also restore live mode (display only).")
+    progress: bool = Field(True, description="A progress bar while pending work finishes.")
+    stats_interval_s: float = Field(0.5, gt=0.0, description="How often stats are emitted (s).")
+    focus: FocusConfig | None = Field(None, description="The focus monitor; None: off.")
+    executor: Literal["thread"] = Field(
+        "thread", description="Where stages run: 'thread', the worker's own."
+    )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> HookConfig:
+        """Read a YAML or JSON file; ConfigError names the file and what is wrong."""
+        path = Path(path)
+        try:
+            data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"cannot read hook config {path}: {e.strerror or e}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML or JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of hook settings, got {data!r}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+                for err in e.errors()
+            )
+            raise ConfigError(f"{path}: {problems}") from None
+
+    def to_yaml(self) -> str:
+        """The configuration as YAML (what :meth:`from_file` reads back)."""
+        text: str = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return text
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_yaml` to ``path`` and return it."""
+        path = Path(path)
+        path.write_text(self.to_yaml(), encoding="utf-8")
+        return path

@@ -1,0 +1,210 @@
+"""The run record: what one acquisition leaves on disk beside its raw store.
+
+Per acquisition, under its folder: ``<stage>.ome.zarr`` per stage (opened at the stage's
+first output), ``frames.csv`` (one row per frame and stage, written as it happens) and
+``summary.json`` (at the end). Without a folder the record only counts: restorations are
+shown, not saved. A write that fails is reported through ``on_error`` and that store is
+closed; the record never raises into the worker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from live_restore._version import __version__
+from live_restore.frames import FrameGroup, FrameStatus, Policy, format_index
+
+from ._sinks import FrameTable, RestoredSink, SinkError
+from ._stage import StageRunner
+
+__all__ = ["ErrorReporter", "RunRecord"]
+
+ErrorReporter = Callable[[str, "int | None", str, str], None]
+"""``(stage, frame number or None, kind, message)``: how the record reports a failure."""
+
+
+@dataclass
+class RunRecord:
+    """One acquisition's stores, frame table and summary (written by the worker only)."""
+
+    number: int
+    folder: Path | None
+    sequence: Any
+    meta: dict[str, Any]
+    raw_view: Any  # the raw store being written (ome-writers StreamView), or None
+    started_s: float
+    policy: Policy
+    on_error: ErrorReporter
+    frames: int = 0
+    refused: dict[str, str] = field(default_factory=dict)  # stage -> why it sits this one out
+    sinks: dict[str, RestoredSink | None] = field(default_factory=dict)
+    views: dict[str, Any] = field(default_factory=dict)  # stage -> live view of its store
+    _table: FrameTable | None = None
+
+    def open(self) -> None:
+        """Create the folder and the frame table (nothing without a folder)."""
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self._table = FrameTable(self.folder / "frames.csv")
+        except SinkError as e:
+            self.on_error("frames.csv", None, "sink", str(e))
+
+    def row(self, **row: Any) -> None:
+        """One frames.csv row (see ``TABLE_COLUMNS``); a failed write closes the table."""
+        if self._table is None:
+            return
+        try:
+            self._table.add(**row)
+        except SinkError as e:
+            self._table = None
+            self.on_error("frames.csv", None, "sink", str(e))
+
+    # -- restored stores ------------------------------------------------------------------
+
+    def save(self, stage: StageRunner, group: FrameGroup, restored: np.ndarray) -> FrameStatus:
+        """Write one output; ``RESTORED`` once the store took it, else ``UNSAVED``."""
+        if self.folder is None:
+            return FrameStatus.RESTORED
+        if stage.name not in self.sinks:
+            rows, columns = restored.shape[-2] // stage.scale, restored.shape[-1] // stage.scale
+            self._open_sink(stage, (rows, columns))
+        sink = self.sinks.get(stage.name)
+        if sink is None:
+            return FrameStatus.UNSAVED
+        try:
+            sink.append(restored, group.index)
+        except SinkError as e:
+            self._lose_sink(
+                stage.name,
+                sink,
+                group.numbers[-1],
+                f"{e}; no more frames are saved for this stage (raw frames are not affected)",
+            )
+            return FrameStatus.UNSAVED
+        return FrameStatus.RESTORED
+
+    def mark_missing(
+        self, stage: StageRunner, group: FrameGroup, raw_shape: tuple[int, ...] | None
+    ) -> None:
+        """Leave the group's output position as fill, listed in the store's ``missing``."""
+        if self.folder is None:
+            return
+        if stage.name not in self.sinks and raw_shape is not None:
+            self._open_sink(stage, (raw_shape[-2], raw_shape[-1]))
+        sink = self.sinks.get(stage.name)
+        if sink is None:
+            return
+        try:
+            sink.skip(group.index)
+        except SinkError as e:
+            self._lose_sink(stage.name, sink, group.numbers[-1], str(e))
+
+    def _open_sink(self, stage: StageRunner, raw_shape: tuple[int, int]) -> None:
+        if self.folder is None or stage.name in self.sinks:
+            return
+        info = (self.meta.get("image_infos") or [{}])[0]
+        raw_pixel_um = float(info.get("pixel_size_um") or 0.0) or None
+        provenance = {
+            **stage.restorer.provenance(),
+            "stage": stage.name,
+            "scale": stage.scale,
+            "raw_pixel_size_um": raw_pixel_um,
+            "policy": str(self.policy),
+            "live_restore_version": __version__,
+        }
+        sink = RestoredSink(
+            self.folder / f"{stage.name}.ome.zarr",
+            (raw_shape[0] * stage.scale, raw_shape[1] * stage.scale),
+            None if raw_pixel_um is None else raw_pixel_um / stage.scale,
+            stage.grouping.removed_axis,
+            provenance,
+        )
+        try:
+            sink.setup(self.sequence)
+        except (SinkError, ValueError) as e:
+            self.sinks[stage.name] = None
+            self.on_error(stage.name, None, "sink", f"{e}; restored frames are shown, not saved")
+            return
+        self.sinks[stage.name] = sink
+        self.views = {**self.views, stage.name: sink.view}  # readers see a whole dict
+
+    def _lose_sink(self, stage: str, sink: RestoredSink, frame: int, message: str) -> None:
+        self.sinks[stage] = None
+        self.on_error(stage, frame, "sink", message)
+        try:
+            sink.close({"finished": "write failed"})
+        except SinkError:
+            pass
+
+    # -- rows for frames no stage ran on ----------------------------------------------------
+
+    def refused_rows(
+        self, stage: StageRunner, frames: list[tuple[int, dict[str, int], str]]
+    ) -> None:
+        """frames.csv rows for a stage that refused this acquisition's sequence."""
+        for number, index, source in frames:
+            self.row(
+                frame=number,
+                index=format_index(index),
+                source=source,
+                stage=stage.name,
+                status=FrameStatus.REFUSED,
+                error=self.refused[stage.name],
+            )
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def finish(
+        self,
+        stages: list[StageRunner],
+        summary: dict[str, Any],
+        report: dict[str, Any],
+    ) -> None:
+        """Close the stores (each with ``summary``), the table, and write summary.json."""
+        provenance = {s.name: s.restorer.provenance() for s in stages}
+        for name, sink in self.sinks.items():
+            if sink is None:
+                continue
+            # what a stage learned while running (SIM pattern parameters) reaches the store
+            sink.provenance.update(provenance.get(name, {}))
+            try:
+                sink.close(summary)
+            except SinkError as e:
+                self.on_error(name, None, "sink", str(e))
+        if self._table is not None:
+            self._table.close()
+            self._table = None
+        if self.folder is None:
+            return
+        per_stage = {}
+        for s in stages:
+            sink = self.sinks.get(s.name)
+            per_stage[s.name] = {
+                "provenance": provenance[s.name],
+                "scale": s.scale,
+                "restored": s.restored,
+                "failures": s.failures,
+                "disabled": s.disabled_reason,
+                "refused": self.refused.get(s.name),
+                "store": sink.path.name if sink else None,
+                "missing": sink.missing if sink else None,
+            }
+        document = {
+            **summary,
+            "policy": str(self.policy),
+            "report": report,
+            "stages": per_stage,
+            "live_restore_version": __version__,
+        }
+        try:
+            (self.folder / "summary.json").write_text(json.dumps(document, indent=2, default=str))
+        except OSError as e:
+            self.on_error("summary.json", None, "sink", f"cannot write summary: {e}")

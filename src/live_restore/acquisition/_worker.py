@@ -1,0 +1,494 @@
+"""The worker: one thread that takes frames from the intake and runs the stages on them.
+
+It owns the stages, the run record and the :class:`~._counters.Counters`. Per batch it reads
+back frames the intake did not hold (catch-up from the raw store), scores focus, groups and
+restores per stage, records every outcome (stores, frames.csv, error events) and publishes
+the newest results to the display mailboxes. Stages receive read-only frames: the camera's
+buffer, which pymmcore-plus's raw writer may still be writing, is never theirs to change.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from live_restore.focus import DefocusReading, FocusHold, FocusMonitor
+from live_restore.frames import FrameGroup, FrameStatus, SingleFrame, format_index, read_only
+
+from ._counters import Counters, HookReport
+from ._events import HookEvents, HookStats, LatencyWindow, RawFrame, RestoredFrame, StageError
+from ._intake import Intake, IntakeFrame, IntakeItem, SequenceEnd, SequenceStart, SkippedRun
+from ._live import LivePoller
+from ._record import RunRecord
+from ._stage import StageOutcome, StageRunner
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("live_restore")
+
+# a frame taken, the image to restore, and where the image came from (memory | raw-store)
+_Taken = tuple[IntakeFrame, np.ndarray, str]
+
+
+class _NoRawStore(Exception):
+    """A frame was not held in memory and there is no raw store to read it from."""
+
+
+class Worker:
+    """The hook's worker thread and everything only it touches (see module docstring)."""
+
+    def __init__(
+        self,
+        stages: list[StageRunner],
+        intake: Intake,
+        events: HookEvents,
+        run_folder: Callable[[int], Path | None],
+        max_batch: int,
+        stats_interval_s: float,
+        focus: FocusMonitor | None,
+        hold: FocusHold | None,
+        live: LivePoller | None,
+    ) -> None:
+        self.stages = stages
+        self.intake = intake
+        self.events = events
+        self.counters = Counters()
+        self.focus = focus
+        self.hold = hold
+        self._run_folder = run_folder
+        self._max_batch = max_batch
+        self._stats_interval_s = stats_interval_s
+        self._live = live
+        self._latency = LatencyWindow()
+        self._thread: threading.Thread | None = None
+        self.closing = threading.Event()  # finish what is queued, then stop
+        self.abandoned = threading.Event()  # stop now; close() took over the records
+        self.lock = threading.RLock()  # the records: the worker's writes vs close() giving up
+        self.paused: Callable[[], bool] = lambda: False  # set by the hook: is the MDA paused
+        self.acquisitions_ended = 0  # set by the hook's acquisition side as each one ends
+        self.run: RunRecord | None = None
+        self.current_call: tuple[str, list[int]] | None = None  # stage and batch while it runs
+        # display mailboxes: replaced whole, read from any thread
+        self.latest_restored: dict[str, RestoredFrame] = {}
+        self.latest_raw: RawFrame | None = None
+        self.latest_defocus: DefocusReading | None = None
+        self.store_views: dict[str, Any] = {}
+        self._dropped_reported = 0
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread = threading.Thread(target=self._loop, name="live-restore-worker", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the thread to end; whether it has."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _loop(self) -> None:
+        next_stats = time.perf_counter() + self._stats_interval_s
+        while not self.abandoned.is_set():
+            items = self.intake.take(self._max_batch, timeout_s=0.05)
+            if items:
+                self._handle(items)
+            elif self._live is not None and (live := self._live.take()) is not None:
+                self._restore_live(*live)
+            elif self.closing.is_set():
+                break
+            if time.perf_counter() >= next_stats:
+                next_stats = time.perf_counter() + self._stats_interval_s
+                self._emit_stats()
+        if not self.abandoned.is_set():
+            self._emit_stats()
+
+    # -- counts -----------------------------------------------------------------------------
+
+    def report(self) -> HookReport:
+        """A snapshot of the counts."""
+        c, intake = self.counters, self.intake
+        return HookReport(
+            frames_received=intake.frames_received,
+            frames_done=c.frames_done,
+            frames_restored=c.frames_restored,
+            frames_failed=c.frames_failed,
+            frames_skipped=intake.frames_skipped,
+            frames_dropped=intake.frames_dropped,
+            frames_from_raw_store=intake.frames_spilled,
+            undone=tuple(c.undone),
+            stalled_stage=c.stalled_stage,
+            runs=tuple(c.runs),
+            errors=c.errors,
+            disabled_stages={s.name: s.disabled_reason for s in self.stages if s.disabled_reason},
+            peak_held_mb=intake.peak_bytes_held / 2**20,
+        )
+
+    def error(self, stage: str, frame: int | None, kind: str, message: str) -> None:
+        """Count, log and emit one failure (``events.error``)."""
+        self.counters.errors += 1
+        where = f" on frame {frame}" if frame is not None else ""
+        logger.warning("%s%s: %s: %s", stage, where, kind, message)
+        self.events.error.emit(StageError(stage, frame, kind, message))
+
+    def _emit_stats(self) -> None:
+        dropped = self.intake.frames_dropped
+        if dropped > self._dropped_reported:
+            self.error(
+                "hook",
+                None,
+                "no-raw-store",
+                f"{dropped - self._dropped_reported} frames could not be held (memory bound "
+                "reached) nor read back (the MDA writes no raw store): run the MDA with "
+                "output=... so that process='all' can catch up",
+            )
+            self._dropped_reported = dropped
+        self.events.stats.emit(self.stats())
+
+    def stats(self) -> HookStats:
+        """A snapshot of progress (also emitted as ``events.stats``)."""
+        r = self.report()
+        p50, p99 = self._latency.percentiles_ms()
+        return HookStats(
+            frames_received=r.frames_received,
+            frames_done=r.frames_done,
+            frames_restored=r.frames_restored,
+            frames_skipped=r.frames_skipped,
+            frames_pending=self.intake.frames_waiting,
+            frames_from_raw_store=r.frames_from_raw_store,
+            frames_failed=r.frames_failed,
+            frames_dropped=r.frames_dropped,
+            held_mb=self.intake.held_bytes / 2**20,
+            peak_held_mb=r.peak_held_mb,
+            throughput_fps=self._latency.throughput_fps(time.perf_counter()),
+            latency_p50_ms=p50,
+            latency_p99_ms=p99,
+            paused=self.paused(),
+            disabled_stages=tuple(r.disabled_stages),
+        )
+
+    # -- taking items -----------------------------------------------------------------------
+
+    def _handle(self, items: list[IntakeItem]) -> None:
+        frames: list[_Taken] = []
+        for position, item in enumerate(items):
+            if isinstance(item, IntakeFrame):
+                image, source = item.image, "memory"
+                if image is None:
+                    try:
+                        image, source = self._read_raw(item), "raw-store"
+                    except _NoRawStore:
+                        self.intake.note_dropped()
+                        continue
+                    if image is None:  # not written yet: try again shortly
+                        self._restore(frames)
+                        self.intake.put_back(items[position:])
+                        time.sleep(0.01)
+                        return
+                # stages get a view they cannot write through: the raw writer may still hold
+                # this very buffer, and the display shows what the camera delivered
+                frames.append((item, read_only(image), source))
+                continue
+            self._restore(frames)
+            frames = []
+            if isinstance(item, SequenceStart):
+                self._begin_run(item)
+            elif isinstance(item, SequenceEnd):
+                self._end_run(item)
+            elif isinstance(item, SkippedRun):
+                self._record_skipped(item)
+        self._restore(frames)
+
+    def _read_raw(self, frame: IntakeFrame) -> np.ndarray | None:
+        """The frame from the raw store; None while the store has not written it yet."""
+        run = self.run
+        view = run.raw_view if run is not None else None
+        if run is None or view is None:  # the intake does not spill without a store
+            raise _NoRawStore
+        key = tuple(frame.index.get(dim, 0) for dim in view.dims[:-2])
+        # the store's own extent (it grows as frames are written) says whether the frame is
+        # there; pixel values cannot (a dark frame is all offset, a blank one all zeros)
+        if not _written(view, key) and run.number > self.acquisitions_ended:
+            return None
+        return np.asarray(view[key])
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def _begin_run(self, start: SequenceStart) -> None:
+        with self.lock:
+            if self.abandoned.is_set():
+                return
+            if self.run is not None:
+                self.finish_run(canceled=False, reason="a new acquisition started")
+            number = len(self.counters.runs) + 1
+            folder = self._run_folder(number)
+            self.store_views = {}
+            self.run = run = RunRecord(
+                number,
+                folder,
+                start.sequence,
+                start.meta,
+                start.raw_view,
+                start.started_s,
+                self.intake.policy,
+                self.error,
+            )
+            self.counters.runs.append(str(folder) if folder else "")
+            if self.focus is not None:
+                self.focus.begin(start.sequence)
+            for stage in self.stages:
+                problem = stage.grouping.sequence_problem(start.sequence)
+                if problem:
+                    # refused up front: restoring would only report every set as incomplete
+                    run.refused[stage.name] = problem
+                    self.error(
+                        stage.name,
+                        None,
+                        "bad-sequence",
+                        f"{problem}; this stage restores nothing in this acquisition (raw "
+                        "frames are saved as always)",
+                    )
+            run.open()
+
+    def _end_run(self, end: SequenceEnd) -> None:
+        if self.run is None or self.abandoned.is_set():
+            return
+        with self.lock:
+            # groups cut short (a SIM set at cancel) are reported, never restored
+            for stage in self.stages:
+                if stage.name in self.run.refused:
+                    continue
+                leftovers = stage.grouping.finish()
+                outcomes = [StageOutcome(g, None, FrameStatus.INCOMPLETE_GROUP) for g in leftovers]
+                self._record(stage, outcomes, {})
+            self.finish_run(end.canceled, "canceled" if end.canceled else "completed")
+
+    def finish_run(self, canceled: bool, reason: str) -> None:
+        """Close the current run's records (stores, table, summary.json)."""
+        run, self.run = self.run, None
+        if run is None:
+            return
+        summary: dict[str, Any] = {
+            "finished": reason,
+            "canceled": canceled,
+            "frames_received": run.frames,
+        }
+        if self.focus is not None:
+            summary["focus"] = self.focus.summary()
+            if self.hold is not None:
+                summary["focus"]["hold"] = self.hold.summary()
+        run.finish(self.stages, summary, asdict(self.report()))
+
+    # -- restoring --------------------------------------------------------------------------
+
+    def _restore(self, frames: list[_Taken]) -> None:
+        if not frames:
+            return
+        if self.run is None:  # frames without a start marker cannot happen; be safe
+            self._begin_run(SequenceStart(None, {}, None, time.perf_counter()))
+        run = self.run
+        assert run is not None  # _begin_run made one
+        run.frames += len(frames)
+        for f, image, _source in frames:
+            self._watch_focus(image, f.number, f.index, f.z_um)
+        by_number = {f.number: (f, image, source) for f, image, source in frames}
+        failed_frames: set[int] = set()
+        for stage in self.stages:
+            if stage.name in run.refused:
+                with self.lock:
+                    run.refused_rows(stage, [(f.number, f.index, s) for f, _i, s in frames])
+                continue
+            groups: list[FrameGroup] = []
+            for f, image, _source in frames:
+                groups += stage.grouping.add(f.number, f.index, image)
+            if not groups:
+                continue
+            # every frame of the batch, not only the newest: a batch that never returns
+            # leaves all of them undone
+            self.current_call = (stage.name, sorted({n for g in groups for n in g.numbers}))
+            outcomes = stage.run(groups)
+            self.current_call = None
+            if self.abandoned.is_set():
+                return
+            failed_frames |= self._record(stage, outcomes, by_number)
+        newest, image, _source = frames[-1]
+        self.latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
+        self.counters.frames_done += len(frames)
+        self.counters.frames_failed += len(failed_frames & by_number.keys())
+        self.counters.frames_restored += len(by_number.keys() - failed_frames)
+
+    def _record(
+        self, stage: StageRunner, outcomes: list[StageOutcome], frames: dict[int, _Taken]
+    ) -> set[int]:
+        """Write outputs, table rows and events for one stage's outcomes; return failed frames."""
+        failed: set[int] = set()
+        run = self.run
+        if run is None:
+            return failed
+        now = time.perf_counter()
+        with self.lock:
+            if self.abandoned.is_set():
+                return failed
+            self.store_views = run.views
+            for outcome in outcomes:
+                group = outcome.group
+                newest = group.numbers[-1]
+                frame, raw, source = frames.get(newest, (None, None, "memory"))
+                received = frame.received_s if frame is not None else now
+                latency_ms = (now - received) * 1000
+                status = outcome.status
+                if status is FrameStatus.RESTORED and outcome.restored is not None:
+                    status = run.save(stage, group, outcome.restored)
+                    self.store_views = run.views
+                    shown = raw if raw is not None else np.zeros((0, 0))
+                    self._publish(stage, group, shown, outcome.restored, latency_ms, now)
+                else:
+                    failed.update(group.numbers)
+                    run.mark_missing(stage, group, None if raw is None else raw.shape)
+                    self._report_failure(stage, outcome)
+                run.row(
+                    frame=newest,
+                    index=format_index(group.index),
+                    received_s=f"{received - run.started_s:.4f}",
+                    source=source,
+                    stage=stage.name,
+                    status=status,
+                    latency_ms=f"{latency_ms:.2f}" if status is FrameStatus.RESTORED else "",
+                    compute_ms=f"{outcome.compute_ms:.2f}" if outcome.compute_ms else "",
+                    batch=outcome.batch,
+                    error=outcome.message,
+                )
+        return failed
+
+    def _report_failure(self, stage: StageRunner, outcome: StageOutcome) -> None:
+        group, newest = outcome.group, outcome.group.numbers[-1]
+        if outcome.status is FrameStatus.ERROR:
+            self.error(stage.name, newest, outcome.kind, outcome.message)
+            if stage.disabled_reason and not stage.disable_reported:
+                stage.disable_reported = True
+                self.error(stage.name, newest, "disabled", stage.disabled_reason)
+        elif outcome.status is FrameStatus.INCOMPLETE_GROUP:
+            self.error(
+                stage.name,
+                newest,
+                "incomplete-group",
+                f"frames {list(group.numbers)} do not form a complete group at "
+                f"{format_index(group.index)}; not restored",
+            )
+
+    def _record_skipped(self, skipped: SkippedRun) -> None:
+        run = self.run
+        if run is None:
+            return
+        with self.lock:
+            for offset, index in enumerate(skipped.indices):
+                for stage in self.stages:
+                    if isinstance(stage.grouping, SingleFrame):
+                        group = FrameGroup((skipped.first + offset,), index, None)
+                        run.mark_missing(stage, group, None)
+                    run.row(
+                        frame=skipped.first + offset,
+                        index=format_index(index),
+                        source="skipped",
+                        stage=stage.name,
+                        status=FrameStatus.SKIPPED,
+                    )
+            if skipped.count > len(skipped.indices):
+                first = skipped.first + len(skipped.indices)
+                last = skipped.first + skipped.count - 1
+                run.row(
+                    frame=f"{first}-{last}",
+                    source="skipped",
+                    stage="*",
+                    status=FrameStatus.SKIPPED,
+                )
+
+    # -- focus, live mode and the display ---------------------------------------------------
+
+    def _watch_focus(
+        self,
+        image: np.ndarray,
+        number: int,
+        index: dict[str, int],
+        z_um: float | None,
+        live: bool = False,
+    ) -> None:
+        if self.focus is None:
+            return
+        try:
+            reading = self.focus.observe(image, number, index, z_um, live=live)
+        except Exception as e:  # a focus model must never stop restoration
+            self.error("focus", number if number >= 0 else None, "exception", f"{e!r}")
+            return
+        self.latest_defocus = reading
+        if self.hold is not None:
+            try:
+                self.hold.offer(reading)
+            except Exception as e:  # nor may a stage that refuses to move
+                self.error("focus-hold", number if number >= 0 else None, "exception", f"{e!r}")
+        if not live and self.run is not None:
+            with self.lock:
+                self.run.row(
+                    frame=number,
+                    index=format_index(index),
+                    stage="focus",
+                    status=reading.state,
+                    defocus_um=_format_um(reading.defocus_um),
+                    flags="out-of-focus" if reading.flagged else "",
+                    error=reading.note,
+                )
+        self.events.defocus.emit(reading)
+
+    def _restore_live(self, image: np.ndarray, received_s: float) -> None:
+        image = read_only(image)
+        self._watch_focus(image, -1, {}, None, live=True)
+        for stage in self.stages:
+            if not isinstance(stage.grouping, SingleFrame) or stage.disabled:
+                continue
+            group = FrameGroup((-1,), {}, image)
+            outcome = stage.run([group])[0]
+            now = time.perf_counter()
+            if outcome.restored is None:
+                self.error(stage.name, None, outcome.kind or "live", outcome.message)
+                continue
+            latency_ms = (now - received_s) * 1000
+            self._publish(stage, group, image, outcome.restored, latency_ms, now, live=True)
+        self.latest_raw = RawFrame(-1, {}, image, received_s, live=True)
+
+    def _publish(
+        self,
+        stage: StageRunner,
+        group: FrameGroup,
+        raw: np.ndarray,
+        restored: np.ndarray,
+        latency_ms: float,
+        now_s: float,
+        live: bool = False,
+    ) -> None:
+        """Count the latency, fill the display mailbox and emit ``restored``."""
+        self._latency.add(latency_ms, now_s)
+        frame = RestoredFrame(
+            stage.name, group.numbers, group.index, raw, restored, latency_ms, live
+        )
+        self.latest_restored = {**self.latest_restored, stage.name: frame}
+        self.events.restored.emit(frame)
+
+
+def _written(view: Any, key: tuple[int, ...]) -> bool:
+    """Whether the store's written extent covers ``key`` (its dynamic shape grows per frame)."""
+    shape = tuple(view.shape)[: len(key)]
+    return all(k < n for k, n in zip(key, shape, strict=True))
+
+
+def _format_um(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.3f}"

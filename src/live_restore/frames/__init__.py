@@ -1,0 +1,33 @@
+"""The bottom layer: frames, their groups, the stage contract and the shared names.
+
+Everything in live_restore may import this; it imports nothing of live_restore's.
+"""
+
+from ._enums import BackendName, FrameStatus, Policy, Precision
+from ._frame import FrameIndex, IndexKey, as_frame, format_index, index_key, read_only
+from ._grouping import AxisSet, FrameGroup, Grouping, SingleFrame, TemporalWindow
+from ._photons import PhotonConversion
+from ._restorer import Executor, Restorer, RestorerBase, check_restorer
+
+__all__ = [
+    "AxisSet",
+    "BackendName",
+    "Executor",
+    "FrameGroup",
+    "FrameIndex",
+    "FrameStatus",
+    "Grouping",
+    "IndexKey",
+    "PhotonConversion",
+    "Policy",
+    "Precision",
+    "Restorer",
+    "RestorerBase",
+    "SingleFrame",
+    "TemporalWindow",
+    "as_frame",
+    "check_restorer",
+    "format_index",
+    "index_key",
+    "read_only",
+]
