@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import useq
+from pymmcore_plus.mda import MDAEngine
 
 from live_restore import microscope_of
 from live_restore.acquisition import IdentityRestorer, RestoreHook
 from live_restore.devices import demo_core, release_core
-from live_restore.focus import Flagger, FlagPolicy, FocusHold, FocusMonitor
+from live_restore.focus import Flagger, FlagPolicy, FocusHold, FocusMonitor, HeldFocusEngine
 from live_restore.inference import load_model
 from live_restore.simulate import ManualClock
 
@@ -132,19 +134,57 @@ def test_an_in_focus_run_of_the_same_length_raises_no_flag(drifting_core, focus_
     assert monitor.flag_changes == []
 
 
+class _LockstepHold(FocusHold):
+    """A FocusHold whose MDA waits, before each time point, until every frame so far was read.
+
+    A move lands on the time point after the reading that asked for it: in a real time-lapse the
+    interval (seconds to minutes) leaves the worker ample time to read a frame before the next.
+    These tests run without interval to be quick, so whether a reading came in time depended on
+    how busy the CPU was, and a late one let more drift through: held runs ended 0.35-0.56 µm
+    from focus on 2 loaded cores. Waiting here makes every run the same (0.17 µm).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._read = threading.Condition()
+        self._frames_read = 0
+        self._frames_set_up = 0
+        self._last_t: int | None = None
+        self.waited_too_long: list[int] = []
+
+    def offer(self, reading):
+        try:
+            return super().offer(reading)
+        finally:
+            with self._read:
+                self._frames_read += 1
+                self._read.notify_all()
+
+    def adjust(self, event):
+        t = event.index.get("t")
+        with self._read:
+            if self._last_t is not None and t != self._last_t:
+                taken = self._frames_set_up
+                if not self._read.wait_for(lambda: self._frames_read >= taken, timeout=60):
+                    self.waited_too_long.append(t)
+            self._last_t = t
+            self._frames_set_up += 1
+        return super().adjust(event)
+
+
 def test_focus_hold_keeps_the_true_defocus_within_the_threshold(drifting_core, focus_est):
     frames, step_um = 40, 0.04  # unheld, this would end 1.6 µm out of focus
     drifting_core.core.setProperty("Z", "FocusDriftUmPerMin", _drift_per_min(step_um))
     monitor = FocusMonitor(focus_est, POLICY)
-    hold = FocusHold(gain=1.0, max_step_um=0.5)
+    hold = _LockstepHold(gain=1.0, max_step_um=0.5)
     readings = _acquire(drifting_core, _time_lapse(frames), monitor, hold=hold)
     assert len(readings) == frames
+    assert hold.waited_too_long == []  # every time point was set up knowing the one before
     truth = np.abs(drifting_core.truth)
     assert len(truth) == frames
-    # a move lands on the time point after the reading that asked for it, and on 2 loaded cores
-    # the reading can come a frame late: so one frame's drift past the threshold is allowed
-    # (CI once saw 0.503 µm); unheld it would end at 1.6 µm
-    assert truth.max() <= POLICY.threshold_um + step_um, np.round(drifting_core.truth, 2)
+    # each reading acts on the next frame (the sample time, noise and readings are the same in
+    # every run): the drift never gets past the threshold; unheld it would end at 1.6 µm
+    assert truth.max() <= POLICY.threshold_um, np.round(drifting_core.truth, 3)
     assert hold.moves, "the hold never moved"
     # every move is recorded and the stage followed the sample (it drifts towards -z)
     assert drifting_core.core.getZPosition() > 0.5
@@ -176,9 +216,9 @@ def test_a_drifting_z_stack_is_flagged_and_held_as_a_whole(drifting_core, focus_
     )
     # 0.04 µm per frame = 0.2 µm per stack of 5 planes
     drifting_core.core.setProperty("Z", "FocusDriftUmPerMin", _drift_per_min(0.04))
-    held = FocusHold(gain=1.0, max_step_um=0.5)
+    held = _LockstepHold(gain=1.0, max_step_um=0.5)  # each stack read before the next
     _acquire(drifting_core, sequence, FocusMonitor(focus_est, POLICY), hold=held)
-    assert held.moves
+    assert held.moves and held.waited_too_long == []
     centre_defocus = np.asarray(drifting_core.truth).reshape(8, 5)[:, 2]
     assert np.abs(centre_defocus).max() <= POLICY.threshold_um, centre_defocus.round(2)
 
@@ -221,3 +261,93 @@ def test_hold_never_leaves_its_range():
     assert move is not None and move.limited_by == "range" and move.to_offset_um == 1.0
     later = hold.adjust(event.model_copy(update={"index": {"t": 1}, "z_pos": 0.5}))
     assert later.z_pos == 1.0  # 0.5 + 1.0 clipped to the range
+
+
+def _reading(t: int, drift_um: float) -> SimpleNamespace:
+    return SimpleNamespace(drift_um=drift_um, live=False, index={"t": t}, number=t)
+
+
+def test_hold_installs_its_engine_while_attached_and_gives_the_old_one_back(drifting_core):
+    core = drifting_core.core
+    original = core.mda.engine
+    assert type(original) is MDAEngine and original.use_hardware_sequencing
+    original.timeout_base = 7.0  # a setting of the user's, kept by the held engine
+    hold = FocusHold()
+    hold.attach(core)
+    held = core.mda.engine
+    assert isinstance(held, HeldFocusEngine) and isinstance(held, MDAEngine)
+    assert held is not original and held.hold is hold
+    # a sequenced burst would leave no moment to move focus between time points
+    assert not held.use_hardware_sequencing
+    assert held.timeout_base == 7.0 and held.mmcore is core
+    with pytest.raises(RuntimeError, match="already attached"):
+        hold.attach(core)
+    with pytest.raises(RuntimeError, match="another FocusHold"):
+        FocusHold().attach(core)
+    hold.detach()
+    assert core.mda.engine is original and original.use_hardware_sequencing
+    assert held.hold is None
+    hold.detach()  # a second detach changes nothing
+    assert core.mda.engine is original
+
+
+def test_the_held_engine_moves_focus_from_the_next_time_point(drifting_core):
+    core = drifting_core.core
+    hold = FocusHold(max_step_um=0.5)
+    z: list[float] = []
+
+    def on_frame(image, event, meta) -> None:
+        z.append(core.getZPosition())
+        if event.index["t"] == 0:  # the first frame reads 0.3 µm above focus
+            assert hold.offer(_reading(0, 0.3)) is not None
+
+    core.mda.events.frameReady.connect(on_frame)
+    hold.attach(core)
+    try:
+        core.mda.run(_time_lapse(3))
+    finally:
+        hold.detach()
+    assert np.allclose(np.subtract(z, z[0]), [0.0, -0.3, -0.3]), z
+
+
+class _OwnEngine(MDAEngine):
+    """A user's engine: the hold must not replace it."""
+
+
+def test_hold_refuses_a_users_own_engine_and_leaves_it_in_place(drifting_core):
+    core = drifting_core.core
+    own = _OwnEngine(core)
+    core.mda.set_engine(own)
+    with pytest.raises(RuntimeError, match="_OwnEngine"):
+        FocusHold().attach(core)
+    assert core.mda.engine is own
+
+
+def test_hold_is_not_attached_during_a_run_and_detached_during_one_lets_go(drifting_core):
+    core = drifting_core.core
+    original = core.mda.engine
+    late = FocusHold()
+    errors: list[Exception] = []
+    hold = FocusHold(max_step_um=0.5)
+    engines: list[object] = []
+    z: list[float] = []
+
+    def on_frame(image, event, meta) -> None:
+        z.append(core.getZPosition())
+        engines.append(core.mda.engine)
+        if event.index["t"] == 0:
+            try:
+                late.attach(core)
+            except RuntimeError as e:
+                errors.append(e)
+            hold.offer(_reading(0, 0.3))  # would move time point 1
+            hold.detach()  # but the hold lets go first
+
+    core.mda.events.frameReady.connect(on_frame)
+    hold.attach(core)
+    held = core.mda.engine
+    core.mda.run(_time_lapse(3))
+    assert len(errors) == 1 and "while an MDA runs" in str(errors[0])
+    assert engines == [held] * 3  # the runner keeps its engine until the run ends
+    assert np.allclose(z, z[0]), z  # not held after detach
+    assert core.mda.engine is original  # and the old engine is back once it ended

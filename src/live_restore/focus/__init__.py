@@ -9,9 +9,18 @@
 puts them in the acquisition.
 """
 
-from ._hold import FocusHold, FocusMove
+from ._hold import FocusHold, FocusMove, HeldFocusEngine
 from ._monitor import SCORES, FocusMonitor
 from ._policy import Flagger, FlagPolicy
 from ._reading import DefocusReading
 
-__all__ = ["SCORES", "DefocusReading", "FlagPolicy", "Flagger", "FocusHold", "FocusMonitor", "FocusMove"]
+__all__ = [
+    "SCORES",
+    "DefocusReading",
+    "FlagPolicy",
+    "Flagger",
+    "FocusHold",
+    "FocusMonitor",
+    "FocusMove",
+    "HeldFocusEngine",
+]

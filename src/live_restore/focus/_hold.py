@@ -1,12 +1,14 @@
 """FocusHold: keep the sample in focus by moving the focus stage between time points.
 
-The correction is applied where the MDA itself sets the hardware: the engine's ``setup_event``
-runs on the acquisition thread after the wait for the time point, just before the stage moves.
-There every event's z is shifted by the current offset (events without z get the start z plus
-the offset), and the offset changes only when a new time point begins, so a z-stack or the
-channels of one time point always move together. The estimates arrive from the restoration
-worker; each one is turned into a target offset at once (cheap, under a lock) and waits there
-for the next time point: nothing on the acquisition thread waits for a model.
+The correction is applied where the MDA itself sets the hardware: while attached, the hold
+installs a :class:`HeldFocusEngine` (pymmcore-plus's ``MDAEngine``, subclassed) as the core's
+MDA engine, whose ``setup_event`` runs on the acquisition thread after the wait for the time
+point, just before the stage moves. There every event's z is shifted by the current offset
+(events without z get the start z plus the offset), and the offset changes only when a new time
+point begins, so a z-stack or the channels of one time point always move together. The
+estimates arrive from the restoration worker; each one is turned into a target offset at once
+(cheap, under a lock) and waits there for the next time point: nothing on the acquisition thread
+waits for a model.
 
 An estimate acts only if it is signed and trusted: the monitor gives a drift only when the
 estimator is confident, its sign is confident, and the focus score agrees (or, in a z-stack,
@@ -19,6 +21,7 @@ In live mode (no MDA) the stage is moved directly from the worker, at most once 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import threading
@@ -27,9 +30,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pymmcore_plus.mda import MDAEngine
+from pymmcore_plus.metadata import SummaryMetaV1
+from useq import MDAEvent, MDASequence
+
 from ._reading import DefocusReading
 
-__all__ = ["FocusHold", "FocusMove"]
+__all__ = ["FocusHold", "FocusMove", "HeldFocusEngine"]
 
 logger = logging.getLogger("live_restore.focus")
 
@@ -94,11 +101,16 @@ class FocusHold:
         self.refusals: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._core: Any = None
-        self._engine: Any = None
-        self._sequencing: bool | None = None
+        self._engine: HeldFocusEngine | None = None
+        self._previous: Any = None  # the engine the held one replaced
         self._attached_s = time.monotonic()
         self._reset(base_z_um=0.0)
         self._last_live_move_s = -math.inf
+
+    def begin(self, base_z_um: float) -> None:
+        """A new acquisition starts with the focus at ``base_z_um``: offsets start from zero."""
+        with self._lock:
+            self._reset(base_z_um)
 
     def _reset(self, base_z_um: float) -> None:
         self._base_z_um = base_z_um
@@ -110,44 +122,71 @@ class FocusHold:
     # -- wiring ---------------------------------------------------------------------------
 
     def attach(self, core: Any) -> None:
-        """Shift the MDA's focus positions on ``core`` (wraps its engine's setup methods)."""
+        """Hold focus in ``core``'s MDAs: install a :class:`HeldFocusEngine` in its runner.
+
+        The engine in place (``core.mda.engine``) is kept and put back by :meth:`detach`. It
+        must be pymmcore-plus's own :class:`~pymmcore_plus.mda.MDAEngine`, whose settings the
+        held engine copies (all but hardware sequencing, see :class:`HeldFocusEngine`). A
+        user's own engine (a subclass, or any other ``PMDAEngine``) is refused with a
+        ``RuntimeError`` naming its class: replacing it with a held default engine would
+        silently drop what it does, and wrapping it would need to know how to build it. Such
+        an engine holds focus by calling :meth:`begin` in its ``setup_sequence`` and passing
+        each event through :meth:`adjust` in its ``setup_event``; ``offer`` works as usual.
+
+        Raises ``RuntimeError`` when already attached, when the core has no focus device or
+        no plain ``MDAEngine``, or while an MDA runs (the runner cannot change engines then).
+        """
         if self._core is not None:
             raise RuntimeError("this FocusHold is already attached")
-        engine = core.mda.engine
-        if engine is None:
+        running = "focus hold cannot be attached while an MDA runs: attach it before the run"
+        if core.mda.is_running():
+            raise RuntimeError(running)
+        previous = core.mda.engine
+        if previous is None:
             raise RuntimeError("the core has no MDA engine to hold focus in")
+        if isinstance(previous, HeldFocusEngine):
+            raise RuntimeError("another FocusHold already holds focus on this core")
+        if type(previous) is not MDAEngine:
+            kind = type(previous)
+            raise RuntimeError(
+                "focus hold replaces only pymmcore-plus's own MDAEngine, and the core runs "
+                f"{kind.__module__}.{kind.__qualname__}: call FocusHold.begin in its "
+                "setup_sequence and FocusHold.adjust in its setup_event instead"
+            )
         if not core.getFocusDevice():
             raise RuntimeError("focus hold needs a focus device (Core-Focus is empty)")
-        self._core, self._engine = core, engine
+        engine = HeldFocusEngine.following(previous, core, self)
+        try:
+            core.mda.set_engine(engine)
+        except RuntimeError as e:  # an MDA started in between: no engine change then
+            raise RuntimeError(running) from e
+        self._core, self._engine, self._previous = core, engine, previous
         self._attached_s = time.monotonic()
-        setup_sequence, setup_event = engine.setup_sequence, engine.setup_event
-
-        def held_setup_sequence(sequence: Any) -> Any:
-            with self._lock:
-                self._reset(float(core.getZPosition()))
-            return setup_sequence(sequence)
-
-        def held_setup_event(event: Any) -> None:
-            setup_event(self.adjust(event))
-
-        # instance attributes shadow the engine's methods; detach() deletes them again
-        engine.setup_sequence = held_setup_sequence
-        engine.setup_event = held_setup_event
-        # a hardware-sequenced burst (a time-lapse without interval) is set up once for all its
-        # frames, leaving no moment to move between time points: bursts are split while held
-        self._sequencing = getattr(engine, "use_hardware_sequencing", None)
-        if self._sequencing:
-            engine.use_hardware_sequencing = False
+        if previous.use_hardware_sequencing:
             logger.info("focus hold: hardware sequencing off, so focus can move between frames")
 
     def detach(self) -> None:
-        """Give the engine its own methods back."""
-        if self._engine is not None:
-            for name in ("setup_sequence", "setup_event"):
-                self._engine.__dict__.pop(name, None)
-            if self._sequencing:
-                self._engine.use_hardware_sequencing = self._sequencing
-        self._core = self._engine = None
+        """Stop holding: put the core's previous MDA engine back.
+
+        Detached while an MDA runs (the runner cannot change engines then), the rest of that
+        run is no longer held and the previous engine returns as soon as the run finishes.
+        """
+        core, engine, previous = self._core, self._engine, self._previous
+        self._core = self._engine = self._previous = None
+        if core is None or engine is None:
+            return
+        engine.hold = None  # passes events through unchanged from now on
+
+        def reinstall(*_: Any) -> None:
+            finished.disconnect(reinstall)
+            if core.mda.engine is engine and not core.mda.is_running():
+                core.mda.set_engine(previous)
+
+        # connected before the check, so a run that ends in between still brings it back
+        finished = core.mda.events.sequenceFinished
+        finished.connect(reinstall)
+        if not core.mda.is_running():
+            reinstall()
 
     @property
     def offset_um(self) -> float:
@@ -282,3 +321,45 @@ class FocusHold:
             move.frame,
             f", limited by {move.limited_by}" if move.limited_by else "",
         )
+
+
+class HeldFocusEngine(MDAEngine):
+    """pymmcore-plus's MDA engine with a :class:`FocusHold` shifting every event's focus.
+
+    ``setup_sequence`` starts the hold's offsets from the focus position at the start of the
+    acquisition, and ``setup_event`` passes each event through :meth:`FocusHold.adjust` before
+    the engine moves the hardware. :meth:`FocusHold.attach` installs it with
+    ``core.mda.set_engine`` and :meth:`FocusHold.detach` puts the previous engine back.
+
+    Hardware sequencing is always off: a sequenced burst (a time-lapse without interval) is
+    set up once for all its frames, leaving no moment to move the focus between time points,
+    so while focus is held every frame is set up on its own.
+    """
+
+    def __init__(self, mmc: Any, hold: FocusHold | None = None, **settings: Any) -> None:
+        settings["use_hardware_sequencing"] = False
+        super().__init__(mmc, **settings)
+        self.hold = hold  # None: a plain MDAEngine (after FocusHold.detach)
+
+    @classmethod
+    def following(cls, engine: MDAEngine, core: Any, hold: FocusHold) -> HeldFocusEngine:
+        """A held engine for ``core`` with ``engine``'s settings (hardware sequencing off)."""
+        names = inspect.signature(MDAEngine.__init__).parameters.keys() - _NOT_COPIED
+        settings = {name: getattr(engine, name) for name in names if hasattr(engine, name)}
+        held = cls(core, hold, **settings)
+        held.include_frame_position_metadata = engine.include_frame_position_metadata
+        return held
+
+    def setup_sequence(self, sequence: MDASequence) -> SummaryMetaV1 | None:
+        """Start the hold's offsets from the current focus position, then set up as usual."""
+        if self.hold is not None:
+            self.hold.begin(float(self.mmcore.getZPosition()))
+        return super().setup_sequence(sequence)
+
+    def setup_event(self, event: MDAEvent) -> None:
+        """Shift the event's focus by the hold's offset for its time point, then set it up."""
+        super().setup_event(event if self.hold is None else self.hold.adjust(event))
+
+
+# the held engine's own choices, and what is not a setting
+_NOT_COPIED = {"self", "mmc", "use_hardware_sequencing"}
