@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from live_restore._version import __version__
-from live_restore.frames import FrameGroup, FrameStatus, Policy, format_index
+from live_restore.frames import FrameGroup, FrameStatus, Policy, SingleFrame, format_index
 
+from ._intake import SkippedRun
 from ._sinks import FrameTable, RestoredSink, SinkError
 from ._stage import StageRunner
 
@@ -158,6 +159,27 @@ class RunRecord:
                 stage=stage.name,
                 status=FrameStatus.REFUSED,
                 error=self.refused[stage.name],
+            )
+
+    def skipped_rows(self, stages: list[StageRunner], skipped: SkippedRun) -> None:
+        """Rows (and missing outputs) for frames the "latest" policy skipped."""
+        for offset, index in enumerate(skipped.indices):
+            for stage in stages:
+                if isinstance(stage.grouping, SingleFrame):
+                    group = FrameGroup((skipped.first + offset,), index, None)
+                    self.mark_missing(stage, group, None)
+                self.row(
+                    frame=skipped.first + offset,
+                    index=format_index(index),
+                    source="skipped",
+                    stage=stage.name,
+                    status=FrameStatus.SKIPPED,
+                )
+        if skipped.count > len(skipped.indices):
+            first = skipped.first + len(skipped.indices)
+            last = skipped.first + skipped.count - 1
+            self.row(
+                frame=f"{first}-{last}", source="skipped", stage="*", status=FrameStatus.SKIPPED
             )
 
     # -- the end ----------------------------------------------------------------------------

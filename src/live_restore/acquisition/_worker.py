@@ -34,6 +34,9 @@ __all__ = ["Worker"]
 
 logger = logging.getLogger("live_restore")
 
+# how long a raw frame that reads as fill may still be landing (tensorstore writes are async)
+WRITE_GRACE_S = 0.5
+
 # a frame taken, the image to restore, and where the image came from (memory | raw-store)
 _Taken = tuple[IntakeFrame, np.ndarray, str]
 
@@ -82,6 +85,7 @@ class Worker:
         self.latest_defocus: DefocusReading | None = None
         self.store_views: dict[str, Any] = {}
         self._dropped_reported = 0
+        self._fill_since: dict[int, float] = {}  # frame number -> when it first read as fill
 
     # -- the thread -------------------------------------------------------------------------
 
@@ -210,17 +214,30 @@ class Worker:
         self._restore(frames)
 
     def _read_raw(self, frame: IntakeFrame) -> np.ndarray | None:
-        """The frame from the raw store; None while the store has not written it yet."""
+        """The frame from the raw store; None while the store has not written it yet.
+
+        Readiness is the store's own count: its written extent grows as pymmcore-plus appends
+        each frame, and a frame outside it is not there yet. tensorstore then writes
+        asynchronously, so a frame inside the extent can still read as fill for a few ms
+        (1 in 30 read back at once did, measured). While the acquisition runs, an all-fill
+        read is therefore retried for up to ``WRITE_GRACE_S``; after that it is taken as what
+        the camera delivered (a truly dark frame must not park the worker).
+        """
         run = self.run
         view = run.raw_view if run is not None else None
         if run is None or view is None:  # the intake does not spill without a store
             raise _NoRawStore
         key = tuple(frame.index.get(dim, 0) for dim in view.dims[:-2])
-        # the store's own extent (it grows as frames are written) says whether the frame is
-        # there; pixel values cannot (a dark frame is all offset, a blank one all zeros)
-        if not _written(view, key) and run.number > self.acquisitions_ended:
+        acquiring = run.number > self.acquisitions_ended
+        if acquiring and not _written(view, key):
             return None
-        return np.asarray(view[key])
+        image = np.asarray(view[key])
+        if acquiring and not image.any():
+            first_s = self._fill_since.setdefault(frame.number, time.perf_counter())
+            if time.perf_counter() - first_s < WRITE_GRACE_S:
+                return None
+        self._fill_since.pop(frame.number, None)
+        return image
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -387,31 +404,9 @@ class Worker:
             )
 
     def _record_skipped(self, skipped: SkippedRun) -> None:
-        run = self.run
-        if run is None:
-            return
-        with self.lock:
-            for offset, index in enumerate(skipped.indices):
-                for stage in self.stages:
-                    if isinstance(stage.grouping, SingleFrame):
-                        group = FrameGroup((skipped.first + offset,), index, None)
-                        run.mark_missing(stage, group, None)
-                    run.row(
-                        frame=skipped.first + offset,
-                        index=format_index(index),
-                        source="skipped",
-                        stage=stage.name,
-                        status=FrameStatus.SKIPPED,
-                    )
-            if skipped.count > len(skipped.indices):
-                first = skipped.first + len(skipped.indices)
-                last = skipped.first + skipped.count - 1
-                run.row(
-                    frame=f"{first}-{last}",
-                    source="skipped",
-                    stage="*",
-                    status=FrameStatus.SKIPPED,
-                )
+        if self.run is not None:
+            with self.lock:
+                self.run.skipped_rows(self.stages, skipped)
 
     # -- focus, live mode and the display ---------------------------------------------------
 

@@ -29,6 +29,14 @@ import numpy as np
 import scipy.fft as sfft
 
 from ._camera import CameraParams, expose
+from ._grids import (
+    add_wrapped,
+    band_limit_to_coarse,
+    coarse_band,
+    crop_wrapped,
+    next_fast_even,
+    phase_ramp,
+)
 from ._optics import OpticsParams, otf_rfft, sr_otf_rfft
 from ._samples import Sample, Structure, make_sample, parse_structure
 from ._sim_pattern import SimPatternParams, pattern_index_to_angle_phase
@@ -111,85 +119,6 @@ def _non_negative(image: np.ndarray) -> np.ndarray:
     """Clip the tiny negative ringing of band-limited rendering; photons cannot be negative."""
     out: np.ndarray = np.maximum(image, 0.0).astype(np.float32)
     return out
-
-
-def _next_fast_even(n: int) -> int:
-    size = sfft.next_fast_len(n, real=True)
-    while size % 2:
-        size = sfft.next_fast_len(size + 1, real=True)
-    return int(size)
-
-
-def _phase_ramp(
-    shape: tuple[int, int], shift_px: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Separable rfft-grid factors that shift an image by sub-pixel amounts: out(x) = in(x + s).
-
-    Returned as a column and a row, so applying them costs two broadcasts, not a 2-D ``exp``.
-    """
-    ky = np.fft.fftfreq(shape[0])
-    kx = np.fft.rfftfreq(shape[1])
-    column = np.exp(2j * np.pi * ky * shift_px[0]).astype(np.complex64)[:, None]
-    row = np.exp(2j * np.pi * kx * shift_px[1]).astype(np.complex64)[None, :]
-    return column, row
-
-
-def _wrapped_pieces(start: int, length: int, period: int) -> list[tuple[slice, slice]]:
-    """(source, destination) slices covering ``start .. start+length`` on a periodic axis."""
-    if length > period:
-        raise ValueError(f"window of {length} px is larger than the periodic sample ({period} px)")
-    start %= period
-    first = min(length, period - start)
-    pieces = [(slice(start, start + first), slice(0, first))]
-    if first < length:
-        pieces.append((slice(0, length - first), slice(first, length)))
-    return pieces
-
-
-def _crop_wrapped(image: np.ndarray, top: int, left: int, shape: tuple[int, int]) -> np.ndarray:
-    """Copy of a window of a periodic image (plain slices: at most four pieces)."""
-    out = np.empty(shape, image.dtype)
-    for src_r, dst_r in _wrapped_pieces(top, shape[0], image.shape[0]):
-        for src_c, dst_c in _wrapped_pieces(left, shape[1], image.shape[1]):
-            out[dst_r, dst_c] = image[src_r, src_c]
-    return out
-
-
-def _add_wrapped(
-    image: np.ndarray, top: int, left: int, shape: tuple[int, int], value: float
-) -> None:
-    """Add ``value`` over a window of a periodic image, in place."""
-    for src_r, _ in _wrapped_pieces(top, shape[0], image.shape[0]):
-        for src_c, _ in _wrapped_pieces(left, shape[1], image.shape[1]):
-            image[src_r, src_c] += value
-
-
-def _band_limit_to_coarse(fine: np.ndarray, factor: int) -> np.ndarray:
-    """Exact band-limited resampling onto a grid ``factor`` times coarser.
-
-    Values are integrals over the coarse pixel (sum of the fine pixels it covers), band-limited
-    at the coarse Nyquist frequency: what the optics passes is kept exactly.
-    """
-    coarse_shape = (fine.shape[0] // factor, fine.shape[1] // factor)
-    spec = sfft.rfft2(fine.astype(np.float32), workers=-1)
-    small = _coarse_band(spec, (int(fine.shape[0]), int(fine.shape[1])), coarse_shape)
-    coarse: np.ndarray = sfft.irfft2(small, s=coarse_shape, workers=-1).astype(np.float32)
-    return coarse
-
-
-def _coarse_band(
-    spec: np.ndarray, fine_shape: tuple[int, int], coarse_shape: tuple[int, int]
-) -> np.ndarray:
-    """The part of a fine-grid rfft2 spectrum below the coarse grid's Nyquist frequency.
-
-    Laid out as the coarse grid's rfft2 spectrum; the Nyquist row and column are dropped.
-    """
-    ch, cw = coarse_shape
-    small = np.zeros((ch, cw // 2 + 1), np.complex64)
-    small[: ch // 2] = spec[: ch // 2, : cw // 2 + 1]
-    small[ch // 2 + 1 :] = spec[fine_shape[0] - ch // 2 + 1 :, : cw // 2 + 1]
-    small[:, cw // 2] = 0
-    return small
 
 
 class SimMicroscope:
@@ -340,8 +269,8 @@ class SimMicroscope:
         fine_shape = (2 * rows * _FINE, 2 * cols * _FINE)
         sample = make_sample(self._structure, fine_shape, self.optics.sr_pixel_um, self._seed)
         layers = (
-            _band_limit_to_coarse(sample.static, _FINE),
-            _band_limit_to_coarse(sample.mobile, _FINE),
+            band_limit_to_coarse(sample.static, _FINE),
+            band_limit_to_coarse(sample.mobile, _FINE),
         )
         whole = layers[0] + layers[1]
         otf0 = otf_rfft(whole.shape, self.optics.pixel_um, self.optics, 0.0)
@@ -379,7 +308,7 @@ class SimMicroscope:
             static_off, mobile_off = self._offsets_px(now)
             rows, cols = self._frame_shape
             top, left = round(static_off[0]), round(static_off[1])
-            dose_view = _crop_wrapped(self._dose_ms, top, left, (rows, cols))
+            dose_view = crop_wrapped(self._dose_ms, top, left, (rows, cols))
             survival = np.exp2(-dose_view / np.float32(self.bleach_half_dose_s * 1000.0))
             record = FrameRecord(
                 index=self._frames_taken,
@@ -396,7 +325,7 @@ class SimMicroscope:
             )
             if record.photon_scale > 0:
                 # SIM patterns average to 1, so one exposure's mean dose is the same
-                _add_wrapped(self._dose_ms, top, left, (rows, cols), record.photon_scale)
+                add_wrapped(self._dose_ms, top, left, (rows, cols), record.photon_scale)
             self._frames_taken += 1
             return record
 
@@ -421,7 +350,7 @@ class SimMicroscope:
         assert self._layers_camera is not None
         rows, cols = self._frame_shape
         margin = self._margin_px(defocus_um)
-        size = (_next_fast_even(rows + 2 * margin), _next_fast_even(cols + 2 * margin))
+        size = (next_fast_even(rows + 2 * margin), next_fast_even(cols + 2 * margin))
         pad = ((size[0] - rows) // 2, (size[1] - cols) // 2)
         bleach = np.pad(
             record.bleach_factor,
@@ -433,8 +362,8 @@ class SimMicroscope:
             self._layers_camera, (record.static_offset_px, record.mobile_offset_px), strict=True
         ):
             top, left = math.floor(offset[0]), math.floor(offset[1])
-            patch = _crop_wrapped(layer, top - pad[0], left - pad[1], size) * bleach
-            column, row = _phase_ramp(size, (offset[0] - top, offset[1] - left))
+            patch = crop_wrapped(layer, top - pad[0], left - pad[1], size) * bleach
+            column, row = phase_ramp(size, (offset[0] - top, offset[1] - left))
             layer_spectrum = sfft.rfft2(patch, workers=1)
             layer_spectrum *= column
             layer_spectrum *= row
@@ -454,8 +383,8 @@ class SimMicroscope:
         sample = self.sample
         rows, cols = self._frame_shape
         size = (
-            _next_fast_even(_FINE * (rows + 2 * margin_px)),
-            _next_fast_even(_FINE * (cols + 2 * margin_px)),
+            next_fast_even(_FINE * (rows + 2 * margin_px)),
+            next_fast_even(_FINE * (cols + 2 * margin_px)),
         )
         pad = ((size[0] - _FINE * rows) // 2, (size[1] - _FINE * cols) // 2)
         bleach = np.repeat(np.repeat(record.bleach_factor, _FINE, 0), _FINE, 1)
@@ -472,8 +401,8 @@ class SimMicroscope:
         ):
             fy, fx = offset[0] * _FINE, offset[1] * _FINE
             top, left = math.floor(fy), math.floor(fx)
-            patch = _crop_wrapped(layer, top - pad[0], left - pad[1], size) * bleach
-            column, row = _phase_ramp(size, (fy - top, fx - left))
+            patch = crop_wrapped(layer, top - pad[0], left - pad[1], size) * bleach
+            column, row = phase_ramp(size, (fy - top, fx - left))
             spectrum += sfft.rfft2(patch, workers=-1) * column * row
         return spectrum, size, pad
 
@@ -498,7 +427,7 @@ class SimMicroscope:
         q = round(defocus_um / _DEFOCUS_QUANTUM_UM) * _DEFOCUS_QUANTUM_UM
         spec *= otf_rfft(size, self.optics.sr_pixel_um, self.optics, q)
         coarse = (size[0] // _FINE, size[1] // _FINE)
-        image = sfft.irfft2(_coarse_band(spec, size, coarse), s=coarse, workers=-1)
+        image = sfft.irfft2(coarse_band(spec, size, coarse), s=coarse, workers=-1)
         cp = (pad[0] // _FINE, pad[1] // _FINE)
         image = image[cp[0] : cp[0] + rows, cp[1] : cp[1] + cols] * self._photons_per_unit(record)
         return _non_negative(image)

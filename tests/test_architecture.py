@@ -1,0 +1,110 @@
+"""The house rules, checked: layers without cycles, small modules, a light import."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import live_restore
+
+PACKAGE = Path(live_restore.__file__).parent
+MAX_MODULE_LINES = 500
+
+
+def _part_of(module: str) -> str | None:
+    """``live_restore.inference._session`` -> ``inference`` (a top-level module is its own part)."""
+    parts = module.split(".")
+    if parts[0] != "live_restore" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def _imports(path: Path) -> set[str]:
+    """Every live_restore module ``path`` imports, at the top or inside functions (lazily)."""
+    # the package a relative import starts from: the folder the module lives in
+    package = list(path.relative_to(PACKAGE.parent).parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                name = ".".join([*base, node.module] if node.module else base)
+            else:
+                name = node.module or ""
+            found.add(name)
+            # `from . import x` / `from live_restore import frames`: the names may be modules
+            found.update(f"{name}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.startswith("live_restore")}
+
+
+def _graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        source = _part_of(module)
+        if source is None:  # live_restore/__init__.py: the lazy public surface
+            continue
+        for imported in _imports(path):
+            target = _part_of(imported)
+            is_module = (PACKAGE / target).is_dir() or (PACKAGE / f"{target}.py").is_file()
+            if target and target != source and is_module:
+                edges.setdefault(source, set()).add(target)
+    return edges
+
+
+def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycle_between_subpackages_lazy_imports_included():
+    edges = _graph()
+    assert _cycle(edges) is None, f"import cycle: {' -> '.join(_cycle(edges) or [])}"
+    # the bottom layer imports nothing of ours; the GUI-free layers never reach the viewer
+    assert not edges.get("frames")
+    for part in ("frames", "simulate", "models", "inference", "focus", "acquisition"):
+        assert "viewer" not in edges.get(part, set()), part
+
+
+def test_no_module_is_over_the_size_of_one_idea():
+    sizes = {
+        str(p.relative_to(PACKAGE)): len(p.read_text(encoding="utf-8").splitlines())
+        for p in PACKAGE.rglob("*.py")
+    }
+    big = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES}
+    assert not big, f"modules over {MAX_MODULE_LINES} lines: {big}"
+
+
+def test_import_is_light_and_the_public_names_resolve():
+    code = (
+        "import sys, live_restore\n"
+        "heavy = [m for m in ('torch', 'napari', 'qtpy', 'PyQt6') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"import live_restore loaded {done.stdout.strip()}"
+    for name in ("load_model", "RestoreHook", "HookConfig", "build_hook", "demo_core"):
+        assert name in live_restore.__all__
+    for name in live_restore.__all__:
+        assert getattr(live_restore, name) is not None, name
