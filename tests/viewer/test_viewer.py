@@ -97,6 +97,27 @@ def test_bad_choices_are_refused_with_a_message_and_nothing_starts(window):
     assert not dock.running and not dock.start_button.isChecked()
 
 
+def test_the_dock_saves_its_settings_and_loads_them_back(window, tmp_path):
+    from live_restore import HookConfig
+
+    dock = window.dock
+    dock.process.setCurrentText("latest")
+    dock.hold_focus.setChecked(True)
+    saved = dock.save_config(tmp_path / "hook.yaml")
+    config = HookConfig.from_file(saved)
+    assert config.models == ["richardson-lucy"] and config.process == "latest"
+    assert config.focus is not None and config.focus.hold is not None
+    assert config.output == tmp_path / "restored"
+    # another set-up, then the file: the controls show what was saved
+    dock.process.setCurrentText("all")
+    dock.hold_focus.setChecked(False)
+    dock.output.setText("")
+    assert dock.load_config(saved) == config
+    assert dock.process.currentText() == "latest" and dock.hold_focus.isChecked()
+    assert dock.output.text() == str(tmp_path / "restored")
+    assert dock.hook_config() == config
+
+
 def test_mda_fills_both_layers_from_the_stores_and_they_match_what_was_saved(window, qtbot):
     dock = window.dock
     assert dock.start()
