@@ -267,20 +267,44 @@ def test_cancel_mid_set_reports_the_incomplete_set_and_never_restores_it(core, t
     assert summary["canceled"] is True and summary["finished"] == "canceled"
 
 
-def test_pause_is_seen_by_the_hook(fast_core, tmp_path):
-    seen_paused: list[bool] = []
+def test_pause_is_seen_by_the_hook_and_cleared_by_a_cancel(fast_core, tmp_path):
+    # the runner pauses at the next event boundary; wait for that, then ask the hook
+    seen: dict[str, bool] = {}
 
-    def pause_once(image, event, meta):
-        if event.index["t"] == 2:
+    def pause_at_t2(image, event, meta):
+        if event.index["t"] == 2 and "asked" not in seen:
+            seen["asked"] = True
             fast_core.mda.set_paused(True)
-            threading.Timer(0.3, fast_core.mda.set_paused, args=(False,)).start()
+            threading.Thread(target=check_then_resume, daemon=True).start()
 
-    fast_core.mda.events.frameReady.connect(pause_once)
-    with RestoreHook(fast_core, IdentityRestorer(), stats_interval_s=0.05) as hook:
-        hook.events.stats.connect(lambda s: seen_paused.append(s.paused))
+    def check_then_resume():
+        deadline = time.monotonic() + 30
+        while not fast_core.mda.is_paused() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        seen["paused_while_paused"] = hook.stats().paused
+        fast_core.mda.set_paused(False)
+
+    fast_core.mda.events.frameReady.connect(pause_at_t2)
+    with RestoreHook(fast_core, IdentityRestorer()) as hook:
         hook.run(useq.MDASequence(time_plan={"interval": 0.02, "loops": 6}))
-    fast_core.mda.events.frameReady.disconnect(pause_once)
-    assert True in seen_paused and hook.report.frames_restored == 6
+    fast_core.mda.events.frameReady.disconnect(pause_at_t2)
+    assert seen["paused_while_paused"] is True and hook.report.frames_restored == 6
+    assert hook.stats().paused is False
+
+    # pause, then cancel while paused: nothing stays paused into the next acquisition
+    def pause_then_cancel(image, event, meta):
+        if event.index["t"] == 1:
+            fast_core.mda.set_paused(True)
+            threading.Timer(0.05, fast_core.mda.cancel).start()
+
+    fast_core.mda.events.frameReady.connect(pause_then_cancel)
+    with RestoreHook(fast_core, IdentityRestorer()) as hook:
+        hook.run(useq.MDASequence(time_plan={"interval": 0.02, "loops": 50}))
+        assert hook.stats().paused is False
+        fast_core.mda.events.frameReady.disconnect(pause_then_cancel)
+        hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 3}))
+        assert hook.stats().paused is False
+    assert hook.report.frames_received < 53
 
 
 def test_live_mode_frames_are_restored_for_display(fast_core):
@@ -519,3 +543,48 @@ def test_restored_view_reads_the_store_during_and_after_the_run(fast_core, tmp_p
     assert view is views[0]
     for t in range(4):
         np.testing.assert_array_equal(np.asarray(view[t, 0]), restored[t, 0])
+
+
+class Scribbles(IdentityRestorer):
+    """A user's bug: it writes into its input."""
+
+    name = "scribbles"
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        frame[...] = 0
+        return super().__call__(frame)
+
+
+def test_a_stage_that_writes_into_its_input_cannot_touch_raw_frames(fast_core, tmp_path):
+    delivered: list[np.ndarray] = []
+    fast_core.mda.events.frameReady.connect(lambda image, *_: delivered.append(image.copy()))
+    errors: list[StageError] = []
+    out = tmp_path / "run"
+    with RestoreHook(fast_core, [Scribbles(), IdentityRestorer()], output=out) as hook:
+        hook.events.error.connect(errors.append)
+        hook.run(_sequence(8))
+    raw = _array(out / "raw.ome.zarr")[:, 0]
+    # every raw frame on disk, and the newest shown, is what the camera delivered
+    np.testing.assert_array_equal(raw, np.stack(delivered))
+    np.testing.assert_array_equal(hook.latest_raw().image, delivered[-1])
+    # the next stage got the true frames; the scribbler's failures are named frame by frame
+    np.testing.assert_array_equal(
+        _array(out / "identity.ome.zarr")[:, 0], np.stack([IdentityRestorer()(f) for f in raw])
+    )
+    failed = sorted(e.frame for e in errors if e.stage == "scribbles" and e.kind == "exception")
+    assert failed == list(range(5)) and "read-only" in errors[0].message  # then disabled
+    assert "scribbles" in hook.report.disabled_stages
+
+
+def test_a_stage_that_declares_it_writes_its_input_gets_a_copy(fast_core, tmp_path):
+    class ScribblesKnowingly(Scribbles):
+        name = "scribbles-knowingly"
+        writes_input = True
+
+    delivered: list[np.ndarray] = []
+    fast_core.mda.events.frameReady.connect(lambda image, *_: delivered.append(image.copy()))
+    out = tmp_path / "run"
+    with RestoreHook(fast_core, ScribblesKnowingly(), output=out) as hook:
+        hook.run(_sequence(6))
+    assert hook.report.frames_restored == 6 and hook.report.errors == 0
+    np.testing.assert_array_equal(_array(out / "raw.ome.zarr")[:, 0], np.stack(delivered))

@@ -130,7 +130,9 @@ class RestoreHook:
             self.hold,
             self._live,
         )
-        self._worker.paused = lambda: self._paused
+        # the runner's own state: a pause it has not honoured yet (mid-event, or a whole
+        # hardware-sequenced burst) is not shown as paused, and a cancel clears it
+        self._worker.paused = lambda: bool(core.mda.is_paused())
         self._connections: list[tuple[Any, Callable[..., Any]]] = []
         self._open = False
         self._closed_report: HookReport | None = None
@@ -139,7 +141,6 @@ class RestoreHook:
         self._acquiring = False
         self._canceled = False
         self._next_number = 0
-        self._paused = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -322,7 +323,6 @@ class RestoreHook:
         self._runs_started += 1
         self._acquiring = True
         self._canceled = False
-        self._paused = False
         self._next_number = 0
         view = self.core.mda.get_view()
         self._intake.can_spill = view is not None
@@ -346,14 +346,18 @@ class RestoreHook:
         self._canceled = True
 
     def _on_sequence_finished(self, sequence: Any) -> None:
-        self._paused = False
         if self._acquiring:
             self._acquiring = False
             self._worker.acquisitions_ended = self._runs_started
             self._intake.put_marker(SequenceEnd(sequence, canceled=self._canceled))
 
     def _on_pause_toggled(self, paused: bool) -> None:
-        self._paused = bool(paused)
+        if paused and not self.core.mda.is_paused():
+            # the runner pauses only between events: say so instead of showing a pause
+            logger.warning(
+                "pause requested while an event is acquiring (a hardware-sequenced burst "
+                "cannot be paused): the acquisition pauses when the event ends"
+            )
 
     def _live_on(self) -> None:
         if self._live is not None:

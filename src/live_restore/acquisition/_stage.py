@@ -95,7 +95,7 @@ class StageRunner:
     def _run_batch(self, groups: list[FrameGroup]) -> dict[int, StageOutcome]:
         started = time.perf_counter()
         try:
-            stack = np.stack([g.frames for g in groups if g.frames is not None])
+            stack = np.stack([g.frames for g in groups if g.frames is not None])  # a copy
             outputs = self.executor.run(self.restorer, stack, batched=True)
             restored = [self._checked(out, stack.shape[-2:]) for out in outputs]
             if len(restored) != len(groups):
@@ -117,6 +117,8 @@ class StageRunner:
         assert frames is not None  # complete groups carry frames
         started = time.perf_counter()
         try:
+            if self.restorer.writes_input:  # its own copy: camera memory stays as delivered
+                frames = np.array(frames, copy=True)
             output = self.executor.run(self.restorer, frames, batched=False)
             restored = self._checked(output, frames.shape[-2:])
         except _BadOutput as e:

@@ -29,6 +29,8 @@ class Restorer(Protocol):
     """Which frames it restores together (:class:`SingleFrame` for most)."""
     max_batch: int
     """Most inputs one :meth:`restore_batch` call takes (1: it cannot batch)."""
+    writes_input: bool
+    """True if it writes into its input: then it gets a copy (others get read-only views)."""
 
     def provenance(self) -> dict[str, str]:
         """Everything needed to reproduce the output: model, weights, parameters, version."""
@@ -57,6 +59,7 @@ class RestorerBase:
     scale: int = 1
     grouping: Grouping = SingleFrame()  # stateless, so one instance can serve every subclass
     max_batch: int = 1
+    writes_input: bool = False
 
     def provenance(self) -> dict[str, str]:
         """At least the name; subclasses add what reproduces their output."""
@@ -74,7 +77,16 @@ class RestorerBase:
         """Nothing to release."""
 
 
-_REQUIRED = ("name", "scale", "grouping", "max_batch", "provenance", "restore_batch", "close")
+_REQUIRED = (
+    "name",
+    "scale",
+    "grouping",
+    "max_batch",
+    "writes_input",
+    "provenance",
+    "restore_batch",
+    "close",
+)
 
 
 def check_restorer(stage: object) -> Restorer:
