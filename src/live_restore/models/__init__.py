@@ -4,6 +4,7 @@ from ._grow import grow_dfcan
 from ._normalise import FrameScale, frame_scale
 from ._registry import ARCHITECTURES, build_network, load_network, register_architecture
 from ._spec import (
+    Architecture,
     ModelLoadError,
     ModelSpec,
     ModelTask,
@@ -21,6 +22,7 @@ from .unet import RefocusUNet
 __all__ = [
     "ARCHITECTURES",
     "DFCAN",
+    "Architecture",
     "DFGANDiscriminator",
     "FocusNet",
     "FrameScale",

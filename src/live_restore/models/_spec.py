@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 __all__ = [
+    "Architecture",
     "ModelLoadError",
     "ModelSpec",
     "ModelTask",
@@ -58,19 +66,30 @@ class Normalisation(BaseModel):
     )
 
 
-class ModelSpec(BaseModel):
-    """Contents of model.yaml."""
+class Architecture(BaseModel):
+    """The network a model is: its task, builder and arguments, grids and normalisation.
 
-    model_config = ConfigDict(extra="forbid")
+    What a training recipe builds and what model.yaml describes: :class:`ModelSpec` is an
+    Architecture plus the model's name, optics, training and evaluation records and weights.
+    """
 
-    name: str = Field(description="Registry name, e.g. dfcan-sr2x.")
-    task: ModelTask
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: ModelTask = Field(description="What the model does to a frame.")
     architecture: str = Field(description="Builder in models.ARCHITECTURES.")
     arguments: dict[str, Any] = Field(default_factory=dict, description="Builder arguments.")
     scale: int = Field(1, ge=1, le=4, description="Output grid / input grid.")
     multiple_of: int = Field(1, ge=1, description="Input sides the network needs, padded to.")
     patch_size: int | None = Field(None, description="Patch side for patch-wise models (px).")
     normalisation: Normalisation = Normalisation()
+
+
+class ModelSpec(Architecture):
+    """Contents of model.yaml: the architecture's fields, with the name first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+    name: str = Field(description="Registry name, e.g. dfcan-sr2x.")
     optics: dict[str, float] = Field(
         default_factory=dict, description="NA, emission_wavelength_nm, pixel_um trained for."
     )
@@ -78,6 +97,19 @@ class ModelSpec(BaseModel):
     evaluation: dict[str, Any] = Field(default_factory=dict, description="Measured figures.")
     weights_file: str = "weights.safetensors"
     weights_sha256: str = Field("", description="sha256 of the weights file.")
+
+    @model_serializer(mode="wrap")
+    def _name_first(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # inherited fields come first in pydantic's order; model.yaml has always begun with name
+        data: dict[str, Any] = handler(self)
+        return {key: data[key] for key in ("name",) if key in data} | data
+
+    @property
+    def network(self) -> Architecture:
+        """The architecture part of this description (what a training recipe names)."""
+        return Architecture.model_validate(
+            {field: getattr(self, field) for field in Architecture.model_fields}
+        )
 
 
 def engines_dir() -> Path:
