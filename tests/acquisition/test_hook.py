@@ -463,27 +463,65 @@ def test_a_model_stage_that_falls_behind_batches_and_matches_frame_by_frame(fast
     np.testing.assert_allclose(restored, alone, rtol=1e-4, atol=1e-3 * float(alone.max()))
 
 
-def test_close_with_a_hung_stage_reports_exactly_what_was_left(fast_core, tmp_path):
-    release = threading.Event()
+class Hangs(IdentityRestorer):
+    """Never returns from its first frame until the test lets it go."""
 
-    class Hangs(IdentityRestorer):
-        name = "hangs"
+    name = "hangs"
 
-        def __call__(self, frame: np.ndarray) -> np.ndarray:
-            release.wait(30)
-            return super().__call__(frame)
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
 
-    out = tmp_path / "run"
-    hook = RestoreHook(fast_core, Hangs(), output=out, drain_timeout_s=0.3, progress=False)
-    with hook:
-        hook.run(_sequence(6))
-    release.set()
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        self.release.wait(120)
+        return super().__call__(frame)
+
+
+def _assert_every_undone_frame_is_named(out: Path, hook, errors, frames: int) -> None:
     report = hook.report
     assert report.stalled_stage == "hangs" and not report.complete
-    assert sorted(report.undone) == list(range(6))  # frame 0 in the stage, 1-5 waiting
-    assert _array(out / "raw.ome.zarr").shape[0] == 6  # raw complete regardless
+    assert sorted(report.undone) == list(range(frames))  # frame 0 in the stage, the rest waiting
+    assert _array(out / "raw.ome.zarr").shape[0] == frames  # raw complete regardless
+    undone_rows = [r for r in _rows(out) if r["status"] == "undone"]
+    assert sorted(int(r["frame"]) for r in undone_rows) == list(range(frames))
+    assert all("'hangs' never returned" in r["error"] for r in undone_rows)
+    named = sorted(e.frame for e in errors if e.kind == "undone" and e.stage == "hangs")
+    assert named == list(range(frames))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["finished"] == "closed before restoration finished"
+    attrs = zarr.open_group(str(out / "hangs.ome.zarr"), mode="r").attrs["live_restore"]
+    assert attrs["missing"] == [f"t={t};c=0" for t in range(frames)]
+
+
+def test_close_with_a_hung_stage_reports_exactly_what_was_left(fast_core, tmp_path):
+    release = threading.Event()
+    out = tmp_path / "run"
+    errors: list[StageError] = []
+    hook = RestoreHook(fast_core, Hangs(release), output=out, drain_timeout_s=0.3, progress=False)
+    with hook:
+        hook.events.error.connect(errors.append)
+        hook.run(_sequence(6))
+    release.set()
+    _assert_every_undone_frame_is_named(out, hook, errors, 6)
+
+
+@pytest.mark.slow
+def test_a_hung_stage_with_default_settings_still_lets_close_return(fast_core, tmp_path):
+    """No timeout given: close() gives up after stall_timeout_s (20 s) without progress."""
+    release = threading.Event()
+    out = tmp_path / "run"
+    errors: list[StageError] = []
+    hook = RestoreHook(fast_core, Hangs(release), output=out, progress=False)
+    assert hook.config.drain_timeout_s is None and hook.config.stall_timeout_s == 20.0
+    hook.open()
+    hook.events.error.connect(errors.append)
+    hook.run(_sequence(4))
+    closer = threading.Thread(target=hook.close)
+    closer.start()
+    closer.join(120)  # liveness only: without the stall rule this would wait forever
+    release.set()
+    assert not closer.is_alive()
+    _assert_every_undone_frame_is_named(out, hook, errors, 4)
 
 
 class _DefocusFromTruth:

@@ -67,7 +67,15 @@ class HookConfig(_Strict):
         None, description="Folder for restored stores, frames.csv and summary.json."
     )
     drain_timeout_s: float | None = Field(
-        None, gt=0.0, description="On close, how long to finish pending work (None: until done)."
+        None,
+        gt=0.0,
+        description="On close, the most time to finish pending work (None: while it progresses).",
+    )
+    stall_timeout_s: float = Field(
+        20.0,
+        gt=0.0,
+        description="On close, give up when no stage call finished for this long (s), or for "
+        "5x the slowest call so far if that is longer; what is left is recorded as undone.",
     )
     live: bool = Field(True, description="Also restore live mode (display only).")
     progress: bool = Field(True, description="A progress bar while pending work finishes.")

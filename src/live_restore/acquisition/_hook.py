@@ -48,6 +48,7 @@ _OPTIONS = (
     "max_batch",
     "max_consecutive_failures",
     "drain_timeout_s",
+    "stall_timeout_s",
     "progress",
     "live",
     "stats_interval_s",
@@ -204,7 +205,15 @@ class RestoreHook:
             self._worker.error(what, None, "close", f"{type(e).__name__}: {e}")
 
     def _drain(self) -> None:
-        deadline = None if self.drain_timeout_s is None else time.monotonic() + self.drain_timeout_s
+        """Wait while the worker makes progress; give up on a stall, a timeout or a Ctrl-C.
+
+        The wait is bounded by the work itself: it ends when no stage call has finished for
+        ``stall_timeout_s`` (or 5x the slowest call so far, if longer), or after
+        ``drain_timeout_s`` when one is set. A Ctrl-C during the wait gives up at once.
+        """
+        worker = self._worker
+        started = last_progress_s = time.monotonic()
+        seen = worker.progress
         pending = self._intake.frames_waiting
         bar = None
         if self.progress and pending > 0:
@@ -214,34 +223,25 @@ class RestoreHook:
             bar.start()
             task = bar.add_task("finishing restoration", total=pending)
         try:
-            while not self._worker.join(0.1):
+            while not worker.join(0.1):
                 if bar is not None:
                     bar.update(task, completed=pending - self._intake.frames_waiting)
-                if deadline is not None and time.monotonic() > deadline:
-                    self._give_up()
+                now = time.monotonic()
+                if worker.progress != seen:
+                    seen, last_progress_s = worker.progress, now
+                stall_s = max(self.config.stall_timeout_s, 5 * worker.slowest_call_s)
+                if now - last_progress_s > stall_s:
+                    worker.abandon(f"no progress for {stall_s:.0f} s when the hook closed")
                     break
+                if self.drain_timeout_s is not None and now - started > self.drain_timeout_s:
+                    worker.abandon(f"the drain timeout ({self.drain_timeout_s:g} s) ran out")
+                    break
+        except KeyboardInterrupt:
+            worker.abandon("interrupted (Ctrl-C) while finishing")
+            raise
         finally:
             if bar is not None:
                 bar.stop()
-
-    def _give_up(self) -> None:
-        worker = self._worker
-        with worker.lock:
-            worker.abandoned.set()
-            counters = worker.counters
-            for item in self._intake.drop_all():
-                if isinstance(item, IntakeFrame):
-                    counters.undone.append(item.number)
-            if worker.current_call is not None:
-                stage, frames = worker.current_call
-                counters.stalled_stage = stage
-                counters.undone[:0] = [f for f in frames if f not in counters.undone]
-            worker.finish_run(canceled=False, reason="closed before restoration finished")
-        logger.warning(
-            "RestoreHook closed with %d frames not restored%s",
-            len(counters.undone),
-            f" (stage {counters.stalled_stage!r} never returned)" if counters.stalled_stage else "",
-        )
 
     # -- queries ----------------------------------------------------------------------------
 

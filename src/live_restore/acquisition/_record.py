@@ -18,7 +18,16 @@ from typing import Any
 import numpy as np
 
 from live_restore._version import __version__
-from live_restore.frames import FrameGroup, FrameStatus, Policy, SingleFrame, format_index
+from live_restore.frames import (
+    FrameGroup,
+    FrameIndex,
+    FrameStatus,
+    IndexKey,
+    Policy,
+    SingleFrame,
+    format_index,
+    index_key,
+)
 
 from ._intake import SkippedRun
 from ._sinks import FrameTable, RestoredSink, SinkError
@@ -43,6 +52,7 @@ class RunRecord:
     policy: Policy
     on_error: ErrorReporter
     frames: int = 0
+    raw_shape: tuple[int, ...] | None = None  # (rows, columns) of the camera's frames, once seen
     refused: dict[str, str] = field(default_factory=dict)  # stage -> why it sits this one out
     sinks: dict[str, RestoredSink | None] = field(default_factory=dict)
     views: dict[str, Any] = field(default_factory=dict)  # stage -> live view of its store
@@ -98,6 +108,7 @@ class RunRecord:
         """Leave the group's output position as fill, listed in the store's ``missing``."""
         if self.folder is None:
             return
+        raw_shape = raw_shape or self.raw_shape
         if stage.name not in self.sinks and raw_shape is not None:
             self._open_sink(stage, (raw_shape[-2], raw_shape[-1]))
         sink = self.sinks.get(stage.name)
@@ -181,6 +192,23 @@ class RunRecord:
             self.row(
                 frame=f"{first}-{last}", source="skipped", stage="*", status=FrameStatus.SKIPPED
             )
+
+    def undone(self, stage: StageRunner, frames: list[tuple[int, FrameIndex]], why: str) -> None:
+        """Rows and missing outputs for frames ``stage`` will never restore (close gave up)."""
+        outputs: dict[IndexKey, FrameIndex] = {}  # a set's frames share one output
+        for number, index in frames:
+            self.row(
+                frame=number,
+                index=format_index(index),
+                stage=stage.name,
+                status=FrameStatus.UNDONE,
+                error=why,
+            )
+            removed = stage.grouping.removed_axis
+            output = {k: v for k, v in index.items() if k != removed}
+            outputs.setdefault(index_key(output), output)
+        for output in outputs.values():
+            self.mark_missing(stage, FrameGroup((-1,), output, None), None)
 
     # -- the end ----------------------------------------------------------------------------
 

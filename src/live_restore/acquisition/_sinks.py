@@ -72,7 +72,12 @@ def _dimensions(
     ]
 
 
-def _expected_keys(sequence: Any, removed_axis: str | None) -> Iterator[IndexKey] | None:
+def _output_index(index: FrameIndex, removed_axis: str | None) -> FrameIndex:
+    """The event index less the axis a group spans, in the event's own axis order."""
+    return {k: int(v) for k, v in index.items() if k != removed_axis}
+
+
+def _expected_outputs(sequence: Any, removed_axis: str | None) -> Iterator[FrameIndex] | None:
     """The store's positions in acquisition order; None when there is no MDASequence to walk.
 
     Not a generator itself: a generator function never returns None, and the caller needs
@@ -80,16 +85,17 @@ def _expected_keys(sequence: Any, removed_axis: str | None) -> Iterator[IndexKey
     """
     if not isinstance(sequence, useq.MDASequence):
         return None
-    return _distinct_keys(sequence, removed_axis)
+    return _distinct_outputs(sequence, removed_axis)
 
 
-def _distinct_keys(sequence: useq.MDASequence, removed_axis: str | None) -> Iterator[IndexKey]:
+def _distinct_outputs(sequence: useq.MDASequence, removed_axis: str | None) -> Iterator[FrameIndex]:
     # lazily: O(1) memory whatever the sequence's length
     previous: IndexKey | None = None
     for event in sequence.iter_events():
-        key = index_key(dict(event.index), removed_axis)
+        output = _output_index(dict(event.index), removed_axis)
+        key = index_key(output)
         if key != previous:
-            yield key
+            yield output
             previous = key
 
 
@@ -132,12 +138,12 @@ class RestoredSink:
         self._frame_shape = frame_shape
         self._pixel_um = pixel_um
         self._removed_axis = removed_axis
-        self._expected: Iterator[IndexKey] | None = None
+        self._expected: Iterator[FrameIndex] | None = None
         self._stream: Any = None
 
     def setup(self, sequence: Any) -> None:
         """Create the store with ``sequence``'s axes (other iterables: a time series)."""
-        self._expected = _expected_keys(sequence, self._removed_axis)
+        self._expected = _expected_outputs(sequence, self._removed_axis)
         rows, columns = self._frame_shape
         dims = _dimensions(sequence, self._removed_axis, columns, rows, self._pixel_um)
         try:
@@ -156,10 +162,10 @@ class RestoredSink:
             return
         key = index_key(index, self._removed_axis)
         for expected in self._expected:
-            if expected == key:
+            if index_key(expected) == key:
                 return
             self._stream.skip(frames=1)
-            self.missing.append(format_index(dict(expected)))
+            self.missing.append(format_index(expected))
         raise SinkError(
             f"{self.path}: output {format_index(index)} is not a later position of the "
             "sequence (out of order, or beyond its shape)"
@@ -181,7 +187,7 @@ class RestoredSink:
         try:
             self._advance_to(index)
             self._stream.skip(frames=1)
-            self.missing.append(format_index(index))
+            self.missing.append(format_index(_output_index(index, self._removed_axis)))
         except SinkError:
             raise
         except Exception as e:

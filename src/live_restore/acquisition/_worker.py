@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from live_restore.focus import DefocusReading, FocusHold, FocusMonitor
-from live_restore.frames import FrameGroup, FrameStatus, SingleFrame, format_index, read_only
+from live_restore.frames import (
+    FrameGroup,
+    FrameIndex,
+    FrameStatus,
+    SingleFrame,
+    format_index,
+    read_only,
+)
 
 from ._counters import Counters, HookReport
 from ._events import HookEvents, HookStats, LatencyWindow, RawFrame, RestoredFrame, StageError
@@ -78,7 +85,10 @@ class Worker:
         self.paused: Callable[[], bool] = lambda: False  # set by the hook: is the MDA paused
         self.acquisitions_ended = 0  # set by the hook's acquisition side as each one ends
         self.run: RunRecord | None = None
-        self.current_call: tuple[str, list[int]] | None = None  # stage and batch while it runs
+        self.current_stage: str | None = None  # the stage being called, while it runs
+        self.in_progress: list[tuple[int, FrameIndex]] = []  # the batch being restored
+        self.progress = 0  # counts finished stage calls and taken items: close() watches it
+        self.slowest_call_s = 0.0
         # display mailboxes: replaced whole, read from any thread
         self.latest_restored: dict[str, RestoredFrame] = {}
         self.latest_raw: RawFrame | None = None
@@ -106,6 +116,7 @@ class Worker:
         while not self.abandoned.is_set():
             items = self.intake.take(self._max_batch, timeout_s=0.05)
             if items:
+                self.progress += 1
                 self._handle(items)
             elif self._live is not None and (live := self._live.take()) is not None:
                 self._restore_live(*live)
@@ -306,6 +317,37 @@ class Worker:
                 summary["focus"]["hold"] = self.hold.summary()
         run.finish(self.stages, summary, asdict(self.report()))
 
+    def abandon(self, reason: str) -> None:
+        """Stop: close() gives up. Every frame not finished is recorded as undone.
+
+        Each gets a frames.csv row (status ``undone``) for every stage that had not recorded
+        it, a ``missing`` entry in those stages' stores and one error event naming the stage
+        that never returned; then the run's records are closed. The thread, if it ever comes
+        back from that stage, writes nothing more.
+        """
+        with self.lock:
+            self.abandoned.set()
+            stalled = self.current_stage
+            in_progress = list(self.in_progress)
+            waiting = [
+                (i.number, i.index) for i in self.intake.drop_all() if isinstance(i, IntakeFrame)
+            ]
+            names = [s.name for s in self.stages]
+            first = names.index(stalled) if stalled in names else 0
+            self.counters.stalled_stage = stalled
+            why = f"stage {stalled!r} never returned; {reason}" if stalled else reason
+            for position, stage in enumerate(self.stages):
+                frames = (in_progress if position >= first else []) + waiting
+                if self.run is not None:
+                    self.run.undone(stage, frames, why)
+            for number, _index in in_progress + waiting:
+                self.counters.undone.append(number)
+                self.error(stalled or "hook", number, "undone", f"not restored: {why}")
+            self.finish_run(canceled=False, reason="closed before restoration finished")
+        logger.warning(
+            "RestoreHook closed with %d frames not restored (%s)", len(self.counters.undone), why
+        )
+
     # -- restoring --------------------------------------------------------------------------
 
     def _restore(self, frames: list[_Taken]) -> None:
@@ -316,6 +358,8 @@ class Worker:
         run = self.run
         assert run is not None  # _begin_run made one
         run.frames += len(frames)
+        run.raw_shape = frames[0][1].shape
+        self.in_progress = [(f.number, f.index) for f, _image, _source in frames]
         for f, image, _source in frames:
             self._watch_focus(image, f.number, f.index, f.z_um)
         by_number = {f.number: (f, image, source) for f, image, source in frames}
@@ -330,16 +374,18 @@ class Worker:
                 groups += stage.grouping.add(f.number, f.index, image)
             if not groups:
                 continue
-            # every frame of the batch, not only the newest: a batch that never returns
-            # leaves all of them undone
-            self.current_call = (stage.name, sorted({n for g in groups for n in g.numbers}))
+            self.current_stage = stage.name
+            started_s = time.perf_counter()
             outcomes = stage.run(groups)
-            self.current_call = None
+            self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - started_s)
+            self.current_stage = None
+            self.progress += 1
             if self.abandoned.is_set():
                 return
             failed_frames |= self._record(stage, outcomes, by_number)
         newest, image, _source = frames[-1]
         self.latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
+        self.in_progress = []
         self.counters.frames_done += len(frames)
         self.counters.frames_failed += len(failed_frames & by_number.keys())
         self.counters.frames_restored += len(by_number.keys() - failed_frames)
