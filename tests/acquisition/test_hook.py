@@ -171,6 +171,12 @@ def test_stage_that_raises_on_frame_k_is_recorded_and_acquisition_goes_on(fast_c
     row = next(r for r in _rows(out) if r["stage"] == "flaky" and r["frame"] == str(k))
     assert row["status"] == "error" and "deliberate failure" in row["error"]
     assert hook.report.frames_failed == 1 and hook.report.frames_restored == FRAMES - 1
+    # the report names the frames; run.log keeps the whole traceback with the frame number
+    by_status = hook.report.frames_by_status
+    assert by_status["error"] == (k,) and by_status["restored"] == tuple(range(FRAMES))
+    log = (out / "run.log").read_text()
+    assert f"flaky on frame {k}: exception" in log
+    assert "Traceback (most recent call last)" in log and "in __call__" in log
 
 
 @pytest.mark.parametrize(("output", "needle"), [("nan", "non-finite"), ("shape", "shape")])

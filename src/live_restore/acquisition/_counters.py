@@ -8,6 +8,7 @@ and :class:`~._events.HookStats` are copies taken from both; nobody writes into 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["Counters", "HookReport"]
@@ -24,6 +25,11 @@ class Counters:
     runs: list[str] = field(default_factory=list)  # output folders
     undone: list[int] = field(default_factory=list)  # arrival numbers left when it gave up
     stalled_stage: str | None = None  # a stage that never returned
+    numbers: dict[str, set[int]] = field(default_factory=dict)  # status -> frames (any stage)
+
+    def note(self, status: str, numbers: Iterable[int]) -> None:
+        """Frames that ended in ``status`` in some stage."""
+        self.numbers.setdefault(str(status), set()).update(numbers)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,9 @@ class HookReport:
     errors: int = 0
     disabled_stages: dict[str, str] = field(default_factory=dict)
     peak_held_mb: float = 0.0
+    frames_by_status: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Arrival numbers per status (restored, error, unsaved, skipped, undone, dropped, ...):
+    a frame is listed under each status it ended in, in any stage."""
 
     @property
     def complete(self) -> bool:

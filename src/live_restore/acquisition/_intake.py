@@ -100,6 +100,7 @@ class Intake:
         self.frames_spilled = 0  # "all": frames to be read back from the raw store
         self.frames_skipped = 0  # "latest": frames replaced by newer ones
         self.frames_dropped = 0  # "all": neither held nor readable from a raw store
+        self.dropped_numbers: list[int] = []  # their arrival numbers
         self.can_spill = True  # False while the running MDA writes no raw store
 
     # -- acquisition side: O(1) ---------------------------------------------------------
@@ -120,6 +121,7 @@ class Intake:
             elif self.bytes_held + nbytes > self.memory_bound_bytes:
                 if not self.can_spill:
                     self.frames_dropped += 1
+                    self.dropped_numbers.append(frame.number)
                     return False
                 frame.image = None
                 self.frames_spilled += 1
@@ -151,10 +153,11 @@ class Intake:
         else:
             self._items.append(SkippedRun(waiting.number, 1, [waiting.index]))
 
-    def note_dropped(self) -> None:
+    def note_dropped(self, number: int) -> None:
         """The worker found a frame it could not read back: count it with the others."""
         with self._ready:
             self.frames_dropped += 1
+            self.dropped_numbers.append(number)
 
     def put_marker(self, marker: SequenceStart | SequenceEnd) -> None:
         """Hand over a sequence boundary, in order with the frames."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -57,6 +58,8 @@ class RunRecord:
     sinks: dict[str, RestoredSink | None] = field(default_factory=dict)
     views: dict[str, Any] = field(default_factory=dict)  # stage -> live view of its store
     _table: FrameTable | None = None
+    _log: TextIO | None = None
+    _log_failed: bool = False
 
     def open(self) -> None:
         """Create the folder and the frame table (nothing without a folder)."""
@@ -67,6 +70,22 @@ class RunRecord:
             self._table = FrameTable(self.folder / "frames.csv")
         except SinkError as e:
             self.on_error("frames.csv", None, "sink", str(e))
+
+    def log(self, line: str, trace: str = "") -> None:
+        """One line (and a traceback, if any) in run.log, opened at the first failure."""
+        if self.folder is None or self._log_failed:
+            return
+        try:
+            if self._log is None:
+                self._log = (self.folder / "run.log").open("a", encoding="utf-8")
+            stamp = datetime.now().isoformat(timespec="milliseconds")
+            self._log.write(f"{stamp} {line}\n")
+            if trace:
+                self._log.write(trace if trace.endswith("\n") else trace + "\n")
+            self._log.flush()
+        except OSError as e:  # reported once; the table and the events still say it all
+            self._log_failed = True
+            self.on_error("run.log", None, "sink", f"cannot write {self.folder / 'run.log'}: {e}")
 
     def row(self, **row: Any) -> None:
         """One frames.csv row (see ``TABLE_COLUMNS``); a failed write closes the table."""
@@ -232,6 +251,9 @@ class RunRecord:
         if self._table is not None:
             self._table.close()
             self._table = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         if self.folder is None:
             return
         per_stage = {}

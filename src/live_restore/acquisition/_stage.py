@@ -9,6 +9,7 @@ failures in a row the stage disables itself and says why.
 from __future__ import annotations
 
 import time
+import traceback
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ class StageOutcome:
     message: str = ""
     compute_ms: float = 0.0
     batch: int = 1
+    traceback: str = ""  # the full traceback of a failure (run.log keeps it)
 
 
 def _failure_kind(error: BaseException) -> str:
@@ -156,7 +158,10 @@ class StageRunner:
                 "still saved"
             )
         compute_ms = (time.perf_counter() - started) * 1000
-        return StageOutcome(group, None, FrameStatus.ERROR, kind, message, compute_ms)
+        trace = traceback.format_exc() if kind != "bad-output" else ""
+        return StageOutcome(
+            group, None, FrameStatus.ERROR, kind, message, compute_ms, traceback=trace
+        )
 
 
 class _BadOutput(ValueError):

@@ -147,13 +147,21 @@ class Worker:
             errors=c.errors,
             disabled_stages={s.name: s.disabled_reason for s in self.stages if s.disabled_reason},
             peak_held_mb=intake.peak_bytes_held / 2**20,
+            frames_by_status={
+                **{status: tuple(sorted(n)) for status, n in c.numbers.items()},
+                **({"dropped": tuple(intake.dropped_numbers)} if intake.dropped_numbers else {}),
+            },
         )
 
-    def error(self, stage: str, frame: int | None, kind: str, message: str) -> None:
-        """Count, log and emit one failure (``events.error``)."""
+    def error(
+        self, stage: str, frame: int | None, kind: str, message: str, trace: str = ""
+    ) -> None:
+        """Count, log (and write to the run's run.log, traceback included) and emit a failure."""
         self.counters.errors += 1
         where = f" on frame {frame}" if frame is not None else ""
         logger.warning("%s%s: %s: %s", stage, where, kind, message)
+        if self.run is not None:
+            self.run.log(f"{stage}{where}: {kind}: {message}", trace)
         self.events.error.emit(StageError(stage, frame, kind, message))
 
     def _emit_stats(self) -> None:
@@ -203,7 +211,7 @@ class Worker:
                     try:
                         image, source = self._read_raw(item), "raw-store"
                     except _NoRawStore:
-                        self.intake.note_dropped()
+                        self.intake.note_dropped(item.number)
                         continue
                     if image is None:  # not written yet: try again shortly
                         self._restore(frames)
@@ -340,6 +348,7 @@ class Worker:
                 frames = (in_progress if position >= first else []) + waiting
                 if self.run is not None:
                     self.run.undone(stage, frames, why)
+            self.counters.note(FrameStatus.UNDONE, [n for n, _index in in_progress + waiting])
             for number, _index in in_progress + waiting:
                 self.counters.undone.append(number)
                 self.error(stalled or "hook", number, "undone", f"not restored: {why}")
@@ -368,6 +377,7 @@ class Worker:
             if stage.name in run.refused:
                 with self.lock:
                     run.refused_rows(stage, [(f.number, f.index, s) for f, _i, s in frames])
+                self.counters.note(FrameStatus.REFUSED, (f.number for f, _i, _s in frames))
                 continue
             groups: list[FrameGroup] = []
             for f, image, _source in frames:
@@ -419,6 +429,7 @@ class Worker:
                     failed.update(group.numbers)
                     run.mark_missing(stage, group, None if raw is None else raw.shape)
                     self._report_failure(stage, outcome)
+                self.counters.note(status, group.numbers)
                 run.row(
                     frame=newest,
                     index=format_index(group.index),
@@ -436,7 +447,7 @@ class Worker:
     def _report_failure(self, stage: StageRunner, outcome: StageOutcome) -> None:
         group, newest = outcome.group, outcome.group.numbers[-1]
         if outcome.status is FrameStatus.ERROR:
-            self.error(stage.name, newest, outcome.kind, outcome.message)
+            self.error(stage.name, newest, outcome.kind, outcome.message, outcome.traceback)
             if stage.disabled_reason and not stage.disable_reported:
                 stage.disable_reported = True
                 self.error(stage.name, newest, "disabled", stage.disabled_reason)
@@ -453,6 +464,7 @@ class Worker:
         if self.run is not None:
             with self.lock:
                 self.run.skipped_rows(self.stages, skipped)
+        self.counters.note(FrameStatus.SKIPPED, range(skipped.first, skipped.first + skipped.count))
 
     # -- focus, live mode and the display ---------------------------------------------------
 
