@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from live_restore.devices import LiveRestoreCore, config_path, demo_core, load_core, release_core
 
@@ -56,3 +57,25 @@ def democam_core() -> Iterator[LiveRestoreCore]:
     mmc.setProperty("Camera", "OnCameraCCDYSize", SMALL_FRAME)
     yield mmc
     release_core(mmc)
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """``cli("demo", "--headless", ...)``: run ``live-restore`` in this process (typer's CliRunner).
+
+    The result has ``exit_code``, ``stdout`` and ``output`` (stdout and stderr). The console
+    is pinned 200 columns wide for the test, so what a test reads does not depend on the
+    terminal pytest runs in (rich asks the terminal, then COLUMNS, then takes 80).
+    """
+    from typer.testing import CliRunner
+
+    from live_restore._cli import app
+    from live_restore._cli_common import console
+
+    monkeypatch.setattr(console, "_width", 200)
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(app, list(args))
+
+    return invoke

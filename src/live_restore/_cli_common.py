@@ -5,9 +5,12 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 __all__ = ["console", "fail", "print_wide", "progress"]
 
+# no file=: rich looks sys.stdout up at each print, so output goes wherever stdout is then
+# (typer's CliRunner swaps it to capture a command run in-process)
 console = Console()
 
 
@@ -28,6 +31,12 @@ def print_wide(renderable: object, width: int) -> None:
 
 
 def fail(message: str) -> typer.Exit:
-    """Print ``message`` as an error; the exit (code 2) to raise."""
-    console.print(f"[bold red]error:[/] {message}")
+    """Print ``message`` as an error; the exit (code 2) to raise.
+
+    The message is printed as it is, on one line however narrow the terminal: rich would
+    otherwise break it at the console width, inside a long path or between the words someone
+    searches the log for (the terminal still wraps it on screen). It is plain text, not
+    markup, so brackets in a path or a value are printed, not read as styles.
+    """
+    console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     return typer.Exit(code=2)
