@@ -215,10 +215,15 @@ def test_unwritable_restored_store_is_reported_and_raw_is_untouched(fast_core, t
         hook.events.error.connect(errors.append)
         hook.events.restored.connect(restored.append)
         hook.run(_sequence(6))
-    assert [e.kind for e in errors] == ["sink"] and "identity.ome.zarr" in errors[0].message
+    assert [e.kind for e in errors] == ["sink"] + ["unsaved"] * 6
+    assert "identity.ome.zarr" in errors[0].message
+    assert [e.frame for e in errors[1:]] == list(range(6))  # each frame named
     assert len(restored) == 6  # still restored for display
     assert _array(out / "raw.ome.zarr").shape[0] == 6
     assert {r["status"] for r in _rows(out)} == {"unsaved"}
+    assert hook.report.frames_restored == 0 and hook.report.frames_unsaved == 6
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stages"]["identity"]["unsaved"] == [f"t={t};c=0" for t in range(6)]
 
 
 def test_no_thread_or_connection_left_behind(fast_core, tmp_path):

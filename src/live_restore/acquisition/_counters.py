@@ -21,6 +21,7 @@ class Counters:
     frames_done: int = 0  # the worker finished with them (restored or failed)
     frames_restored: int = 0  # every enabled stage restored them
     frames_failed: int = 0
+    frames_unsaved: int = 0  # restored and shown, but a store could not take them
     errors: int = 0
     runs: list[str] = field(default_factory=list)  # output folders
     undone: list[int] = field(default_factory=list)  # arrival numbers left when it gave up
@@ -40,6 +41,7 @@ class HookReport:
     frames_done: int = 0  # the worker finished with them (restored or failed)
     frames_restored: int = 0  # every enabled stage restored them
     frames_failed: int = 0
+    frames_unsaved: int = 0  # restored and shown, but a store could not take them
     frames_skipped: int = 0  # "latest" policy
     frames_dropped: int = 0  # "all" without a raw store, memory full
     frames_from_raw_store: int = 0

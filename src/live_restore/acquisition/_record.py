@@ -57,6 +57,8 @@ class RunRecord:
     refused: dict[str, str] = field(default_factory=dict)  # stage -> why it sits this one out
     sinks: dict[str, RestoredSink | None] = field(default_factory=dict)
     views: dict[str, Any] = field(default_factory=dict)  # stage -> live view of its store
+    unsaved: dict[str, list[str]] = field(default_factory=dict)  # stage -> outputs not on disk
+    why_unsaved: dict[str, str] = field(default_factory=dict)  # stage -> what stopped its store
     _table: FrameTable | None = None
     _log: TextIO | None = None
     _log_failed: bool = False
@@ -107,19 +109,19 @@ class RunRecord:
             rows, columns = restored.shape[-2] // stage.scale, restored.shape[-1] // stage.scale
             self._open_sink(stage, (rows, columns))
         sink = self.sinks.get(stage.name)
-        if sink is None:
-            return FrameStatus.UNSAVED
-        try:
-            sink.append(restored, group.index)
-        except SinkError as e:
-            self._lose_sink(
-                stage.name,
-                sink,
-                group.numbers[-1],
-                f"{e}; no more frames are saved for this stage (raw frames are not affected)",
-            )
-            return FrameStatus.UNSAVED
-        return FrameStatus.RESTORED
+        if sink is not None:
+            try:
+                sink.append(restored, group.index)
+                return FrameStatus.RESTORED
+            except SinkError as e:
+                self._lose_sink(
+                    stage.name,
+                    sink,
+                    group.numbers[-1],
+                    f"{e}; no more frames are saved for this stage (raw frames are not affected)",
+                )
+        self.unsaved.setdefault(stage.name, []).append(format_index(group.index))
+        return FrameStatus.UNSAVED
 
     def mark_missing(
         self, stage: StageRunner, group: FrameGroup, raw_shape: tuple[int, ...] | None
@@ -162,6 +164,7 @@ class RunRecord:
             sink.setup(self.sequence)
         except (SinkError, ValueError) as e:
             self.sinks[stage.name] = None
+            self.why_unsaved[stage.name] = f"{sink.path.name} could not be created"
             self.on_error(stage.name, None, "sink", f"{e}; restored frames are shown, not saved")
             return
         self.sinks[stage.name] = sink
@@ -169,6 +172,7 @@ class RunRecord:
 
     def _lose_sink(self, stage: str, sink: RestoredSink, frame: int, message: str) -> None:
         self.sinks[stage] = None
+        self.why_unsaved[stage] = f"{sink.path.name} stopped taking frames at frame {frame}"
         self.on_error(stage, frame, "sink", message)
         try:
             sink.close({"finished": "write failed"})
@@ -249,11 +253,17 @@ class RunRecord:
             except SinkError as e:
                 self.on_error(name, None, "sink", str(e))
         if self._table is not None:
-            self._table.close()
-            self._table = None
+            table, self._table = self._table, None
+            try:
+                table.close()
+            except SinkError as e:
+                self.on_error("frames.csv", None, "sink", str(e))
         if self._log is not None:
-            self._log.close()
-            self._log = None
+            log, self._log = self._log, None
+            try:
+                log.close()
+            except OSError:
+                pass  # its failure was reported when the line did not fit
         if self.folder is None:
             return
         per_stage = {}
@@ -268,6 +278,7 @@ class RunRecord:
                 "refused": self.refused.get(s.name),
                 "store": sink.path.name if sink else None,
                 "missing": sink.missing if sink else None,
+                "unsaved": self.unsaved.get(s.name, []),
             }
         document = {
             **summary,

@@ -147,8 +147,15 @@ class RestoredSink:
         rows, columns = self._frame_shape
         dims = _dimensions(sequence, self._removed_axis, columns, rows, self._pixel_um)
         try:
+            # zarr-python writes each frame before append returns: a failed write (a full
+            # disk) raises here, on its frame. tensorstore would only fail at close, which
+            # would leave every frame of the run recorded as saved.
             settings = AcquisitionSettings(
-                root_path=str(self.path), dimensions=dims, dtype="float32", overwrite=False
+                root_path=str(self.path),
+                dimensions=dims,
+                dtype="float32",
+                overwrite=False,
+                format="zarr-python",
             )
             self._stream = create_stream(settings)
             self._stream.set_global_metadata("live_restore", self.provenance)
@@ -244,10 +251,15 @@ class FrameTable:
         """Write one row; unknown columns are an error, missing ones are blank."""
         try:
             self._writer.writerow(row)
+            # flushed per row: a row the disk refused fails here, on its frame, not at close
+            self._file.flush()
             self.rows += 1
         except OSError as e:
             raise SinkError(f"writing the frame table {self.path} failed: {e}") from e
 
     def close(self) -> None:
         """Flush and close the file."""
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as e:
+            raise SinkError(f"closing the frame table {self.path} failed: {e}") from e

@@ -138,6 +138,7 @@ class Worker:
             frames_done=c.frames_done,
             frames_restored=c.frames_restored,
             frames_failed=c.frames_failed,
+            frames_unsaved=c.frames_unsaved,
             frames_skipped=intake.frames_skipped,
             frames_dropped=intake.frames_dropped,
             frames_from_raw_store=intake.frames_spilled,
@@ -373,6 +374,7 @@ class Worker:
             self._watch_focus(image, f.number, f.index, f.z_um)
         by_number = {f.number: (f, image, source) for f, image, source in frames}
         failed_frames: set[int] = set()
+        unsaved_frames: set[int] = set()
         for stage in self.stages:
             if stage.name in run.refused:
                 with self.lock:
@@ -392,19 +394,29 @@ class Worker:
             self.progress += 1
             if self.abandoned.is_set():
                 return
-            failed_frames |= self._record(stage, outcomes, by_number)
+            failed_frames |= self._record(stage, outcomes, by_number, unsaved_frames)
         newest, image, _source = frames[-1]
         self.latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
         self.in_progress = []
         self.counters.frames_done += len(frames)
         self.counters.frames_failed += len(failed_frames & by_number.keys())
-        self.counters.frames_restored += len(by_number.keys() - failed_frames)
+        self.counters.frames_unsaved += len((unsaved_frames - failed_frames) & by_number.keys())
+        # restored means on disk (or, without an output folder, shown) in every stage
+        self.counters.frames_restored += len(by_number.keys() - failed_frames - unsaved_frames)
 
     def _record(
-        self, stage: StageRunner, outcomes: list[StageOutcome], frames: dict[int, _Taken]
+        self,
+        stage: StageRunner,
+        outcomes: list[StageOutcome],
+        frames: dict[int, _Taken],
+        unsaved: set[int] | None = None,
     ) -> set[int]:
-        """Write outputs, table rows and events for one stage's outcomes; return failed frames."""
+        """Write outputs, rows and events for one stage's outcomes; return the failed frames.
+
+        Frames restored but not saved (the store failed) are added to ``unsaved``.
+        """
         failed: set[int] = set()
+        unsaved = set() if unsaved is None else unsaved
         run = self.run
         if run is None:
             return failed
@@ -420,9 +432,14 @@ class Worker:
                 received = frame.received_s if frame is not None else now
                 latency_ms = (now - received) * 1000
                 status = outcome.status
+                message = outcome.message
                 if status is FrameStatus.RESTORED and outcome.restored is not None:
                     status = run.save(stage, group, outcome.restored)
                     self.store_views = run.views
+                    if status is FrameStatus.UNSAVED:
+                        unsaved.update(group.numbers)
+                        message = f"restored and shown, not saved: {run.why_unsaved[stage.name]}"
+                        self.error(stage.name, newest, "unsaved", message)
                     shown = raw if raw is not None else np.zeros((0, 0))
                     self._publish(stage, group, shown, outcome.restored, latency_ms, now)
                 else:
@@ -440,7 +457,7 @@ class Worker:
                     latency_ms=f"{latency_ms:.2f}" if status is FrameStatus.RESTORED else "",
                     compute_ms=f"{outcome.compute_ms:.2f}" if outcome.compute_ms else "",
                     batch=outcome.batch,
-                    error=outcome.message,
+                    error=message,
                 )
         return failed
 
