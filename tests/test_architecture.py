@@ -98,11 +98,12 @@ def test_no_module_is_over_the_size_of_one_idea():
 
 def test_import_is_light_and_the_public_names_resolve():
     code = (
-        "import sys, live_restore\n"
+        "import sys, live_restore, live_restore._cli\n"
         "heavy = [m for m in ('torch', 'napari', 'qtpy', 'PyQt6') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # the package and the command line: `live-restore --help` and `--version` answer at once
     assert done.stdout.strip() == "", f"import live_restore loaded {done.stdout.strip()}"
     for name in ("load_model", "RestoreHook", "HookConfig", "build_hook", "demo_core"):
         assert name in live_restore.__all__

@@ -8,10 +8,14 @@ and :class:`~._events.HookStats` are copies taken from both; nobody writes into 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["Counters", "HookReport"]
+from ._events import HookStats, LatencyWindow
+from ._intake import Intake
+
+__all__ = ["Counters", "HookReport", "report_of", "stats_of"]
 
 
 @dataclass
@@ -59,3 +63,50 @@ class HookReport:
     def complete(self) -> bool:
         """Whether nothing was left undone."""
         return not self.undone and self.stalled_stage is None
+
+
+def report_of(counters: Counters, intake: Intake, disabled: dict[str, str]) -> HookReport:
+    """The report now: the worker's counters and the intake's (``disabled``: stage -> why)."""
+    c = counters
+    numbers = {status: tuple(sorted(n)) for status, n in c.numbers.items()}
+    if intake.dropped_numbers:
+        numbers["dropped"] = tuple(intake.dropped_numbers)
+    return HookReport(
+        frames_received=intake.frames_received,
+        frames_done=c.frames_done,
+        frames_restored=c.frames_restored,
+        frames_failed=c.frames_failed,
+        frames_unsaved=c.frames_unsaved,
+        frames_skipped=intake.frames_skipped,
+        frames_dropped=intake.frames_dropped,
+        frames_from_raw_store=intake.frames_spilled,
+        undone=tuple(c.undone),
+        stalled_stage=c.stalled_stage,
+        runs=tuple(c.runs),
+        errors=c.errors,
+        disabled_stages=disabled,
+        peak_held_mb=intake.peak_bytes_held / 2**20,
+        frames_by_status=numbers,
+    )
+
+
+def stats_of(report: HookReport, intake: Intake, latency: LatencyWindow, paused: bool) -> HookStats:
+    """The live statistics now (``events.stats``, the dock)."""
+    p50, p99 = latency.percentiles_ms()
+    return HookStats(
+        frames_received=report.frames_received,
+        frames_done=report.frames_done,
+        frames_restored=report.frames_restored,
+        frames_skipped=report.frames_skipped,
+        frames_pending=intake.frames_waiting,
+        frames_from_raw_store=report.frames_from_raw_store,
+        frames_failed=report.frames_failed,
+        frames_dropped=report.frames_dropped,
+        held_mb=intake.held_bytes / 2**20,
+        peak_held_mb=report.peak_held_mb,
+        throughput_fps=latency.throughput_fps(time.perf_counter()),
+        latency_p50_ms=p50,
+        latency_p99_ms=p99,
+        paused=paused,
+        disabled_stages=tuple(report.disabled_stages),
+    )

@@ -30,10 +30,11 @@ from live_restore.frames import (
     read_only,
 )
 
-from ._counters import Counters, HookReport
+from ._counters import Counters, HookReport, report_of, stats_of
 from ._events import HookEvents, HookStats, LatencyWindow, RawFrame, RestoredFrame, StageError
 from ._intake import Intake, IntakeFrame, IntakeItem, SequenceEnd, SequenceStart, SkippedRun
 from ._live import LivePoller
+from ._raw_reader import NoRawStore, RawReader
 from ._record import RunRecord
 from ._stage import StageOutcome, StageRunner
 
@@ -41,15 +42,8 @@ __all__ = ["Worker"]
 
 logger = logging.getLogger("live_restore")
 
-# how long a raw frame that reads as fill may still be landing (tensorstore writes are async)
-WRITE_GRACE_S = 0.5
-
 # a frame taken, the image to restore, and where the image came from (memory | raw-store)
 _Taken = tuple[IntakeFrame, np.ndarray, str]
-
-
-class _NoRawStore(Exception):
-    """A frame was not held in memory and there is no raw store to read it from."""
 
 
 class Worker:
@@ -95,7 +89,7 @@ class Worker:
         self.latest_defocus: DefocusReading | None = None
         self.store_views: dict[str, Any] = {}
         self._dropped_reported = 0
-        self._fill_since: dict[int, float] = {}  # frame number -> when it first read as fill
+        self._raw = RawReader()
 
     # -- the thread -------------------------------------------------------------------------
 
@@ -132,27 +126,8 @@ class Worker:
 
     def report(self) -> HookReport:
         """A snapshot of the counts."""
-        c, intake = self.counters, self.intake
-        return HookReport(
-            frames_received=intake.frames_received,
-            frames_done=c.frames_done,
-            frames_restored=c.frames_restored,
-            frames_failed=c.frames_failed,
-            frames_unsaved=c.frames_unsaved,
-            frames_skipped=intake.frames_skipped,
-            frames_dropped=intake.frames_dropped,
-            frames_from_raw_store=intake.frames_spilled,
-            undone=tuple(c.undone),
-            stalled_stage=c.stalled_stage,
-            runs=tuple(c.runs),
-            errors=c.errors,
-            disabled_stages={s.name: s.disabled_reason for s in self.stages if s.disabled_reason},
-            peak_held_mb=intake.peak_bytes_held / 2**20,
-            frames_by_status={
-                **{status: tuple(sorted(n)) for status, n in c.numbers.items()},
-                **({"dropped": tuple(intake.dropped_numbers)} if intake.dropped_numbers else {}),
-            },
-        )
+        disabled = {s.name: s.disabled_reason for s in self.stages if s.disabled_reason}
+        return report_of(self.counters, self.intake, disabled)
 
     def error(
         self, stage: str, frame: int | None, kind: str, message: str, trace: str = ""
@@ -181,25 +156,7 @@ class Worker:
 
     def stats(self) -> HookStats:
         """A snapshot of progress (also emitted as ``events.stats``)."""
-        r = self.report()
-        p50, p99 = self._latency.percentiles_ms()
-        return HookStats(
-            frames_received=r.frames_received,
-            frames_done=r.frames_done,
-            frames_restored=r.frames_restored,
-            frames_skipped=r.frames_skipped,
-            frames_pending=self.intake.frames_waiting,
-            frames_from_raw_store=r.frames_from_raw_store,
-            frames_failed=r.frames_failed,
-            frames_dropped=r.frames_dropped,
-            held_mb=self.intake.held_bytes / 2**20,
-            peak_held_mb=r.peak_held_mb,
-            throughput_fps=self._latency.throughput_fps(time.perf_counter()),
-            latency_p50_ms=p50,
-            latency_p99_ms=p99,
-            paused=self.paused(),
-            disabled_stages=tuple(r.disabled_stages),
-        )
+        return stats_of(self.report(), self.intake, self._latency, self.paused())
 
     # -- taking items -----------------------------------------------------------------------
 
@@ -211,7 +168,7 @@ class Worker:
                 if image is None:
                     try:
                         image, source = self._read_raw(item), "raw-store"
-                    except _NoRawStore:
+                    except NoRawStore:
                         self.intake.note_dropped(item.number)
                         continue
                     if image is None:  # not written yet: try again shortly
@@ -234,30 +191,10 @@ class Worker:
         self._restore(frames)
 
     def _read_raw(self, frame: IntakeFrame) -> np.ndarray | None:
-        """The frame from the raw store; None while the store has not written it yet.
-
-        Readiness is the store's own count: its written extent grows as pymmcore-plus appends
-        each frame, and a frame outside it is not there yet. tensorstore then writes
-        asynchronously, so a frame inside the extent can still read as fill for a few ms
-        (1 in 30 read back at once did, measured). While the acquisition runs, an all-fill
-        read is therefore retried for up to ``WRITE_GRACE_S``; after that it is taken as what
-        the camera delivered (a truly dark frame must not park the worker).
-        """
         run = self.run
-        view = run.raw_view if run is not None else None
-        if run is None or view is None:  # the intake does not spill without a store
-            raise _NoRawStore
-        key = tuple(frame.index.get(dim, 0) for dim in view.dims[:-2])
-        acquiring = run.number > self.acquisitions_ended
-        if acquiring and not _written(view, key):
-            return None
-        image = np.asarray(view[key])
-        if acquiring and not image.any():
-            first_s = self._fill_since.setdefault(frame.number, time.perf_counter())
-            if time.perf_counter() - first_s < WRITE_GRACE_S:
-                return None
-        self._fill_since.pop(frame.number, None)
-        return image
+        if run is None or run.raw_view is None:  # the intake does not spill without a store
+            raise NoRawStore
+        return self._raw.read(run.raw_view, frame, run.number > self.acquisitions_ended)
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -552,12 +489,6 @@ class Worker:
         )
         self.latest_restored = {**self.latest_restored, stage.name: frame}
         self.events.restored.emit(frame)
-
-
-def _written(view: Any, key: tuple[int, ...]) -> bool:
-    """Whether the store's written extent covers ``key`` (its dynamic shape grows per frame)."""
-    shape = tuple(view.shape)[: len(key)]
-    return all(k < n for k, n in zip(key, shape, strict=True))
 
 
 def _format_um(value: float) -> str:

@@ -1,0 +1,208 @@
+"""``live-restore train``, ``eval`` and ``simulate``: models and data from the simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ._cli_common import console, fail, progress
+
+__all__ = ["evaluate_model", "simulate", "train"]
+
+
+def _photon_range(text: str) -> tuple[float, float]:
+    """``LOW,HIGH`` -> (low, high), or a clear error."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise fail(f"--photon-range takes LOW,HIGH (e.g. 10,150), got {text!r}") from None
+    return low, high
+
+
+def train(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Model to train: dfcan-sr2x, dfcan-sr2x-lite, "
+            "focus-est, refocus (refocus needs focus-est)."
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Model folder (default: engines/NAME, the shipped one).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Training steps (default: recipe).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Examples per step.")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Peak learning rate (cosine).")
+    ] = None,
+    fields_per_structure: Annotated[
+        int | None, typer.Option(min=1, help="Simulated fields of view per structure.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of data, noise and initial weights.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.safetensors.")] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Train on files instead: a BioSR folder (Cell_*/*.mrc) or paired "
+            "TIFFs (input/, target/). Super-resolution models only."
+        ),
+    ] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from a trained model (name or folder): a DFCAN from a smaller one "
+            "(e.g. dfcan-sr2x-lite), grown to this size with its function kept (Net2Net); any "
+            "model from one of the same architecture and size, to fine-tune it."
+        ),
+    ] = None,
+    photon_range: Annotated[
+        str | None,
+        typer.Option(
+            help="Peak photons per pixel to train and validate at, as LOW,HIGH (log-uniform; "
+            "default: the recipe's), e.g. 10,150 to fine-tune for low light."
+        ),
+    ] = None,
+    warmup_steps: Annotated[
+        int, typer.Option(min=0, help="Steps of linear learning-rate warm-up before the cosine.")
+    ] = 0,
+) -> None:
+    """Train a model on endless simulated pairs; write weights.safetensors and model.yaml.
+
+    Every example draws a photon level, fresh camera noise, a crop and a rotation from fields
+    of view rendered once by the simulator. Progress, loss and validation NRMSE (or defocus
+    error) show as it runs; history.csv keeps them; a checkpoint is saved every 100 steps.
+    """
+    from .models import ModelLoadError, engines_dir
+    from .training import RECIPES, train_model
+
+    if name not in RECIPES:
+        raise fail(f"no training recipe for {name!r}; known: {', '.join(RECIPES)}")
+    folder = out or engines_dir() / name
+    photons = _photon_range(photon_range) if photon_range else None
+    try:
+        _, result = train_model(
+            name,
+            folder,
+            steps=steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            resume=resume,
+            fields_per_structure=fields_per_structure,
+            data=data,
+            init_from=init_from,
+            photon_range=photons,
+            warmup_steps=warmup_steps,
+        )
+    except (ValueError, FileNotFoundError, FloatingPointError, ModelLoadError) as e:
+        raise fail(str(e)) from None
+    validation = ", ".join(f"{k} {v:.4g}" for k, v in result.validation.items())
+    console.print(
+        f"trained {name}: {result.steps_done} steps in {result.seconds / 60:.1f} min, "
+        f"final loss {result.final_loss:.4g}, {validation}; written to {folder}"
+    )
+
+
+def evaluate_model(
+    name: Annotated[str, typer.Argument(help="Shipped model name or model folder.")],
+    fields: Annotated[int, typer.Option(min=1, help="Held-out fields per structure.")] = 3,
+    out: Annotated[Path, typer.Option(help="Folder for the table (CSV) and plot (PNG).")] = Path(
+        "benchmarks/eval"
+    ),
+    record: Annotated[
+        bool, typer.Option(help="Write the summary into the model's model.yaml (evaluation).")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out noise.")] = 0,
+    structures: Annotated[
+        str, typer.Option(help="Comma-separated structures (default: all six).")
+    ] = ",".join(("microtubules", "clathrin", "er", "f-actin", "mitochondria", "nuclei")),
+) -> None:
+    """Score a model on held-out simulated data against the ground truth.
+
+    Super-resolution: PSNR and MS-SSIM per structure x photon level for the input (bicubic
+    widefield), Richardson-Lucy and the model, plus an evaluation-matrix PNG. Focus: error in
+    µm and in/out-of-focus accuracy. Refocus: PSNR gain per defocus distance. SIM
+    (dfcan-sim): widefield vs the classical reconstruction (its best Wiener constant per light
+    level) vs the model, per structure x photon level.
+    """
+    from .models import ModelLoadError
+    from .training._evaluate import evaluate, plot_sr_matrix, write_table
+
+    try:
+        kind, rows = evaluate(
+            name, fields=fields, seed=seed, structures=[s.strip() for s in structures.split(",")]
+        )
+    except (ModelLoadError, ValueError) as e:
+        raise fail(str(e)) from None
+    stem = Path(name).name
+    table_path = write_table(rows, out / f"{stem}.csv")
+    table = Table(title=f"{stem} on held-out simulated data ({kind})")
+    keys = list(rows[0].condition) + list(rows[0].scores)
+    for key in keys:
+        table.add_column(key.replace("richardson-lucy", "RL"))
+    for row in rows:
+        values = [*row.condition.values(), *row.scores.values()]
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values))
+    console.print(table)
+    console.print(f"table: {table_path}")
+    if kind == "sr":
+        plot = plot_sr_matrix(rows, out / f"{stem}.png", f"{stem}: held-out simulated data")
+        console.print(f"evaluation matrix: {plot}")
+    if record:
+        from .training._evaluate import record_summary
+
+        console.print(f"recorded in {record_summary(name, kind, rows)}")
+
+
+def simulate(
+    kind: Annotated[str, typer.Argument(help="sr-pairs | defocus | sim")],
+    out: Annotated[Path, typer.Option(help="Output folder (must not exist).")],
+    structures: Annotated[str, typer.Option(help="Comma-separated structures.")] = "microtubules",
+    photons: Annotated[
+        str, typer.Option(help="Comma-separated peak photons per pixel.")
+    ] = "20,50,100",
+    n: Annotated[int, typer.Option(help="Samples per structure x photon level.")] = 4,
+    frame_size: Annotated[int, typer.Option(help="Square frame side (even, 32-4096).")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same dataset.")] = 0,
+    fmt: Annotated[
+        str, typer.Option("--format", help="zarr (OME-Zarr) or tiff (OME-TIFF).")
+    ] = "zarr",
+    defocus_range_um: Annotated[float, typer.Option(help="Focus series: ± range (µm).")] = 2.0,
+    defocus_step_um: Annotated[float, typer.Option(help="Focus series: step (µm).")] = 0.25,
+) -> None:
+    """Write a simulated dataset with ground truth, for training and evaluation.
+
+    sr-pairs: low-light widefield frames + in-focus widefield + 2x SR ground truth.
+    defocus: focus series through known defocus. sim: 9-frame SIM raw sets + 2x ground truth.
+    """
+    from .simulate import DatasetKind, DatasetSpec, write_dataset
+
+    try:
+        spec = DatasetSpec(
+            kind=DatasetKind(kind),
+            structures=[s.strip() for s in structures.split(",") if s.strip()],
+            photon_levels=[float(p) for p in photons.split(",") if p.strip()],
+            samples_per_combination=n,
+            frame_size=frame_size,
+            seed=seed,
+            defocus_range_um=defocus_range_um,
+            defocus_step_um=defocus_step_um,
+        )
+        spec.validate()
+    except ValueError as e:
+        allowed = ", ".join(k.value for k in DatasetKind)
+        raise fail(f"{e} (dataset kinds: {allowed})") from None
+    with progress() as bar:
+        task = bar.add_task(f"rendering {kind}", total=spec.count)
+        try:
+            path = write_dataset(
+                spec, out, fmt, lambda done, _total: bar.update(task, completed=done)
+            )
+        except (ValueError, FileExistsError) as e:
+            raise fail(str(e)) from None
+    console.print(f"wrote {spec.count} samples to [bold]{path}[/]")
