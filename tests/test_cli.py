@@ -198,6 +198,56 @@ def test_acquire_names_what_is_wrong(tmp_path, cli, content, args, message):
     result = cli("acquire", "--sequence", str(sequence), "--out", str(tmp_path / "o"), *args)
     assert result.exit_code == 2, _why(result)
     assert message in _flat(result.stdout)
+    assert not (tmp_path / "o").exists()  # nothing that looks like a run
+
+
+_NO_CAMERA = "\n".join(
+    line
+    for line in (Path(__file__).parents[1] / "mm_configs" / "sim_demo.cfg").read_text().splitlines()
+    if "Camera" not in line
+)
+
+
+@pytest.mark.parametrize(
+    ("sequence_text", "config_text", "out_under_file", "message"),
+    [
+        (
+            "channels: [{config: NoSuchPreset, group: Channel}]\n"
+            "time_plan: {interval: 0, loops: 2}",
+            None,
+            False,
+            "channel preset 'NoSuchPreset' is not in group 'Channel' (presets: SIM-A0P0",
+        ),
+        ("time_plan: {interval: 0, loops: 2}", _NO_CAMERA, False, "the config has no camera"),
+        ("time_plan: {interval: 0, loops: 2}", None, True, "is a file, not a folder"),
+        (
+            "time_plan: {interval: 0, loops: 2}",
+            "Device,Foo,NoSuchLibrary,Bar",
+            False,
+            "'NoSuchLibrary' is not a known Micro-manager DeviceAdapter",
+        ),
+    ],
+    ids=["unknown-preset", "no-camera", "out-under-a-file", "unknown-device"],
+)
+def test_acquire_refuses_a_set_up_that_cannot_run_in_one_line(
+    tmp_path, cli, sequence_text, config_text, out_under_file, message
+):
+    sequence = tmp_path / "seq.yaml"
+    sequence.write_text(sequence_text)
+    args = ["acquire", "--sequence", str(sequence), "-m", "identity"]
+    if config_text is not None:
+        (tmp_path / "my.cfg").write_text(config_text + "\n")
+        args += ["--config", str(tmp_path / "my.cfg")]
+    out = tmp_path / "o"
+    if out_under_file:
+        (tmp_path / "a-file").write_text("")
+        out = tmp_path / "a-file" / "sub" / "o"
+    result = cli(*args, "--out", str(out))
+    assert result.exit_code == 2, _why(result)
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in result.output
+    assert not out.exists()  # a run that cannot start leaves nothing that looks like one
 
 
 def test_models_lists_the_restorers(cli):

@@ -107,7 +107,7 @@ def acquire(
     import useq
 
     from .acquisition import ConfigError, HookConfig, build_hook
-    from .devices import demo_core, release_core
+    from .devices import demo_core, release_core, sequence_problems
 
     if hook_config is not None:
         if model:
@@ -135,16 +135,19 @@ def acquire(
         mda = useq.MDASequence.from_file(sequence)
     except Exception as e:
         raise _fail(f"{sequence} is not a valid useq-schema MDA sequence: {e}") from None
-    prepare_out(out, overwrite)
     try:
         core = demo_core(config)
     except (FileNotFoundError, RuntimeError) as e:
         raise _fail(str(e)) from None
     try:
+        problems = sequence_problems(core, mda)
+        if problems:
+            raise _fail(f"{sequence} cannot run on this config: {'; '.join(problems)}")
         try:
             hook = build_hook(core, settings)
         except (ValueError, RuntimeError) as e:
             raise _fail(str(e)) from None
+        prepare_out(out, overwrite)  # last: an --overwrite is not spent on a run that cannot start
         first = hook.stages[0][0]
         with _progress() as progress:
             acquiring = progress.add_task("acquiring", total=len(list(mda.iter_events())))
@@ -171,6 +174,14 @@ def acquire(
     finally:
         release_core(core)
     report = hook.report
+    if report.frames_received == 0:
+        # nothing was acquired: leave nothing that looks like a run
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+        raise _fail(
+            f"the acquisition delivered no frames (see the log above); nothing was saved in {out}"
+        )
     table = Table(title="live-restore acquire", show_header=False)
     table.add_row("frames acquired", str(report.frames_received))
     table.add_row("restored", f"{report.frames_restored} ({', '.join(settings.models)})")

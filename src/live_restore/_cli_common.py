@@ -33,10 +33,11 @@ def print_wide(renderable: object, width: int) -> None:
 def fail(message: str) -> typer.Exit:
     """Print ``message`` as an error; the exit (code 2) to raise.
 
-    The message is printed as it is, on one line however narrow the terminal: rich would
-    otherwise break it at the console width, inside a long path or between the words someone
-    searches the log for (the terminal still wraps it on screen). It is plain text, not
-    markup, so brackets in a path or a value are printed, not read as styles.
+    The message is printed on one line (its own line breaks joined) however narrow the
+    terminal: rich would otherwise break it at the console width, inside a long path or between
+    the words someone searches the log for (the terminal still wraps it on screen). It is plain
+    text, not markup, so brackets in a path or a value are printed, not read as styles.
     """
-    console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    console.print(Text.assemble(("error:", "bold red"), " ", one_line), soft_wrap=True)
     return typer.Exit(code=2)

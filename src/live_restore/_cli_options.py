@@ -5,6 +5,7 @@ Nothing here imports torch, Qt or napari at import time: ``live-restore --help``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -119,9 +120,18 @@ def check_policy(process: str) -> None:
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse an output that exists (without --overwrite) or cannot be made; nothing is created."""
     if out.exists():
         if not overwrite:
             raise fail(f"{out} already exists; choose another path or pass --overwrite")
         import shutil
 
         shutil.rmtree(out) if out.is_dir() else out.unlink()
+        return
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise fail(f"cannot create {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise fail(f"cannot create {out}: {parent} is not writable")

@@ -1,5 +1,6 @@
 """pymmcore-plus devices of the simulated microscope, and helpers to build and release cores."""
 
+from ._checks import sequence_problems
 from ._core import (
     LiveRestoreCore,
     config_path,
@@ -32,4 +33,5 @@ __all__ = [
     "microscope_of",
     "open_core",
     "release_core",
+    "sequence_problems",
 ]
