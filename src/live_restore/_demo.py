@@ -23,7 +23,6 @@ from .acquisition import (
     FocusConfig,
     HoldConfig,
     HookConfig,
-    HookReport,
     HookStats,
     IdentityRestorer,
     build_hook,
@@ -56,8 +55,7 @@ class DemoResult:
     mean_counts: float
     final_defocus_um: float
     models: tuple[str, ...]
-    report: HookReport  # the hook's counts at close
-    stats: HookStats  # its last snapshot (latencies)
+    stats: HookStats  # the hook's last snapshot: its report (counts) and latencies
     # last frame against the simulator's ground truth on the restored grid (the 2x truth,
     # binned for a 1x model); raw upsampled bicubically; both affinely fitted to the truth
     nrmse_raw: float
@@ -73,12 +71,12 @@ class DemoResult:
     @property
     def frames_restored(self) -> int:
         """Frames every stage restored."""
-        return self.report.frames_restored
+        return self.stats.report.frames_restored
 
     @property
     def frames_from_raw_store(self) -> int:
         """Frames read back from the raw store (the worker fell behind its memory bound)."""
-        return self.report.frames_from_raw_store
+        return self.stats.report.frames_from_raw_store
 
 
 def _partial_path(out: Path) -> Path:
@@ -277,7 +275,6 @@ def run_demo(
         mean_counts=float(np.mean(received)),
         final_defocus_um=final_defocus,
         models=tuple(name for name, _scale in hook.stages),
-        report=hook.report,
         stats=stats,
         nrmse_raw=nrmse_raw,
         nrmse_restored=nrmse_restored,

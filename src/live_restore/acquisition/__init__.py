@@ -2,8 +2,8 @@
 
 from ._build import HookParts, build_parts
 from ._config import ConfigError, FocusConfig, HoldConfig, HookConfig
-from ._counters import HookReport
-from ._events import HookEvents, HookStats, RawFrame, RestoredFrame, StageError
+from ._counters import HookReport, HookStats
+from ._events import HookEvents, RawFrame, RestoredFrame, StageError
 from ._executor import InThreadExecutor
 from ._hook import RestoreHook, build_hook
 from ._registry import (

@@ -9,13 +9,15 @@ and :class:`~._events.HookStats` are copies taken from both; nobody writes into 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ._events import HookStats, LatencyWindow
+import numpy as np
+
 from ._intake import Intake
 
-__all__ = ["Counters", "HookReport", "report_of", "stats_of"]
+__all__ = ["Counters", "HookReport", "HookStats", "LatencyWindow", "report_of", "stats_of"]
 
 
 @dataclass
@@ -65,6 +67,47 @@ class HookReport:
         return not self.undone and self.stalled_stage is None
 
 
+@dataclass(frozen=True)
+class HookStats:
+    """The live view of the hook's progress: its report, and what only makes sense live."""
+
+    report: HookReport
+    frames_pending: int  # waiting, in memory or as raw-store references
+    held_mb: float  # memory the intake holds now
+    throughput_fps: float  # restored frames per second over the last few seconds
+    latency_p50_ms: float
+    latency_p99_ms: float
+    paused: bool  # the runner is paused now (not merely asked to pause)
+
+
+class LatencyWindow:
+    """Latencies and completion times of the most recent outputs (bounded)."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._latency_ms: deque[float] = deque(maxlen=size)
+        self._done_s: deque[float] = deque(maxlen=size)
+
+    def add(self, latency_ms: float, done_s: float) -> None:
+        """Record one output."""
+        self._latency_ms.append(latency_ms)
+        self._done_s.append(done_s)
+
+    def percentiles_ms(self) -> tuple[float, float]:
+        """(p50, p99) of the window, or (nan, nan) when empty."""
+        if not self._latency_ms:
+            return float("nan"), float("nan")
+        p50, p99 = np.percentile(np.fromiter(self._latency_ms, float), [50, 99])
+        return float(p50), float(p99)
+
+    def throughput_fps(self, now_s: float, span_s: float = 3.0) -> float:
+        """Outputs per second over the last ``span_s`` seconds."""
+        recent = [t for t in self._done_s if now_s - t <= span_s]
+        if len(recent) < 2:
+            return 0.0
+        elapsed = max(now_s - recent[0], 1e-6)
+        return len(recent) / elapsed
+
+
 def report_of(counters: Counters, intake: Intake, disabled: dict[str, str]) -> HookReport:
     """The report now: the worker's counters and the intake's (``disabled``: stage -> why)."""
     c = counters
@@ -94,19 +137,11 @@ def stats_of(report: HookReport, intake: Intake, latency: LatencyWindow, paused:
     """The live statistics now (``events.stats``, the dock)."""
     p50, p99 = latency.percentiles_ms()
     return HookStats(
-        frames_received=report.frames_received,
-        frames_done=report.frames_done,
-        frames_restored=report.frames_restored,
-        frames_skipped=report.frames_skipped,
+        report=report,
         frames_pending=intake.frames_waiting,
-        frames_from_raw_store=report.frames_from_raw_store,
-        frames_failed=report.frames_failed,
-        frames_dropped=report.frames_dropped,
         held_mb=intake.held_bytes / 2**20,
-        peak_held_mb=report.peak_held_mb,
         throughput_fps=latency.throughput_fps(time.perf_counter()),
         latency_p50_ms=p50,
         latency_p99_ms=p99,
         paused=paused,
-        disabled_stages=tuple(report.disabled_stages),
     )

@@ -7,7 +7,6 @@ hook's display mailbox from a main-thread timer.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,10 +14,10 @@ from psygnal import Signal, SignalGroup
 
 from live_restore.focus import DefocusReading
 
+from ._counters import HookStats
+
 __all__ = [
     "HookEvents",
-    "HookStats",
-    "LatencyWindow",
     "RawFrame",
     "RestoredFrame",
     "StageError",
@@ -59,27 +58,6 @@ class StageError:
     message: str
 
 
-@dataclass(frozen=True)
-class HookStats:
-    """A snapshot of the hook's progress."""
-
-    frames_received: int
-    frames_done: int  # the worker finished with them (restored or failed)
-    frames_restored: int  # every enabled stage restored them
-    frames_skipped: int  # "latest": replaced by newer frames before the worker got to them
-    frames_pending: int  # waiting, in memory or as raw-store references
-    frames_from_raw_store: int  # "all": frames read back from the raw store
-    frames_failed: int
-    frames_dropped: int  # "all" without a raw store: could not be held or read back
-    held_mb: float  # memory the intake holds now
-    peak_held_mb: float
-    throughput_fps: float  # restored frames per second over the last few seconds
-    latency_p50_ms: float
-    latency_p99_ms: float
-    paused: bool
-    disabled_stages: tuple[str, ...]
-
-
 class HookEvents(SignalGroup):
     """The hook's signals (psygnal), emitted from its worker thread."""
 
@@ -87,31 +65,3 @@ class HookEvents(SignalGroup):
     error = Signal(StageError)
     stats = Signal(HookStats)
     defocus = Signal(DefocusReading)
-
-
-class LatencyWindow:
-    """Latencies and completion times of the most recent outputs (bounded)."""
-
-    def __init__(self, size: int = 2048) -> None:
-        self._latency_ms: deque[float] = deque(maxlen=size)
-        self._done_s: deque[float] = deque(maxlen=size)
-
-    def add(self, latency_ms: float, done_s: float) -> None:
-        """Record one output."""
-        self._latency_ms.append(latency_ms)
-        self._done_s.append(done_s)
-
-    def percentiles_ms(self) -> tuple[float, float]:
-        """(p50, p99) of the window, or (nan, nan) when empty."""
-        if not self._latency_ms:
-            return float("nan"), float("nan")
-        p50, p99 = np.percentile(np.fromiter(self._latency_ms, float), [50, 99])
-        return float(p50), float(p99)
-
-    def throughput_fps(self, now_s: float, span_s: float = 3.0) -> float:
-        """Outputs per second over the last ``span_s`` seconds."""
-        recent = [t for t in self._done_s if now_s - t <= span_s]
-        if len(recent) < 2:
-            return 0.0
-        elapsed = max(now_s - recent[0], 1e-6)
-        return len(recent) / elapsed

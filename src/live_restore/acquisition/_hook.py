@@ -28,8 +28,8 @@ from live_restore.frames import Executor, Restorer, index_key
 
 from ._build import HookParts, build_parts
 from ._config import HookConfig
-from ._counters import HookReport
-from ._events import HookEvents, HookStats, RawFrame, RestoredFrame
+from ._counters import HookReport, HookStats
+from ._events import HookEvents, RawFrame, RestoredFrame
 from ._executor import InThreadExecutor
 from ._intake import Intake, IntakeFrame, SequenceEnd, SequenceStart
 from ._live import LivePoller

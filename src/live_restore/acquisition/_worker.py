@@ -30,8 +30,8 @@ from live_restore.frames import (
     read_only,
 )
 
-from ._counters import Counters, HookReport, report_of, stats_of
-from ._events import HookEvents, HookStats, LatencyWindow, RawFrame, RestoredFrame, StageError
+from ._counters import Counters, HookReport, HookStats, LatencyWindow, report_of, stats_of
+from ._events import HookEvents, RawFrame, RestoredFrame, StageError
 from ._intake import Intake, IntakeFrame, IntakeItem, SequenceEnd, SequenceStart, SkippedRun
 from ._live import LivePoller
 from ._raw_reader import NoRawStore, RawReader

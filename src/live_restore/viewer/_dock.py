@@ -380,17 +380,18 @@ class LiveRestoreDock(QWidget):
     def show_stats(self, stats: HookStats, display: DisplayStats) -> None:
         """Fill the statistics box."""
         labels = self.stats_labels
-        labels["restored"].setText(f"{stats.frames_restored} of {stats.frames_received}")
+        report = stats.report
+        labels["restored"].setText(f"{report.frames_restored} of {report.frames_received}")
         labels["frames/s"].setText(f"{stats.throughput_fps:.1f}")
         labels["latency"].setText(
             f"p50 {stats.latency_p50_ms:.0f} ms, p99 {stats.latency_p99_ms:.0f} ms"
         )
         queue = f"{stats.frames_pending} frames ({stats.held_mb:.0f} MB held)"
         labels["queue"].setText(queue + (", paused" if stats.paused else ""))
-        labels["skipped"].setText(str(stats.frames_skipped))
-        failed = str(stats.frames_failed)
-        if stats.disabled_stages:
-            failed += f" (disabled: {', '.join(stats.disabled_stages)})"
+        labels["skipped"].setText(str(report.frames_skipped))
+        failed = str(report.frames_failed)
+        if report.disabled_stages:
+            failed += f" (disabled: {', '.join(report.disabled_stages)})"
         labels["failed"].setText(failed)
         labels["display"].setText(
             f"{display.updates_per_s:.1f} updates/s, frame to screen "
