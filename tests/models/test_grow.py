@@ -28,7 +28,9 @@ def test_grown_network_computes_what_the_small_one_does(scale, in_channels):
     with torch.no_grad():
         expected, grown = small(x), large(x)
     assert grown.shape == expected.shape == (2, 1, 23 * scale, 30 * scale)
-    torch.testing.assert_close(grown, expected, atol=2e-6, rtol=0)
+    # float32 rounding of the split sums: up to 2.3e-6 (9 input channels) on one 2-core VM's
+    # kernels, under 2e-6 on another; 5e-6 is still ~40 ulps of outputs near 1
+    torch.testing.assert_close(grown, expected, atol=5e-6, rtol=0)
 
 
 def test_copied_channels_learn_apart():
