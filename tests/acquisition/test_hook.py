@@ -637,3 +637,22 @@ def test_a_stage_that_declares_it_writes_its_input_gets_a_copy(fast_core, tmp_pa
         hook.run(_sequence(6))
     assert hook.report.frames_restored == 6 and hook.report.errors == 0
     np.testing.assert_array_equal(_array(out / "raw.ome.zarr")[:, 0], np.stack(delivered))
+
+
+def test_ctrl_c_during_the_drain_stops_it_at_once_with_the_same_records(fast_core, tmp_path):
+    import _thread
+
+    release = threading.Event()
+    out = tmp_path / "run"
+    errors: list[StageError] = []
+    hook = RestoreHook(fast_core, Hangs(release), output=out, progress=False)
+    hook.open()
+    hook.events.error.connect(errors.append)
+    hook.run(_sequence(4))
+    # the user presses Ctrl-C while close() waits for the hung stage (default: 20 s)
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        hook.close()
+    release.set()
+    _assert_every_undone_frame_is_named(out, hook, errors, 4)
+    assert all("interrupted (Ctrl-C)" in e.message for e in errors if e.kind == "undone")

@@ -188,14 +188,20 @@ class RestoreHook:
             self._worker.acquisitions_ended = self._runs_started
             self._intake.put_marker(SequenceEnd(None, canceled=False))
         self._worker.closing.set()
-        if self._open:
-            self._drain()
-            self._open = False
-            for stage in self._worker.stages:
-                self._close_quietly(stage.name, stage.restorer.close)
-            self._close_quietly("executor", self._executor.close)
-        if self.hold is not None:
-            self.hold.detach()
+        try:
+            if self._open:
+                self._drain()  # a Ctrl-C here is re-raised, once the records are written
+        finally:
+            if self._open:
+                self._open = False
+                stalled = self._worker.counters.stalled_stage
+                for stage in self._worker.stages:
+                    # a stage that never returned may hold the very lock its close() needs
+                    if stage.name != stalled:
+                        self._close_quietly(stage.name, stage.restorer.close)
+                self._close_quietly("executor", self._executor.close)
+            if self.hold is not None:
+                self.hold.detach()
         return self.report
 
     def _close_quietly(self, what: str, close: Callable[[], None]) -> None:
