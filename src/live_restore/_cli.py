@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ._cli_common import console
 from ._cli_common import fail as _fail
@@ -166,7 +167,10 @@ def acquire(
             core.mda.events.frameReady.connect(_acquired)
             hook.events.restored.connect(_restored)
             hook.events.error.connect(
-                lambda e: console.print(f"[yellow]{e.stage}[/] frame {e.frame}: {e.message}")
+                lambda e: console.print(
+                    Text.assemble((e.stage, "yellow"), f" frame {e.frame}: {e.message}"),
+                    soft_wrap=True,
+                )
             )
             with hook:
                 hook.run(mda)
@@ -186,11 +190,14 @@ def acquire(
     table.add_row("frames acquired", str(report.frames_received))
     table.add_row("restored", f"{report.frames_restored} ({', '.join(settings.models)})")
     table.add_row("failed / skipped", f"{report.frames_failed} / {report.frames_skipped}")
+    not_kept = f"{report.frames_unsaved} / {len(report.undone)} / {report.frames_dropped}"
+    table.add_row("not saved / undone / dropped", not_kept)
     table.add_row("read back from raw store", str(report.frames_from_raw_store))
     table.add_row("saved", str(out))
     console.print(table)
-    if report.frames_failed or report.disabled_stages:
-        raise typer.Exit(code=1)
+    incomplete = report.frames_unsaved or report.frames_dropped or not report.complete
+    if report.frames_failed or report.disabled_stages or incomplete:
+        raise typer.Exit(code=1)  # frames.csv and summary.json name each one
 
 
 @app.command("models")

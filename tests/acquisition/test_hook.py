@@ -656,3 +656,68 @@ def test_ctrl_c_during_the_drain_stops_it_at_once_with_the_same_records(fast_cor
     release.set()
     _assert_every_undone_frame_is_named(out, hook, errors, 4)
     assert all("interrupted (Ctrl-C)" in e.message for e in errors if e.kind == "undone")
+
+
+def test_a_slot_that_raises_never_costs_a_frame(fast_core, tmp_path):
+    out = tmp_path / "run"
+    with RestoreHook(fast_core, IdentityRestorer(), output=out) as hook:
+        hook.events.restored.connect(lambda frame: 1 / 0)  # a user's buggy slot
+        hook.events.stats.connect(lambda stats: 1 / 0)
+        hook.run(_sequence(6))
+    assert hook.report.frames_restored == 6 and hook.report.errors == 0
+    _assert_restored_matches_raw(out, "identity", 6)
+
+
+def test_an_internal_failure_names_its_frames_and_the_worker_goes_on(
+    fast_core, tmp_path, monkeypatch
+):
+    from live_restore.acquisition._record import RunRecord
+
+    save = RunRecord.save
+
+    def breaks_on_frame_2(self, stage, group, restored):
+        if group.numbers == (2,):
+            raise OSError("the disk went away for a moment")
+        return save(self, stage, group, restored)
+
+    monkeypatch.setattr(RunRecord, "save", breaks_on_frame_2)
+    out = tmp_path / "run"
+    errors: list[StageError] = []
+    with RestoreHook(fast_core, IdentityRestorer(), output=out, max_batch=1) as hook:
+        hook.events.error.connect(errors.append)
+        hook.run(_sequence(6))
+    report = hook.report
+    assert report.frames_by_status["error"] == (2,) and report.frames_restored == 5
+    assert [e.kind for e in errors] == ["internal"] and "went away" in errors[0].message
+    row = next(r for r in _rows(out) if r["frame"] == "2")
+    assert row["status"] == "error" and "internal error" in row["error"]
+    assert "Traceback" in (out / "run.log").read_text()
+    assert json.loads((out / "summary.json").read_text())["finished"] == "completed"
+
+
+def test_a_failed_set_counts_every_frame_of_it(fast_core, tmp_path):
+    class FailsSets(IdentityRestorer):
+        name = "fails-sets"
+        grouping = AxisSet("c", 3)
+
+        def __call__(self, frames: np.ndarray) -> np.ndarray:
+            raise RuntimeError("no sets today")
+
+    sequence = useq.MDASequence(
+        time_plan={"interval": 0, "loops": 2},
+        channels=[{"config": c, "group": "Channel"} for c in ("SIM-A0P0", "SIM-A0P1", "SIM-A0P2")],
+        axis_order="tc",
+    )
+    with RestoreHook(fast_core, FailsSets(), max_batch=2) as hook:
+        hook.run(sequence)
+    report = hook.report
+    # sets span batches of 2: each frame is counted once its set is resolved, as failed
+    assert report.frames_failed == 6 and report.frames_restored == 0 and report.frames_done == 6
+
+
+def test_a_closed_hook_cannot_be_reopened(fast_core):
+    hook = RestoreHook(fast_core, IdentityRestorer())
+    hook.open()
+    hook.close()
+    with pytest.raises(RuntimeError, match="was closed"):
+        hook.open()

@@ -125,3 +125,23 @@ def test_restored_sink_without_a_sequence_appends_an_unbounded_series(tmp_path):
         data.shape == (3, 8, 8) and data[0].max() == 1 and not data[1].any() and data[2].min() == 2
     )
     assert group.attrs["live_restore"]["missing"] == ["t=1"]
+
+
+def test_a_position_recorded_twice_leaves_the_store_working(tmp_path):
+    # two incomplete groups for one output (a set missing a frame) must not skip the rest
+    import useq
+    import zarr
+
+    from live_restore.acquisition._sinks import RestoredSink
+
+    sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 3})
+    sink = RestoredSink(tmp_path / "s.ome.zarr", (8, 8), None, None, {"model": "x"})
+    sink.setup(sequence)
+    sink.skip({"t": 0})
+    sink.skip({"t": 0})
+    sink.append(np.full((8, 8), 1.0), {"t": 1})
+    sink.append(np.full((8, 8), 2.0), {"t": 2})
+    sink.close({"finished": "completed"})
+    data = np.asarray(zarr.open_group(str(tmp_path / "s.ome.zarr"), mode="r")["0"][:])
+    assert data.reshape(3, 8, 8)[1].min() == 1 and data.reshape(3, 8, 8)[2].min() == 2
+    assert sink.missing == ["t=0"]

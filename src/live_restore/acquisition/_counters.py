@@ -111,7 +111,8 @@ class LatencyWindow:
 def report_of(counters: Counters, intake: Intake, disabled: dict[str, str]) -> HookReport:
     """The report now: the worker's counters and the intake's (``disabled``: stage -> why)."""
     c = counters
-    numbers = {status: tuple(sorted(n)) for status, n in c.numbers.items()}
+    # copied first: the worker may add a status while another thread takes a report
+    numbers = {status: tuple(sorted(n)) for status, n in list(c.numbers.items())}
     if intake.dropped_numbers:
         numbers["dropped"] = tuple(intake.dropped_numbers)
     return HookReport(

@@ -156,8 +156,12 @@ class RestoreHook:
         """Connect to the core's signals and start the worker."""
         if self._open:
             raise RuntimeError("this RestoreHook is already open")
+        if self._worker.closing.is_set():
+            raise RuntimeError("this RestoreHook was closed; make a new one to restore again")
         if self.output is not None:
             self.output.mkdir(parents=True, exist_ok=True)
+        if self.hold is not None:  # first: it can refuse (an MDA running, a user's engine)
+            self.hold.attach(self.core)
         mda = self.core.mda.events
         self._connect(mda.sequenceStarted, self._on_sequence_started)
         self._connect(mda.frameReady, self._on_frame)
@@ -167,8 +171,6 @@ class RestoreHook:
         if self._live is not None:
             self._connect(self.core.events.continuousSequenceAcquisitionStarted, self._live_on)
             self._connect(self.core.events.sequenceAcquisitionStopped, self._live_off)
-        if self.hold is not None:
-            self.hold.attach(self.core)
         self._open = True
         self._worker.start()
 
@@ -186,7 +188,8 @@ class RestoreHook:
         if self._acquiring:  # closed while an MDA still runs: end our part of it here
             self._acquiring = False
             self._worker.acquisitions_ended = self._runs_started
-            self._intake.put_marker(SequenceEnd(None, canceled=False))
+            ended = SequenceEnd(None, canceled=False, reason="the hook closed during it")
+            self._intake.put_marker(ended)
         self._worker.closing.set()
         try:
             if self._open:
@@ -267,15 +270,15 @@ class RestoreHook:
 
     def latest(self, stage: str | None = None) -> RestoredFrame | None:
         """The newest restored frame (of ``stage``, default the first): the display mailbox."""
-        return self._worker.latest_restored.get(stage or self._worker.stages[0].name)
+        return self._worker.display.latest_restored.get(stage or self._worker.stages[0].name)
 
     def latest_raw(self) -> RawFrame | None:
         """The newest frame the worker is done with, after its stages ran (raw display)."""
-        return self._worker.latest_raw
+        return self._worker.display.latest_raw
 
     def latest_defocus(self) -> DefocusReading | None:
         """The newest focus estimate (None without a ``focus`` estimator or before the first)."""
-        return self._worker.latest_defocus
+        return self._worker.display.latest_defocus
 
     def restored_view(self, stage: str | None = None) -> Any:
         """A read-only live view of ``stage``'s store in the current (or last) acquisition.
@@ -285,7 +288,7 @@ class RestoreHook:
         not grow with the acquisition. None without an output folder or before the stage's
         first output; it stays readable after the acquisition ends, until the next one starts.
         """
-        return self._worker.store_views.get(stage or self._worker.stages[0].name)
+        return self._worker.display.store_views.get(stage or self._worker.stages[0].name)
 
     def outputs_for(self, sequence: Any, stage: str | None = None) -> int:
         """How many outputs ``stage`` (default the first) makes for ``sequence``.

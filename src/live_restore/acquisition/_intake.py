@@ -73,6 +73,7 @@ class SequenceEnd:
 
     sequence: Any
     canceled: bool
+    reason: str = ""  # how it ended, when not simply completed or canceled
 
 
 IntakeItem = IntakeFrame | SkippedRun | SequenceStart | SequenceEnd

@@ -134,6 +134,8 @@ class RunRecord:
             self._open_sink(stage, (raw_shape[-2], raw_shape[-1]))
         sink = self.sinks.get(stage.name)
         if sink is None:
+            if stage.name in self.why_unsaved:  # its store stopped: summary.json names it
+                self.unsaved.setdefault(stage.name, []).append(format_index(group.index))
             return
         try:
             sink.skip(group.index)
@@ -146,7 +148,7 @@ class RunRecord:
         info = (self.meta.get("image_infos") or [{}])[0]
         raw_pixel_um = float(info.get("pixel_size_um") or 0.0) or None
         provenance = {
-            **stage.restorer.provenance(),
+            **_provenance(stage),
             "stage": stage.name,
             "scale": stage.scale,
             "raw_pixel_size_um": raw_pixel_um,
@@ -242,7 +244,7 @@ class RunRecord:
         report: dict[str, Any],
     ) -> None:
         """Close the stores (each with ``summary``), the table, and write summary.json."""
-        provenance = {s.name: s.restorer.provenance() for s in stages}
+        provenance = {s.name: _provenance(s) for s in stages}
         for name, sink in self.sinks.items():
             if sink is None:
                 continue
@@ -291,3 +293,11 @@ class RunRecord:
             (self.folder / "summary.json").write_text(json.dumps(document, indent=2, default=str))
         except OSError as e:
             self.on_error("summary.json", None, "sink", f"cannot write summary: {e}")
+
+
+def _provenance(stage: StageRunner) -> dict[str, Any]:
+    """The stage's provenance; a restorer whose provenance() fails still gets its records."""
+    try:
+        return dict(stage.restorer.provenance())
+    except Exception as e:
+        return {"model": stage.name, "provenance_error": f"{type(e).__name__}: {e}"}

@@ -139,6 +139,7 @@ class RestoredSink:
         self._pixel_um = pixel_um
         self._removed_axis = removed_axis
         self._expected: Iterator[FrameIndex] | None = None
+        self._passed: set[IndexKey] = set()  # positions written or skipped
         self._stream: Any = None
 
     def setup(self, sequence: Any) -> None:
@@ -164,13 +165,18 @@ class RestoredSink:
         except Exception as e:
             raise SinkError(f"cannot create restored store {self.path}: {e}") from e
 
-    def _advance_to(self, index: FrameIndex) -> None:
+    def _advance_to(self, index: FrameIndex) -> bool:
+        """Move the stream to ``index``; False if it was passed already (written or skipped)."""
         if self._expected is None:
-            return
+            return True
         key = index_key(index, self._removed_axis)
+        if key in self._passed:  # e.g. two incomplete groups for one output: recorded once
+            return False
         for expected in self._expected:
-            if index_key(expected) == key:
-                return
+            passed = index_key(expected)
+            self._passed.add(passed)
+            if passed == key:
+                return True
             self._stream.skip(frames=1)
             self.missing.append(format_index(expected))
         raise SinkError(
@@ -181,7 +187,8 @@ class RestoredSink:
     def append(self, image: np.ndarray, index: FrameIndex) -> None:
         """Write the restored output for ``index`` (positions before it left as missing)."""
         try:
-            self._advance_to(index)
+            if not self._advance_to(index):
+                raise SinkError(f"{self.path}: output {format_index(index)} was recorded already")
             self._stream.append(np.ascontiguousarray(image, dtype=np.float32))
             self.frames_written += 1
         except SinkError:
@@ -192,7 +199,8 @@ class RestoredSink:
     def skip(self, index: FrameIndex) -> None:
         """Leave ``index`` as fill and record it as missing."""
         try:
-            self._advance_to(index)
+            if not self._advance_to(index):
+                return  # already written or listed as missing
             self._stream.skip(frames=1)
             self.missing.append(format_index(_output_index(index, self._removed_axis)))
         except SinkError:

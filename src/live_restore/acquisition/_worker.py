@@ -1,10 +1,12 @@
 """The worker: one thread that takes frames from the intake and runs the stages on them.
 
-It owns the stages, the run record and the :class:`~._counters.Counters`. Per batch it reads
-back frames the intake did not hold (catch-up from the raw store), scores focus, groups and
-restores per stage, records every outcome (stores, frames.csv, error events) and publishes
-the newest results to the display mailboxes. Stages receive read-only frames: the camera's
-buffer, which pymmcore-plus's raw writer may still be writing, is never theirs to change.
+It owns the stages, the run record, the :class:`~._counters.Counters` and the frames' fates.
+Per batch it reads back frames the intake did not hold (catch-up from the raw store), scores
+focus, groups and restores per stage, records every outcome (stores, frames.csv, run.log,
+error events) and publishes the newest results to the display. Stages receive read-only
+frames: the camera's buffer, which pymmcore-plus's raw writer may still be writing, is never
+theirs to change. Records are written under ``lock``; stages run outside it, so ``close()``
+can always take over from a stage that never returns.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import math
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -20,18 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from live_restore.focus import DefocusReading, FocusHold, FocusMonitor
-from live_restore.frames import (
-    FrameGroup,
-    FrameIndex,
-    FrameStatus,
-    SingleFrame,
-    format_index,
-    read_only,
-)
+from live_restore.focus import FocusHold, FocusMonitor
+from live_restore.frames import FrameGroup, FrameStatus, SingleFrame, format_index, read_only
 
-from ._counters import Counters, HookReport, HookStats, LatencyWindow, report_of, stats_of
-from ._events import HookEvents, RawFrame, RestoredFrame, StageError
+from ._counters import Counters, HookReport, HookStats, report_of, stats_of
+from ._display import Display
+from ._events import HookEvents, RawFrame, StageError
+from ._fates import FrameFates
 from ._intake import Intake, IntakeFrame, IntakeItem, SequenceEnd, SequenceStart, SkippedRun
 from ._live import LivePoller
 from ._raw_reader import NoRawStore, RawReader
@@ -44,6 +42,9 @@ logger = logging.getLogger("live_restore")
 
 # a frame taken, the image to restore, and where the image came from (memory | raw-store)
 _Taken = tuple[IntakeFrame, np.ndarray, str]
+
+# how long close() waits for the records' lock before it names what is left without them
+LOCK_TIMEOUT_S = 10.0
 
 
 class Worker:
@@ -63,15 +64,15 @@ class Worker:
     ) -> None:
         self.stages = stages
         self.intake = intake
-        self.events = events
+        self.display = Display(events)
         self.counters = Counters()
+        self.fates = FrameFates(self.counters)
         self.focus = focus
         self.hold = hold
         self._run_folder = run_folder
         self._max_batch = max_batch
         self._stats_interval_s = stats_interval_s
         self._live = live
-        self._latency = LatencyWindow()
         self._thread: threading.Thread | None = None
         self.closing = threading.Event()  # finish what is queued, then stop
         self.abandoned = threading.Event()  # stop now; close() took over the records
@@ -80,14 +81,9 @@ class Worker:
         self.acquisitions_ended = 0  # set by the hook's acquisition side as each one ends
         self.run: RunRecord | None = None
         self.current_stage: str | None = None  # the stage being called, while it runs
-        self.in_progress: list[tuple[int, FrameIndex]] = []  # the batch being restored
+        self.in_hand: list[IntakeFrame] = []  # taken, not yet entered (raw read-back)
         self.progress = 0  # counts finished stage calls and taken items: close() watches it
         self.slowest_call_s = 0.0
-        # display mailboxes: replaced whole, read from any thread
-        self.latest_restored: dict[str, RestoredFrame] = {}
-        self.latest_raw: RawFrame | None = None
-        self.latest_defocus: DefocusReading | None = None
-        self.store_views: dict[str, Any] = {}
         self._dropped_reported = 0
         self._raw = RawReader()
 
@@ -109,25 +105,55 @@ class Worker:
         next_stats = time.perf_counter() + self._stats_interval_s
         while not self.abandoned.is_set():
             items = self.intake.take(self._max_batch, timeout_s=0.05)
-            if items:
-                self.progress += 1
-                self._handle(items)
-            elif self._live is not None and (live := self._live.take()) is not None:
-                self._restore_live(*live)
-            elif self.closing.is_set():
-                break
+            try:
+                if items:
+                    self.progress += 1
+                    self._handle(items)
+                elif self._live is not None and (live := self._live.take()) is not None:
+                    self._restore_live(*live)
+                elif self.closing.is_set():
+                    break
+            except Exception as e:  # our own bug or a broken disk: name the frames, go on
+                self._internal_error(e)
             if time.perf_counter() >= next_stats:
                 next_stats = time.perf_counter() + self._stats_interval_s
                 self._emit_stats()
         if not self.abandoned.is_set():
             self._emit_stats()
 
-    # -- counts -----------------------------------------------------------------------------
+    def _internal_error(self, error: Exception) -> None:
+        trace = traceback.format_exc()
+        message = f"internal error, these frames are not restored: {type(error).__name__}: {error}"
+        with self.lock:
+            if self.abandoned.is_set():
+                return
+            self.error("hook", None, "internal", message, trace)
+            for frame in self.in_hand:
+                self.fates.enter(frame.number, frame.index, [s.name for s in self.stages])
+            self.in_hand = []
+            for number, index, owed in self.fates.owed():
+                for stage in owed:
+                    if self.run is not None:
+                        self.run.row(
+                            frame=number,
+                            index=format_index(index),
+                            stage=stage,
+                            status=FrameStatus.ERROR,
+                            error=message,
+                        )
+                    self.fates.resolve(stage, [number], FrameStatus.ERROR)
+        self.current_stage = None
+
+    # -- counts and events ------------------------------------------------------------------
 
     def report(self) -> HookReport:
         """A snapshot of the counts."""
         disabled = {s.name: s.disabled_reason for s in self.stages if s.disabled_reason}
         return report_of(self.counters, self.intake, disabled)
+
+    def stats(self) -> HookStats:
+        """A snapshot of progress (also emitted as ``events.stats``)."""
+        return stats_of(self.report(), self.intake, self.display.latency, self.paused())
 
     def error(
         self, stage: str, frame: int | None, kind: str, message: str, trace: str = ""
@@ -138,7 +164,7 @@ class Worker:
         logger.warning("%s%s: %s: %s", stage, where, kind, message)
         if self.run is not None:
             self.run.log(f"{stage}{where}: {kind}: {message}", trace)
-        self.events.error.emit(StageError(stage, frame, kind, message))
+        self.display.emit("error", StageError(stage, frame, kind, message))
 
     def _emit_stats(self) -> None:
         dropped = self.intake.frames_dropped
@@ -152,15 +178,12 @@ class Worker:
                 "output=... so that process='all' can catch up",
             )
             self._dropped_reported = dropped
-        self.events.stats.emit(self.stats())
-
-    def stats(self) -> HookStats:
-        """A snapshot of progress (also emitted as ``events.stats``)."""
-        return stats_of(self.report(), self.intake, self._latency, self.paused())
+        self.display.emit("stats", self.stats())
 
     # -- taking items -----------------------------------------------------------------------
 
     def _handle(self, items: list[IntakeItem]) -> None:
+        self.in_hand = [item for item in items if isinstance(item, IntakeFrame)]
         frames: list[_Taken] = []
         for position, item in enumerate(items):
             if isinstance(item, IntakeFrame):
@@ -173,6 +196,7 @@ class Worker:
                         continue
                     if image is None:  # not written yet: try again shortly
                         self._restore(frames)
+                        self.in_hand = []
                         self.intake.put_back(items[position:])
                         time.sleep(0.01)
                         return
@@ -189,6 +213,7 @@ class Worker:
             elif isinstance(item, SkippedRun):
                 self._record_skipped(item)
         self._restore(frames)
+        self.in_hand = []
 
     def _read_raw(self, frame: IntakeFrame) -> np.ndarray | None:
         run = self.run
@@ -206,7 +231,7 @@ class Worker:
                 self.finish_run(canceled=False, reason="a new acquisition started")
             number = len(self.counters.runs) + 1
             folder = self._run_folder(number)
-            self.store_views = {}
+            self.display.store_views = {}
             self.run = run = RunRecord(
                 number,
                 folder,
@@ -235,9 +260,9 @@ class Worker:
             run.open()
 
     def _end_run(self, end: SequenceEnd) -> None:
-        if self.run is None or self.abandoned.is_set():
-            return
         with self.lock:
+            if self.run is None or self.abandoned.is_set():
+                return
             # groups cut short (a SIM set at cancel) are reported, never restored
             for stage in self.stages:
                 if stage.name in self.run.refused:
@@ -245,7 +270,8 @@ class Worker:
                 leftovers = stage.grouping.finish()
                 outcomes = [StageOutcome(g, None, FrameStatus.INCOMPLETE_GROUP) for g in leftovers]
                 self._record(stage, outcomes, {})
-            self.finish_run(end.canceled, "canceled" if end.canceled else "completed")
+            reason = end.reason or ("canceled" if end.canceled else "completed")
+            self.finish_run(end.canceled, reason)
 
     def finish_run(self, canceled: bool, reason: str) -> None:
         """Close the current run's records (stores, table, summary.json)."""
@@ -266,34 +292,42 @@ class Worker:
     def abandon(self, reason: str) -> None:
         """Stop: close() gives up. Every frame not finished is recorded as undone.
 
-        Each gets a frames.csv row (status ``undone``) for every stage that had not recorded
-        it, a ``missing`` entry in those stages' stores and one error event naming the stage
-        that never returned; then the run's records are closed. The thread, if it ever comes
-        back from that stage, writes nothing more.
+        Each gets a frames.csv row (status ``undone``) for every stage that still owed it an
+        outcome, a ``missing`` entry in those stages' stores and one error event naming the
+        stage that never returned; then the run's records are closed. The thread, if it ever
+        comes back, writes nothing more. If the records' lock cannot be had (a write that never
+        returns), the frames are still counted and named in events and the log.
         """
-        with self.lock:
+        locked = self.lock.acquire(timeout=LOCK_TIMEOUT_S)
+        try:
             self.abandoned.set()
             stalled = self.current_stage
-            in_progress = list(self.in_progress)
-            waiting = [
-                (i.number, i.index) for i in self.intake.drop_all() if isinstance(i, IntakeFrame)
-            ]
-            names = [s.name for s in self.stages]
-            first = names.index(stalled) if stalled in names else 0
             self.counters.stalled_stage = stalled
             why = f"stage {stalled!r} never returned; {reason}" if stalled else reason
-            for position, stage in enumerate(self.stages):
-                frames = (in_progress if position >= first else []) + waiting
-                if self.run is not None:
+            if not locked:
+                why += "; the records could not be completed (a write never returned)"
+            names = [s.name for s in self.stages]
+            owed = self.fates.owed()
+            entered = {number for number, _index, _owed in owed}
+            taken = [f for f in self.in_hand if f.number not in entered]
+            taken += [i for i in self.intake.drop_all() if isinstance(i, IntakeFrame)]
+            owed += [(f.number, f.index, list(names)) for f in taken]
+            if locked and self.run is not None:
+                for stage in self.stages:
+                    frames = [(n, index) for n, index, by in owed if stage.name in by]
                     self.run.undone(stage, frames, why)
-            self.counters.note(FrameStatus.UNDONE, [n for n, _index in in_progress + waiting])
-            for number, _index in in_progress + waiting:
-                self.counters.undone.append(number)
+            self.fates.forget(number for number, _index, _owed in owed)
+            undone = [number for number, _index, _owed in owed]
+            self.counters.note(FrameStatus.UNDONE, undone)
+            self.counters.undone.extend(undone)
+            for number in undone:
                 self.error(stalled or "hook", number, "undone", f"not restored: {why}")
-            self.finish_run(canceled=False, reason="closed before restoration finished")
-        logger.warning(
-            "RestoreHook closed with %d frames not restored (%s)", len(self.counters.undone), why
-        )
+            if locked:
+                self.finish_run(canceled=False, reason="closed before restoration finished")
+        finally:
+            if locked:
+                self.lock.release()
+        logger.warning("RestoreHook closed with %d frames not restored (%s)", len(undone), why)
 
     # -- restoring --------------------------------------------------------------------------
 
@@ -303,87 +337,74 @@ class Worker:
         if self.run is None:  # frames without a start marker cannot happen; be safe
             self._begin_run(SequenceStart(None, {}, None, time.perf_counter()))
         run = self.run
-        assert run is not None  # _begin_run made one
-        run.frames += len(frames)
-        run.raw_shape = frames[0][1].shape
-        self.in_progress = [(f.number, f.index) for f, _image, _source in frames]
+        if run is None:  # abandoned meanwhile
+            return
+        with self.lock:
+            run.frames += len(frames)
+            run.raw_shape = frames[0][1].shape
+            names = [s.name for s in self.stages]
+            for f, _image, _source in frames:
+                self.fates.enter(f.number, f.index, names)
+            entered = {f.number for f, _image, _source in frames}
+            self.in_hand = [f for f in self.in_hand if f.number not in entered]
         for f, image, _source in frames:
             self._watch_focus(image, f.number, f.index, f.z_um)
         by_number = {f.number: (f, image, source) for f, image, source in frames}
-        failed_frames: set[int] = set()
-        unsaved_frames: set[int] = set()
         for stage in self.stages:
             if stage.name in run.refused:
                 with self.lock:
                     run.refused_rows(stage, [(f.number, f.index, s) for f, _i, s in frames])
-                self.counters.note(FrameStatus.REFUSED, (f.number for f, _i, _s in frames))
+                    self.fates.resolve(stage.name, by_number, FrameStatus.REFUSED)
                 continue
             groups: list[FrameGroup] = []
             for f, image, _source in frames:
                 groups += stage.grouping.add(f.number, f.index, image)
             if not groups:
                 continue
-            self.current_stage = stage.name
+            with self.lock:
+                self.current_stage = stage.name
             started_s = time.perf_counter()
-            outcomes = stage.run(groups)
-            self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - started_s)
-            self.current_stage = None
-            self.progress += 1
-            if self.abandoned.is_set():
-                return
-            failed_frames |= self._record(stage, outcomes, by_number, unsaved_frames)
+            outcomes = stage.run(groups)  # outside the lock: it may never return
+            with self.lock:
+                self.current_stage = None
+                if self.abandoned.is_set():
+                    return
+                self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - started_s)
+                self.progress += 1
+                self._record(stage, outcomes, by_number)
         newest, image, _source = frames[-1]
-        self.latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
-        self.in_progress = []
-        self.counters.frames_done += len(frames)
-        self.counters.frames_failed += len(failed_frames & by_number.keys())
-        self.counters.frames_unsaved += len((unsaved_frames - failed_frames) & by_number.keys())
-        # restored means on disk (or, without an output folder, shown) in every stage
-        self.counters.frames_restored += len(by_number.keys() - failed_frames - unsaved_frames)
+        self.display.latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
 
     def _record(
-        self,
-        stage: StageRunner,
-        outcomes: list[StageOutcome],
-        frames: dict[int, _Taken],
-        unsaved: set[int] | None = None,
-    ) -> set[int]:
-        """Write outputs, rows and events for one stage's outcomes; return the failed frames.
-
-        Frames restored but not saved (the store failed) are added to ``unsaved``.
-        """
-        failed: set[int] = set()
-        unsaved = set() if unsaved is None else unsaved
+        self, stage: StageRunner, outcomes: list[StageOutcome], frames: dict[int, _Taken]
+    ) -> None:
+        """Write outputs, rows and events for one stage's outcomes; resolve their frames."""
         run = self.run
         if run is None:
-            return failed
+            return
         now = time.perf_counter()
         with self.lock:
             if self.abandoned.is_set():
-                return failed
-            self.store_views = run.views
+                return
             for outcome in outcomes:
                 group = outcome.group
                 newest = group.numbers[-1]
                 frame, raw, source = frames.get(newest, (None, None, "memory"))
                 received = frame.received_s if frame is not None else now
                 latency_ms = (now - received) * 1000
-                status = outcome.status
-                message = outcome.message
+                status, message = outcome.status, outcome.message
                 if status is FrameStatus.RESTORED and outcome.restored is not None:
                     status = run.save(stage, group, outcome.restored)
-                    self.store_views = run.views
+                    self.display.store_views = run.views
                     if status is FrameStatus.UNSAVED:
-                        unsaved.update(group.numbers)
                         message = f"restored and shown, not saved: {run.why_unsaved[stage.name]}"
                         self.error(stage.name, newest, "unsaved", message)
                     shown = raw if raw is not None else np.zeros((0, 0))
-                    self._publish(stage, group, shown, outcome.restored, latency_ms, now)
+                    self.display.publish(stage.name, group, shown, outcome.restored, latency_ms)
                 else:
-                    failed.update(group.numbers)
                     run.mark_missing(stage, group, None if raw is None else raw.shape)
                     self._report_failure(stage, outcome)
-                self.counters.note(status, group.numbers)
+                self.fates.resolve(stage.name, group.numbers, status)
                 run.row(
                     frame=newest,
                     index=format_index(group.index),
@@ -396,7 +417,6 @@ class Worker:
                     batch=outcome.batch,
                     error=message,
                 )
-        return failed
 
     def _report_failure(self, stage: StageRunner, outcome: StageOutcome) -> None:
         group, newest = outcome.group, outcome.group.numbers[-1]
@@ -415,12 +435,13 @@ class Worker:
             )
 
     def _record_skipped(self, skipped: SkippedRun) -> None:
-        if self.run is not None:
-            with self.lock:
+        with self.lock:
+            if self.run is not None:
                 self.run.skipped_rows(self.stages, skipped)
-        self.counters.note(FrameStatus.SKIPPED, range(skipped.first, skipped.first + skipped.count))
+            numbers = range(skipped.first, skipped.first + skipped.count)
+            self.counters.note(FrameStatus.SKIPPED, numbers)
 
-    # -- focus, live mode and the display ---------------------------------------------------
+    # -- focus and live mode ----------------------------------------------------------------
 
     def _watch_focus(
         self,
@@ -437,7 +458,7 @@ class Worker:
         except Exception as e:  # a focus model must never stop restoration
             self.error("focus", number if number >= 0 else None, "exception", f"{e!r}")
             return
-        self.latest_defocus = reading
+        self.display.latest_defocus = reading
         if self.hold is not None:
             try:
                 self.hold.offer(reading)
@@ -454,7 +475,7 @@ class Worker:
                     flags="out-of-focus" if reading.flagged else "",
                     error=reading.note,
                 )
-        self.events.defocus.emit(reading)
+        self.display.emit("defocus", reading)
 
     def _restore_live(self, image: np.ndarray, received_s: float) -> None:
         image = read_only(image)
@@ -464,31 +485,12 @@ class Worker:
                 continue
             group = FrameGroup((-1,), {}, image)
             outcome = stage.run([group])[0]
-            now = time.perf_counter()
             if outcome.restored is None:
                 self.error(stage.name, None, outcome.kind or "live", outcome.message)
                 continue
-            latency_ms = (now - received_s) * 1000
-            self._publish(stage, group, image, outcome.restored, latency_ms, now, live=True)
-        self.latest_raw = RawFrame(-1, {}, image, received_s, live=True)
-
-    def _publish(
-        self,
-        stage: StageRunner,
-        group: FrameGroup,
-        raw: np.ndarray,
-        restored: np.ndarray,
-        latency_ms: float,
-        now_s: float,
-        live: bool = False,
-    ) -> None:
-        """Count the latency, fill the display mailbox and emit ``restored``."""
-        self._latency.add(latency_ms, now_s)
-        frame = RestoredFrame(
-            stage.name, group.numbers, group.index, raw, restored, latency_ms, live
-        )
-        self.latest_restored = {**self.latest_restored, stage.name: frame}
-        self.events.restored.emit(frame)
+            latency_ms = (time.perf_counter() - received_s) * 1000
+            self.display.publish(stage.name, group, image, outcome.restored, latency_ms, True)
+        self.display.latest_raw = RawFrame(-1, {}, image, received_s, live=True)
 
 
 def _format_um(value: float) -> str:
