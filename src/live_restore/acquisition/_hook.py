@@ -26,11 +26,10 @@ import useq
 from live_restore.focus import DefocusReading, FocusHold, FocusMonitor
 from live_restore.frames import Executor, Restorer, index_key
 
-from ._build import HookParts, build_parts
+from ._build import build_parts, parts_from_keywords
 from ._config import HookConfig
 from ._counters import HookReport, HookStats
 from ._events import HookEvents, RawFrame, RestoredFrame
-from ._executor import InThreadExecutor
 from ._intake import Intake, IntakeFrame, SequenceEnd, SequenceStart
 from ._live import LivePoller
 from ._stage import StageRunner
@@ -39,20 +38,6 @@ from ._worker import Worker
 __all__ = ["RestoreHook", "build_hook"]
 
 logger = logging.getLogger("live_restore")
-
-# HookConfig fields that the keyword form takes as they are
-_OPTIONS = (
-    "output",
-    "process",
-    "memory_mb",
-    "max_batch",
-    "max_consecutive_failures",
-    "drain_timeout_s",
-    "stall_timeout_s",
-    "progress",
-    "live",
-    "stats_interval_s",
-)
 
 
 class RestoreHook:
@@ -89,19 +74,7 @@ class RestoreHook:
                 raise TypeError("give either a HookConfig or keyword options, not both")
             config, parts = models, build_parts(core, models)
         else:
-            unknown = sorted(set(options) - set(_OPTIONS))
-            if unknown:
-                raise TypeError(f"RestoreHook got unknown options: {', '.join(unknown)}")
-            stages = [models] if not isinstance(models, Sequence) else list(models)
-            if not stages:
-                raise ValueError("RestoreHook needs at least one model (a Restorer)")
-            if hold is not None and focus is None:
-                raise ValueError("focus hold needs a focus monitor: pass focus= as well")
-            if focus is not None and not isinstance(focus, FocusMonitor):
-                focus = FocusMonitor(focus)  # a bare estimator gets the default policy
-            names = [str(getattr(s, "name", s)) for s in stages]
-            config = HookConfig.model_validate({"models": names, **options})
-            parts = HookParts(stages, focus, hold, executor or InThreadExecutor())
+            config, parts = parts_from_keywords(models, focus, hold, executor, options)
         self.config = config
         self.core = core
         self.output = config.output
@@ -136,7 +109,6 @@ class RestoreHook:
         self._worker.paused = lambda: bool(core.mda.is_paused())
         self._connections: list[tuple[Any, Callable[..., Any]]] = []
         self._open = False
-        self._closed_report: HookReport | None = None
         # acquisition-side state: touched only by the thread that delivers the MDA signals
         self._runs_started = 0
         self._acquiring = False
