@@ -721,3 +721,18 @@ def test_a_closed_hook_cannot_be_reopened(fast_core):
     hook.close()
     with pytest.raises(RuntimeError, match="was closed"):
         hook.open()
+
+
+def test_a_list_of_events_is_restored_into_a_time_series(fast_core, tmp_path):
+    # pymmcore-plus tells the hook nothing about such a run's shape: outputs are appended
+    out = tmp_path / "run"
+    events = [useq.MDAEvent(index={"t": t}) for t in range(4)]
+    with RestoreHook(fast_core, IdentityRestorer(), output=out) as hook:
+        hook.run(events)
+    assert hook.report.frames_restored == 4 and hook.report.errors == 0
+    restored = _array(out / "identity.ome.zarr")
+    raw = _array(out / "raw.ome.zarr").reshape(4, *restored.shape[-2:])
+    for t in range(4):
+        np.testing.assert_array_equal(
+            restored.reshape(4, *raw.shape[-2:])[t], IdentityRestorer()(raw[t])
+        )

@@ -145,3 +145,25 @@ def test_a_position_recorded_twice_leaves_the_store_working(tmp_path):
     data = np.asarray(zarr.open_group(str(tmp_path / "s.ome.zarr"), mode="r")["0"][:])
     assert data.reshape(3, 8, 8)[1].min() == 1 and data.reshape(3, 8, 8)[2].min() == 2
     assert sink.missing == ["t=0"]
+
+
+def test_an_output_outside_the_sequence_costs_only_itself(tmp_path):
+    import useq
+    import zarr
+
+    from live_restore.acquisition._sinks import MisplacedOutput, RestoredSink
+
+    sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 3})
+    sink = RestoredSink(tmp_path / "s.ome.zarr", (8, 8), None, None, {"model": "x"})
+    sink.setup(sequence)
+    sink.append(np.full((8, 8), 1.0), {"t": 0})
+    with pytest.raises(MisplacedOutput, match="not a position"):
+        sink.append(np.full((8, 8), 9.0), {"t": 7})
+    with pytest.raises(MisplacedOutput, match="recorded already"):
+        sink.append(np.full((8, 8), 9.0), {"t": 0})
+    sink.append(np.full((8, 8), 2.0), {"t": 1})
+    sink.append(np.full((8, 8), 3.0), {"t": 2})
+    sink.close({"finished": "completed"})
+    data = np.asarray(zarr.open_group(str(tmp_path / "s.ome.zarr"), mode="r")["0"][:])
+    assert [float(d.min()) for d in data.reshape(3, 8, 8)] == [1.0, 2.0, 3.0]
+    assert sink.missing == []

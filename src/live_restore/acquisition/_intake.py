@@ -194,6 +194,12 @@ class Intake:
                         self.bytes_held -= item.image.nbytes
             return taken
 
+    def wait(self, timeout_s: float) -> None:
+        """Block until an item is waiting or ``timeout_s`` has passed."""
+        with self._ready:
+            if not self._items:
+                self._ready.wait(timeout_s)
+
     def put_back(self, items: list[IntakeItem]) -> None:
         """Return items the worker could not handle yet to the front, in their order."""
         with self._ready:

@@ -31,7 +31,7 @@ from live_restore.frames import (
 )
 
 from ._intake import SkippedRun
-from ._sinks import FrameTable, RestoredSink, SinkError
+from ._sinks import FrameTable, MisplacedOutput, RestoredSink, SinkError
 from ._stage import StageRunner
 
 __all__ = ["ErrorReporter", "RunRecord"]
@@ -62,6 +62,7 @@ class RunRecord:
     _table: FrameTable | None = None
     _log: TextIO | None = None
     _log_failed: bool = False
+    stalled: str | None = None  # a stage that never returned (set when close() gives up)
 
     def open(self) -> None:
         """Create the folder and the frame table (nothing without a folder)."""
@@ -73,13 +74,24 @@ class RunRecord:
         except SinkError as e:
             self.on_error("frames.csv", None, "sink", str(e))
 
+    def _provenance(self, stage: StageRunner) -> dict[str, Any]:
+        """The stage's provenance; one whose provenance() fails still gets its records."""
+        if stage.name == self.stalled:  # it never returned: do not call into it again
+            sink = self.sinks.get(stage.name)
+            return dict(sink.provenance) if sink else {"model": stage.name}
+        try:
+            return dict(stage.restorer.provenance())
+        except Exception as e:
+            return {"model": stage.name, "provenance_error": f"{type(e).__name__}: {e}"}
+
     def log(self, line: str, trace: str = "") -> None:
         """One line (and a traceback, if any) in run.log, opened at the first failure."""
         if self.folder is None or self._log_failed:
             return
         try:
             if self._log is None:
-                self._log = (self.folder / "run.log").open("a", encoding="utf-8")
+                path = self.folder / "run.log"
+                self._log = path.open("a", encoding="utf-8", errors="backslashreplace")
             stamp = datetime.now().isoformat(timespec="milliseconds")
             self._log.write(f"{stamp} {line}\n")
             if trace:
@@ -113,6 +125,10 @@ class RunRecord:
             try:
                 sink.append(restored, group.index)
                 return FrameStatus.RESTORED
+            except MisplacedOutput as e:  # this output only: the store goes on
+                self.why_unsaved[stage.name] = str(e)
+                self.unsaved.setdefault(stage.name, []).append(format_index(group.index))
+                return FrameStatus.UNSAVED
             except SinkError as e:
                 self._lose_sink(
                     stage.name,
@@ -148,7 +164,7 @@ class RunRecord:
         info = (self.meta.get("image_infos") or [{}])[0]
         raw_pixel_um = float(info.get("pixel_size_um") or 0.0) or None
         provenance = {
-            **_provenance(stage),
+            **self._provenance(stage),
             "stage": stage.name,
             "scale": stage.scale,
             "raw_pixel_size_um": raw_pixel_um,
@@ -244,7 +260,7 @@ class RunRecord:
         report: dict[str, Any],
     ) -> None:
         """Close the stores (each with ``summary``), the table, and write summary.json."""
-        provenance = {s.name: _provenance(s) for s in stages}
+        provenance = {s.name: self._provenance(s) for s in stages}
         for name, sink in self.sinks.items():
             if sink is None:
                 continue
@@ -293,11 +309,3 @@ class RunRecord:
             (self.folder / "summary.json").write_text(json.dumps(document, indent=2, default=str))
         except OSError as e:
             self.on_error("summary.json", None, "sink", f"cannot write summary: {e}")
-
-
-def _provenance(stage: StageRunner) -> dict[str, Any]:
-    """The stage's provenance; a restorer whose provenance() fails still gets its records."""
-    try:
-        return dict(stage.restorer.provenance())
-    except Exception as e:
-        return {"model": stage.name, "provenance_error": f"{type(e).__name__}: {e}"}

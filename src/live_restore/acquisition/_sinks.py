@@ -27,13 +27,33 @@ from live_restore.frames import FrameIndex, IndexKey, format_index, index_key
 __all__ = [
     "TABLE_COLUMNS",
     "FrameTable",
+    "MisplacedOutput",
     "RestoredSink",
     "SinkError",
+    "known_sequence",
 ]
 
 
 class SinkError(RuntimeError):
     """Writing a restored store or the frame table failed."""
+
+
+class MisplacedOutput(SinkError):
+    """One output has no place in the store (outside the sequence, or recorded already).
+
+    Only that output is lost: the store goes on taking the others.
+    """
+
+
+def known_sequence(sequence: Any) -> bool:
+    """Whether ``sequence`` says what its events are.
+
+    pymmcore-plus's placeholder for a list or generator of events does not: its stores are
+    unbounded time series.
+    """
+    from pymmcore_plus.mda._generator_sequence import GeneratorMDASequence
+
+    return isinstance(sequence, useq.MDASequence) and not isinstance(sequence, GeneratorMDASequence)
 
 
 # MDA axis -> the MDASequence field that makes it (to drop an axis a group spans)
@@ -51,7 +71,7 @@ def _without_channel_names(dim: Dimension) -> Dimension:
 def _dimensions(
     sequence: Any, removed_axis: str | None, width: int, height: int, pixel_um: float | None
 ) -> list[Dimension]:
-    if isinstance(sequence, useq.MDASequence):
+    if known_sequence(sequence):
         if removed_axis is not None:
             field = _AXIS_FIELDS.get(removed_axis)
             if field is None:
@@ -83,7 +103,7 @@ def _expected_outputs(sequence: Any, removed_axis: str | None) -> Iterator[Frame
     Not a generator itself: a generator function never returns None, and the caller needs
     None to know that outputs are simply appended (an unbounded time series).
     """
-    if not isinstance(sequence, useq.MDASequence):
+    if not known_sequence(sequence):
         return None
     return _distinct_outputs(sequence, removed_axis)
 
@@ -139,7 +159,8 @@ class RestoredSink:
         self._pixel_um = pixel_um
         self._removed_axis = removed_axis
         self._expected: Iterator[FrameIndex] | None = None
-        self._passed: set[IndexKey] = set()  # positions written or skipped
+        self._passed: set[IndexKey] = set()  # positions written or skipped (one per output)
+        self._axis_sizes: dict[str, int | None] = {}
         self._stream: Any = None
 
     def setup(self, sequence: Any) -> None:
@@ -147,6 +168,7 @@ class RestoredSink:
         self._expected = _expected_outputs(sequence, self._removed_axis)
         rows, columns = self._frame_shape
         dims = _dimensions(sequence, self._removed_axis, columns, rows, self._pixel_um)
+        self._axis_sizes = {d.name: d.count for d in dims if d.name in ("t", "c", "z")}
         try:
             # zarr-python writes each frame before append returns: a failed write (a full
             # disk) raises here, on its frame. tensorstore would only fail at close, which
@@ -166,12 +188,20 @@ class RestoredSink:
             raise SinkError(f"cannot create restored store {self.path}: {e}") from e
 
     def _advance_to(self, index: FrameIndex) -> bool:
-        """Move the stream to ``index``; False if it was passed already (written or skipped)."""
+        """Move the stream to ``index``; False if it was passed already (written or skipped).
+
+        An index that is not a position of the sequence raises :class:`MisplacedOutput`
+        before the stream moves, so one bad output never costs the positions after it.
+        """
         if self._expected is None:
             return True
         key = index_key(index, self._removed_axis)
         if key in self._passed:  # e.g. two incomplete groups for one output: recorded once
             return False
+        if not self._in_sequence(key):
+            raise MisplacedOutput(
+                f"{self.path}: output {format_index(index)} is not a position of the sequence"
+            )
         for expected in self._expected:
             passed = index_key(expected)
             self._passed.add(passed)
@@ -179,16 +209,24 @@ class RestoredSink:
                 return True
             self._stream.skip(frames=1)
             self.missing.append(format_index(expected))
-        raise SinkError(
-            f"{self.path}: output {format_index(index)} is not a later position of the "
-            "sequence (out of order, or beyond its shape)"
+        raise MisplacedOutput(f"{self.path}: output {format_index(index)} is beyond the sequence")
+
+    def _in_sequence(self, key: IndexKey) -> bool:
+        # within the store's t, c and z lengths (p merges positions and grid: not checked)
+        own = dict(key)
+        return all(
+            0 <= own[axis] < size
+            for axis, size in self._axis_sizes.items()
+            if axis in own and size is not None
         )
 
     def append(self, image: np.ndarray, index: FrameIndex) -> None:
         """Write the restored output for ``index`` (positions before it left as missing)."""
         try:
             if not self._advance_to(index):
-                raise SinkError(f"{self.path}: output {format_index(index)} was recorded already")
+                raise MisplacedOutput(
+                    f"{self.path}: output {format_index(index)} was recorded already"
+                )
             self._stream.append(np.ascontiguousarray(image, dtype=np.float32))
             self.frames_written += 1
         except SinkError:
@@ -249,7 +287,9 @@ class FrameTable:
         self.path = path
         self.rows = 0
         try:
-            self._file: TextIO = path.open("x", newline="", encoding="utf-8")
+            self._file: TextIO = path.open(
+                "x", newline="", encoding="utf-8", errors="backslashreplace"
+            )
         except OSError as e:
             raise SinkError(f"cannot create frame table {path}: {e}") from e
         self._writer = csv.DictWriter(self._file, fieldnames=TABLE_COLUMNS)

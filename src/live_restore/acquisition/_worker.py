@@ -15,7 +15,6 @@ import logging
 import math
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -34,6 +33,8 @@ from ._intake import Intake, IntakeFrame, IntakeItem, SequenceEnd, SequenceStart
 from ._live import LivePoller
 from ._raw_reader import NoRawStore, RawReader
 from ._record import RunRecord
+from ._recovery import Recovery
+from ._sinks import known_sequence
 from ._stage import StageOutcome, StageRunner
 
 __all__ = ["Worker"]
@@ -43,11 +44,8 @@ logger = logging.getLogger("live_restore")
 # a frame taken, the image to restore, and where the image came from (memory | raw-store)
 _Taken = tuple[IntakeFrame, np.ndarray, str]
 
-# how long close() waits for the records' lock before it names what is left without them
-LOCK_TIMEOUT_S = 10.0
 
-
-class Worker:
+class Worker(Recovery):
     """The hook's worker thread and everything only it touches (see module docstring)."""
 
     def __init__(
@@ -82,6 +80,8 @@ class Worker:
         self.run: RunRecord | None = None
         self.current_stage: str | None = None  # the stage being called, while it runs
         self.in_hand: list[IntakeFrame] = []  # taken, not yet entered (raw read-back)
+        self._unhandled: list[IntakeItem] = []  # the rest of the batch being handled
+        self._batch_entered: set[int] = set()  # frames of that batch entered so far
         self.progress = 0  # counts finished stage calls and taken items: close() watches it
         self.slowest_call_s = 0.0
         self._dropped_reported = 0
@@ -104,8 +104,10 @@ class Worker:
     def _loop(self) -> None:
         next_stats = time.perf_counter() + self._stats_interval_s
         while not self.abandoned.is_set():
-            items = self.intake.take(self._max_batch, timeout_s=0.05)
             try:
+                with self.lock:  # taken and in hand at once: abandon() sees one or the other
+                    items = self.intake.take(self._max_batch, timeout_s=0.0)
+                    self.in_hand = [i for i in items if isinstance(i, IntakeFrame)]
                 if items:
                     self.progress += 1
                     self._handle(items)
@@ -113,36 +115,15 @@ class Worker:
                     self._restore_live(*live)
                 elif self.closing.is_set():
                     break
-            except Exception as e:  # our own bug or a broken disk: name the frames, go on
+                else:
+                    self.intake.wait(timeout_s=0.05)
+                if time.perf_counter() >= next_stats:
+                    next_stats = time.perf_counter() + self._stats_interval_s
+                    self._emit_stats()
+            except BaseException as e:  # our own bug or a broken disk: name the frames, go on
                 self._internal_error(e)
-            if time.perf_counter() >= next_stats:
-                next_stats = time.perf_counter() + self._stats_interval_s
-                self._emit_stats()
         if not self.abandoned.is_set():
             self._emit_stats()
-
-    def _internal_error(self, error: Exception) -> None:
-        trace = traceback.format_exc()
-        message = f"internal error, these frames are not restored: {type(error).__name__}: {error}"
-        with self.lock:
-            if self.abandoned.is_set():
-                return
-            self.error("hook", None, "internal", message, trace)
-            for frame in self.in_hand:
-                self.fates.enter(frame.number, frame.index, [s.name for s in self.stages])
-            self.in_hand = []
-            for number, index, owed in self.fates.owed():
-                for stage in owed:
-                    if self.run is not None:
-                        self.run.row(
-                            frame=number,
-                            index=format_index(index),
-                            stage=stage,
-                            status=FrameStatus.ERROR,
-                            error=message,
-                        )
-                    self.fates.resolve(stage, [number], FrameStatus.ERROR)
-        self.current_stage = None
 
     # -- counts and events ------------------------------------------------------------------
 
@@ -183,21 +164,28 @@ class Worker:
     # -- taking items -----------------------------------------------------------------------
 
     def _handle(self, items: list[IntakeItem]) -> None:
-        self.in_hand = [item for item in items if isinstance(item, IntakeFrame)]
+        self._batch_entered = set()
         frames: list[_Taken] = []
         for position, item in enumerate(items):
+            self._unhandled = items[position + 1 :]
+            if self.abandoned.is_set():
+                return
             if isinstance(item, IntakeFrame):
                 image, source = item.image, "memory"
                 if image is None:
                     try:
                         image, source = self._read_raw(item), "raw-store"
                     except NoRawStore:
-                        self.intake.note_dropped(item.number)
+                        with self.lock:
+                            self.intake.note_dropped(item.number)
+                            self.in_hand = [f for f in self.in_hand if f is not item]
                         continue
                     if image is None:  # not written yet: try again shortly
                         self._restore(frames)
-                        self.in_hand = []
-                        self.intake.put_back(items[position:])
+                        with self.lock:
+                            rest = items[position:]
+                            self.in_hand = [f for f in self.in_hand if f not in rest]
+                            self.intake.put_back(rest)
                         time.sleep(0.01)
                         return
                 # stages get a view they cannot write through: the raw writer may still hold
@@ -213,7 +201,7 @@ class Worker:
             elif isinstance(item, SkippedRun):
                 self._record_skipped(item)
         self._restore(frames)
-        self.in_hand = []
+        self._unhandled = []
 
     def _read_raw(self, frame: IntakeFrame) -> np.ndarray | None:
         run = self.run
@@ -245,8 +233,9 @@ class Worker:
             self.counters.runs.append(str(folder) if folder else "")
             if self.focus is not None:
                 self.focus.begin(start.sequence)
+            known = known_sequence(start.sequence)  # not a list or generator of events
             for stage in self.stages:
-                problem = stage.grouping.sequence_problem(start.sequence)
+                problem = stage.grouping.sequence_problem(start.sequence) if known else None
                 if problem:
                     # refused up front: restoring would only report every set as incomplete
                     run.refused[stage.name] = problem
@@ -289,46 +278,6 @@ class Worker:
                 summary["focus"]["hold"] = self.hold.summary()
         run.finish(self.stages, summary, asdict(self.report()))
 
-    def abandon(self, reason: str) -> None:
-        """Stop: close() gives up. Every frame not finished is recorded as undone.
-
-        Each gets a frames.csv row (status ``undone``) for every stage that still owed it an
-        outcome, a ``missing`` entry in those stages' stores and one error event naming the
-        stage that never returned; then the run's records are closed. The thread, if it ever
-        comes back, writes nothing more. If the records' lock cannot be had (a write that never
-        returns), the frames are still counted and named in events and the log.
-        """
-        locked = self.lock.acquire(timeout=LOCK_TIMEOUT_S)
-        try:
-            self.abandoned.set()
-            stalled = self.current_stage
-            self.counters.stalled_stage = stalled
-            why = f"stage {stalled!r} never returned; {reason}" if stalled else reason
-            if not locked:
-                why += "; the records could not be completed (a write never returned)"
-            names = [s.name for s in self.stages]
-            owed = self.fates.owed()
-            entered = {number for number, _index, _owed in owed}
-            taken = [f for f in self.in_hand if f.number not in entered]
-            taken += [i for i in self.intake.drop_all() if isinstance(i, IntakeFrame)]
-            owed += [(f.number, f.index, list(names)) for f in taken]
-            if locked and self.run is not None:
-                for stage in self.stages:
-                    frames = [(n, index) for n, index, by in owed if stage.name in by]
-                    self.run.undone(stage, frames, why)
-            self.fates.forget(number for number, _index, _owed in owed)
-            undone = [number for number, _index, _owed in owed]
-            self.counters.note(FrameStatus.UNDONE, undone)
-            self.counters.undone.extend(undone)
-            for number in undone:
-                self.error(stalled or "hook", number, "undone", f"not restored: {why}")
-            if locked:
-                self.finish_run(canceled=False, reason="closed before restoration finished")
-        finally:
-            if locked:
-                self.lock.release()
-        logger.warning("RestoreHook closed with %d frames not restored (%s)", len(undone), why)
-
     # -- restoring --------------------------------------------------------------------------
 
     def _restore(self, frames: list[_Taken]) -> None:
@@ -340,28 +289,37 @@ class Worker:
         if run is None:  # abandoned meanwhile
             return
         with self.lock:
+            if self.abandoned.is_set():
+                return
             run.frames += len(frames)
             run.raw_shape = frames[0][1].shape
             names = [s.name for s in self.stages]
             for f, _image, _source in frames:
                 self.fates.enter(f.number, f.index, names)
             entered = {f.number for f, _image, _source in frames}
+            self._batch_entered |= entered
             self.in_hand = [f for f in self.in_hand if f.number not in entered]
+            self.current_stage = "focus"  # the estimator can hang as well as a stage
         for f, image, _source in frames:
             self._watch_focus(image, f.number, f.index, f.z_um)
         by_number = {f.number: (f, image, source) for f, image, source in frames}
         for stage in self.stages:
-            if stage.name in run.refused:
-                with self.lock:
+            with self.lock:
+                self.current_stage = None
+                if self.abandoned.is_set():
+                    return
+                if stage.name in run.refused:
                     run.refused_rows(stage, [(f.number, f.index, s) for f, _i, s in frames])
                     self.fates.resolve(stage.name, by_number, FrameStatus.REFUSED)
-                continue
+                    continue
             groups: list[FrameGroup] = []
             for f, image, _source in frames:
                 groups += stage.grouping.add(f.number, f.index, image)
             if not groups:
                 continue
             with self.lock:
+                if self.abandoned.is_set():
+                    return
                 self.current_stage = stage.name
             started_s = time.perf_counter()
             outcomes = stage.run(groups)  # outside the lock: it may never return
@@ -384,9 +342,9 @@ class Worker:
             return
         now = time.perf_counter()
         with self.lock:
-            if self.abandoned.is_set():
-                return
             for outcome in outcomes:
+                if self.abandoned.is_set():  # close() took over the records meanwhile
+                    return
                 group = outcome.group
                 newest = group.numbers[-1]
                 frame, raw, source = frames.get(newest, (None, None, "memory"))
@@ -484,7 +442,18 @@ class Worker:
             if not isinstance(stage.grouping, SingleFrame) or stage.disabled:
                 continue
             group = FrameGroup((-1,), {}, image)
+            with self.lock:
+                if self.abandoned.is_set():
+                    return
+                self.current_stage = stage.name
+            started_s = time.perf_counter()
             outcome = stage.run([group])[0]
+            with self.lock:
+                self.current_stage = None
+                if self.abandoned.is_set():
+                    return
+                self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - started_s)
+                self.progress += 1
             if outcome.restored is None:
                 self.error(stage.name, None, outcome.kind or "live", outcome.message)
                 continue
