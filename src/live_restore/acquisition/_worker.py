@@ -317,21 +317,32 @@ class Worker(Recovery):
                 groups += stage.grouping.add(f.number, f.index, image)
             if not groups:
                 continue
-            with self.lock:
-                if self.abandoned.is_set():
-                    return
-                self.current_stage = stage.name
-            started_s = time.perf_counter()
-            outcomes = stage.run(groups)  # outside the lock: it may never return
-            with self.lock:
-                self.current_stage = None
-                if self.abandoned.is_set():
-                    return
-                self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - started_s)
-                self.progress += 1
-                self._record(stage, outcomes, by_number)
+            outcomes = self._call(stage, groups)
+            if outcomes is None:
+                return
+            self._record(stage, outcomes, by_number)
         newest, image, _source = frames[-1]
         self.display.latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
+
+    def _call(self, stage: StageRunner, groups: list[FrameGroup]) -> list[StageOutcome] | None:
+        """Run ``stage`` on ``groups``; None if close() gave up meanwhile.
+
+        The call is made outside the lock: it may never return, and close() must still be able
+        to take over the records.
+        """
+        with self.lock:
+            if self.abandoned.is_set():
+                return None
+            self.current_stage = stage.name
+        started_s = time.perf_counter()
+        outcomes = stage.run(groups)
+        with self.lock:
+            self.current_stage = None
+            if self.abandoned.is_set():
+                return None
+            self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - started_s)
+            self.progress += 1
+        return outcomes
 
     def _record(
         self, stage: StageRunner, outcomes: list[StageOutcome], frames: dict[int, _Taken]
@@ -442,18 +453,10 @@ class Worker(Recovery):
             if not isinstance(stage.grouping, SingleFrame) or stage.disabled:
                 continue
             group = FrameGroup((-1,), {}, image)
-            with self.lock:
-                if self.abandoned.is_set():
-                    return
-                self.current_stage = stage.name
-            started_s = time.perf_counter()
-            outcome = stage.run([group])[0]
-            with self.lock:
-                self.current_stage = None
-                if self.abandoned.is_set():
-                    return
-                self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - started_s)
-                self.progress += 1
+            outcomes = self._call(stage, [group])
+            if outcomes is None:
+                return
+            outcome = outcomes[0]
             if outcome.restored is None:
                 self.error(stage.name, None, outcome.kind or "live", outcome.message)
                 continue
