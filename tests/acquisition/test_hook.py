@@ -736,3 +736,31 @@ def test_a_list_of_events_is_restored_into_a_time_series(fast_core, tmp_path):
         np.testing.assert_array_equal(
             restored.reshape(4, *raw.shape[-2:])[t], IdentityRestorer()(raw[t])
         )
+
+
+def test_an_internal_failure_at_the_end_of_a_run_still_finishes_it(
+    fast_core, tmp_path, monkeypatch
+):
+    # the batch holding the last frame and the end marker fails: the run is still closed,
+    # and the next acquisition's frames land in their own run, counted once each
+    from live_restore.acquisition._record import RunRecord
+
+    save = RunRecord.save
+
+    def breaks_on_the_last_frame(self, stage, group, restored):
+        if self.number == 1 and group.numbers == (3,):
+            raise OSError("the disk went away for a moment")
+        return save(self, stage, group, restored)
+
+    monkeypatch.setattr(RunRecord, "save", breaks_on_the_last_frame)
+    out = tmp_path / "run"
+    with RestoreHook(fast_core, IdentityRestorer(), output=out, max_batch=8) as hook:
+        hook.run(_sequence(4))
+        hook.run(_sequence(3))
+    report = hook.report
+    assert report.frames_received == 7 and report.frames_done == 7
+    assert report.frames_restored == 6 and report.frames_failed == 1
+    assert json.loads((out / "summary.json").read_text())["finished"] == "completed"
+    second = out / "run-2"
+    assert json.loads((second / "summary.json").read_text())["finished"] == "completed"
+    assert [r["status"] for r in _rows(second)] == ["restored"] * 3

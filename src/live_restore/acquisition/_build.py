@@ -68,6 +68,11 @@ def parts_from_keywords(
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise TypeError(f"RestoreHook got unknown options: {', '.join(unknown)}")
+    if isinstance(models, str):
+        raise TypeError(
+            f"RestoreHook takes restorers, not the name {models!r}: use "
+            f"build_hook(core, HookConfig(models=[{models!r}])) to load one by name"
+        )
     given = [models] if not isinstance(models, Sequence) else list(models)
     stages = [check_restorer(stage) for stage in given]  # TypeError naming what is missing
     if not stages:

@@ -63,39 +63,59 @@ class Recovery:
         raise NotImplementedError
 
     def _internal_error(self, error: BaseException) -> None:
-        """Name this batch's frames as failed, hand its markers back, and go on."""
+        """Name this batch's frames as failed, hand the rest of the batch back, and go on."""
         trace = traceback.format_exc()
         message = f"internal error, these frames are not restored: {type(error).__name__}: {error}"
         with self.lock:
             self.current_stage = None
             if self.abandoned.is_set():
                 return
-            self.error("hook", None, "internal", message, trace)
-            # sequence boundaries still to come in this batch are handled next time round
-            self.intake.put_back([i for i in self._unhandled if not isinstance(i, IntakeFrame)])
-            self._unhandled = []
-            batch = {f.number for f in self.in_hand} | self._batch_entered
-            names = [s.name for s in self.stages]
-            for frame in self.in_hand:
-                self.fates.enter(frame.number, frame.index, names)
-            self.in_hand = []
-            for stage in self.stages:  # sets holding these frames can never complete now
-                leftovers = stage.grouping.finish()
-                outcomes = [StageOutcome(g, None, FrameStatus.INCOMPLETE_GROUP) for g in leftovers]
-                self._record(stage, outcomes, {})
-            for number, index, owed in self.fates.owed():
-                if number not in batch:
-                    continue
-                for stage_name in owed:
-                    if self.run is not None:
-                        self.run.row(
-                            frame=number,
-                            index=format_index(index),
-                            stage=stage_name,
-                            status=FrameStatus.ERROR,
-                            error=message,
-                        )
-                    self.fates.resolve(stage_name, [number], FrameStatus.ERROR)
+            try:
+                self._name_failed_batch(message, trace)
+            except BaseException:  # naming them failed too: the log has both tracebacks
+                logger.exception("live-restore could not record an internal error")
+            finally:
+                self._unhandled, self._batch_entered = [], set()
+
+    def _name_failed_batch(self, message: str, trace: str) -> None:
+        self.error("hook", None, "internal", message, trace)
+        # from the first sequence boundary on, the batch belongs to what comes next: back to
+        # the intake, in order, to be handled next time round
+        rest = self._unhandled
+        boundary = next(
+            (i for i, item in enumerate(rest) if not isinstance(item, IntakeFrame)), None
+        )
+        later = rest[boundary:] if boundary is not None else []
+        self.intake.put_back(later)
+        self.in_hand = [f for f in self.in_hand if f not in later]
+        batch = {f.number for f in self.in_hand} | self._batch_entered
+        names = [s.name for s in self.stages]
+        for frame in self.in_hand:
+            self.fates.enter(frame.number, frame.index, names)
+        self.in_hand = []
+        self._end_groups()  # sets holding these frames can never complete now
+        for number, index, owed in self.fates.owed():
+            if number not in batch:
+                continue
+            for stage_name in owed:
+                if self.run is not None:
+                    self.run.row(
+                        frame=number,
+                        index=format_index(index),
+                        stage=stage_name,
+                        status=FrameStatus.ERROR,
+                        error=message,
+                    )
+                self.fates.resolve(stage_name, [number], FrameStatus.ERROR)
+
+    def _end_groups(self) -> None:
+        """Record every stage's unfinished group as incomplete (they can never complete)."""
+        for stage in self.stages:
+            if self.run is not None and stage.name in self.run.refused:
+                continue
+            leftovers = stage.grouping.finish()
+            outcomes = [StageOutcome(g, None, FrameStatus.INCOMPLETE_GROUP) for g in leftovers]
+            self._record(stage, outcomes, {})
 
     def abandon(self, reason: str) -> None:
         """Stop: close() gives up. Every frame not finished is recorded as undone.

@@ -104,6 +104,7 @@ class Worker(Recovery):
     def _loop(self) -> None:
         next_stats = time.perf_counter() + self._stats_interval_s
         while not self.abandoned.is_set():
+            self._unhandled, self._batch_entered = [], set()
             try:
                 with self.lock:  # taken and in hand at once: abandon() sees one or the other
                     items = self.intake.take(self._max_batch, timeout_s=0.0)
@@ -181,9 +182,10 @@ class Worker(Recovery):
                             self.in_hand = [f for f in self.in_hand if f is not item]
                         continue
                     if image is None:  # not written yet: try again shortly
+                        self._unhandled = items[position:]
                         self._restore(frames)
                         with self.lock:
-                            rest = items[position:]
+                            rest, self._unhandled = items[position:], []
                             self.in_hand = [f for f in self.in_hand if f not in rest]
                             self.intake.put_back(rest)
                         time.sleep(0.01)
@@ -192,8 +194,10 @@ class Worker(Recovery):
                 # this very buffer, and the display shows what the camera delivered
                 frames.append((item, read_only(image), source))
                 continue
+            self._unhandled = items[position:]  # this marker too, until its frames are done
             self._restore(frames)
             frames = []
+            self._unhandled = items[position + 1 :]
             if isinstance(item, SequenceStart):
                 self._begin_run(item)
             elif isinstance(item, SequenceEnd):
@@ -216,6 +220,7 @@ class Worker(Recovery):
             if self.abandoned.is_set():
                 return
             if self.run is not None:
+                self._end_groups()
                 self.finish_run(canceled=False, reason="a new acquisition started")
             number = len(self.counters.runs) + 1
             folder = self._run_folder(number)
@@ -252,13 +257,7 @@ class Worker(Recovery):
         with self.lock:
             if self.run is None or self.abandoned.is_set():
                 return
-            # groups cut short (a SIM set at cancel) are reported, never restored
-            for stage in self.stages:
-                if stage.name in self.run.refused:
-                    continue
-                leftovers = stage.grouping.finish()
-                outcomes = [StageOutcome(g, None, FrameStatus.INCOMPLETE_GROUP) for g in leftovers]
-                self._record(stage, outcomes, {})
+            self._end_groups()  # groups cut short (a SIM set at cancel): reported, never restored
             reason = end.reason or ("canceled" if end.canceled else "completed")
             self.finish_run(end.canceled, reason)
 
@@ -448,7 +447,11 @@ class Worker(Recovery):
 
     def _restore_live(self, image: np.ndarray, received_s: float) -> None:
         image = read_only(image)
+        with self.lock:
+            self.current_stage = "focus"
         self._watch_focus(image, -1, {}, None, live=True)
+        with self.lock:
+            self.current_stage = None
         for stage in self.stages:
             if not isinstance(stage.grouping, SingleFrame) or stage.disabled:
                 continue
