@@ -475,33 +475,40 @@ def test_a_model_stage_that_falls_behind_batches_and_matches_frame_by_frame(fast
 
 
 class Hangs(IdentityRestorer):
-    """Never returns from its first frame until the test lets it go."""
+    """Never returns from frame ``hang_at`` on, until the test lets it go."""
 
     name = "hangs"
 
-    def __init__(self, release: threading.Event) -> None:
+    def __init__(self, release: threading.Event, hang_at: int = 0) -> None:
         super().__init__()
         self.release = release
+        self.hang_at = hang_at
+        self.calls = 0
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        self.release.wait(120)
+        self.calls += 1
+        if self.calls > self.hang_at:
+            self.release.wait(120)
         return super().__call__(frame)
 
 
-def _assert_every_undone_frame_is_named(out: Path, hook, errors, frames: int) -> None:
+def _assert_every_undone_frame_is_named(
+    out: Path, hook, errors, frames: int, first: int = 0
+) -> None:
+    undone = list(range(first, frames))  # the first in the stage, the rest waiting
     report = hook.report
     assert report.stalled_stage == "hangs" and not report.complete
-    assert sorted(report.undone) == list(range(frames))  # frame 0 in the stage, the rest waiting
+    assert sorted(report.undone) == undone and report.frames_restored == first
     assert _array(out / "raw.ome.zarr").shape[0] == frames  # raw complete regardless
     undone_rows = [r for r in _rows(out) if r["status"] == "undone"]
-    assert sorted(int(r["frame"]) for r in undone_rows) == list(range(frames))
+    assert sorted(int(r["frame"]) for r in undone_rows) == undone
     assert all("'hangs' never returned" in r["error"] for r in undone_rows)
     named = sorted(e.frame for e in errors if e.kind == "undone" and e.stage == "hangs")
-    assert named == list(range(frames))
+    assert named == undone
     summary = json.loads((out / "summary.json").read_text())
     assert summary["finished"] == "closed before restoration finished"
     attrs = zarr.open_group(str(out / "hangs.ome.zarr"), mode="r").attrs["live_restore"]
-    assert attrs["missing"] == [f"t={t};c=0" for t in range(frames)]
+    assert attrs["missing"] == [f"t={t};c=0" for t in undone]
 
 
 def test_close_with_a_hung_stage_reports_exactly_what_was_left(fast_core, tmp_path):
@@ -518,11 +525,12 @@ def test_close_with_a_hung_stage_reports_exactly_what_was_left(fast_core, tmp_pa
 
 @pytest.mark.slow
 def test_a_hung_stage_with_default_settings_still_lets_close_return(fast_core, tmp_path):
-    """No timeout given: close() gives up after stall_timeout_s (20 s) without progress."""
+    """No timeout given: once a call has returned, close() gives up on one that runs past
+    stall_timeout_s (20 s) here (a stage this fast never earns a longer window)."""
     release = threading.Event()
     out = tmp_path / "run"
     errors: list[StageError] = []
-    hook = RestoreHook(fast_core, Hangs(release), output=out, progress=False)
+    hook = RestoreHook(fast_core, Hangs(release, hang_at=1), output=out, progress=False)
     assert hook.config.drain_timeout_s is None and hook.config.stall_timeout_s == 20.0
     hook.open()
     hook.events.error.connect(errors.append)
@@ -532,7 +540,36 @@ def test_a_hung_stage_with_default_settings_still_lets_close_return(fast_core, t
     closer.join(120)  # liveness only: without the stall rule this would wait forever
     release.set()
     assert not closer.is_alive()
-    _assert_every_undone_frame_is_named(out, hook, errors, 4)
+    _assert_every_undone_frame_is_named(out, hook, errors, 4, first=1)
+
+
+class SlowBatches(IdentityRestorer):
+    """0.15 s a frame, batched: a catch-up batch takes far longer than one frame."""
+
+    name = "slow-batches"
+    max_batch = 8
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        time.sleep(0.15)
+        return super().__call__(frame)
+
+    def restore_batch(self, frames: np.ndarray) -> np.ndarray:
+        time.sleep(0.15 * len(frames))
+        return np.stack([IdentityRestorer.__call__(self, f) for f in frames])
+
+
+def test_a_long_catch_up_batch_is_not_taken_for_a_hung_stage(fast_core, tmp_path):
+    # the stall window scales with the frames in the running call: a batch of 4 at 0.15 s a
+    # frame (0.6 s) must not be abandoned by a 0.5 s floor (the demo's batches of 8 frames
+    # of 2 s each were, with a fixed window)
+    out = tmp_path / "run"
+    hook = RestoreHook(
+        fast_core, SlowBatches(), output=out, max_batch=4, stall_timeout_s=0.5, progress=False
+    )
+    with hook:
+        hook.run(_sequence(12))
+    assert hook.report.complete and hook.report.frames_restored == 12
+    assert {int(r["batch"]) for r in _rows(out)} - {1}  # it did batch
 
 
 class _DefocusFromTruth:

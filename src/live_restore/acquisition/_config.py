@@ -74,8 +74,9 @@ class HookConfig(_Strict):
     stall_timeout_s: float = Field(
         20.0,
         gt=0.0,
-        description="On close, give up when no stage call finished for this long (s), or for "
-        "5x the slowest call so far if that is longer; what is left is recorded as undone.",
+        description="On close, give up when a stage call runs this long (s) without returning "
+        "(or 5x the slowest call's time per frame times the frames in the call, if longer; "
+        "3x this before any call returned); what is left is recorded as undone.",
     )
     live: bool = Field(True, description="Also restore live mode (display only).")
     progress: bool = Field(True, description="A progress bar while pending work finishes.")

@@ -185,12 +185,24 @@ class RestoreHook:
         except Exception as e:  # one stage's clean-up must not keep the others open
             self._worker.error(what, None, "close", f"{type(e).__name__}: {e}")
 
+    def _stall_window_s(self) -> float:
+        """How long the running stage call may go without returning before close() gives up.
+
+        5x what the slowest call so far took per frame, times the frames in this call (a
+        catch-up batch of 8 takes 8x one frame), and never under ``stall_timeout_s``; before
+        any call has returned (a first call may load and warm a model), 3x that.
+        """
+        worker, floor_s = self._worker, self.config.stall_timeout_s
+        if worker.slowest_frame_s == 0.0:
+            return 3 * floor_s
+        return max(floor_s, 5 * worker.slowest_frame_s * max(1, worker.call_size))
+
     def _drain(self) -> None:
         """Wait while the worker makes progress; give up on a stall, a timeout or a Ctrl-C.
 
-        The wait is bounded by the work itself: it ends when no stage call has finished for
-        ``stall_timeout_s`` (or 5x the slowest call so far, if longer), or after
-        ``drain_timeout_s`` when one is set. A Ctrl-C during the wait gives up at once.
+        The wait is bounded by the work itself: it ends when a stage call has run for longer
+        than :meth:`_stall_window_s` without returning, or after ``drain_timeout_s`` when one
+        is set. A Ctrl-C during the wait gives up at once.
         """
         worker = self._worker
         started = last_progress_s = time.monotonic()
@@ -210,7 +222,7 @@ class RestoreHook:
                 now = time.monotonic()
                 if worker.progress != seen:
                     seen, last_progress_s = worker.progress, now
-                stall_s = max(self.config.stall_timeout_s, 5 * worker.slowest_call_s)
+                stall_s = self._stall_window_s()
                 if now - last_progress_s > stall_s:
                     worker.abandon(f"no progress for {stall_s:.0f} s when the hook closed")
                     break

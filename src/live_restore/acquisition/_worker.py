@@ -83,7 +83,8 @@ class Worker(Recovery):
         self._unhandled: list[IntakeItem] = []  # the rest of the batch being handled
         self._batch_entered: set[int] = set()  # frames of that batch entered so far
         self.progress = 0  # counts finished stage calls and taken items: close() watches it
-        self.slowest_call_s = 0.0
+        self.slowest_frame_s = 0.0  # the slowest stage call so far, per group it restored
+        self.call_size = 0  # groups in the stage call running now
         self._dropped_reported = 0
         self._raw = RawReader()
 
@@ -332,14 +333,15 @@ class Worker(Recovery):
         with self.lock:
             if self.abandoned.is_set():
                 return None
-            self.current_stage = stage.name
+            self.current_stage, self.call_size = stage.name, len(groups)
         started_s = time.perf_counter()
         outcomes = stage.run(groups)
         with self.lock:
             self.current_stage = None
             if self.abandoned.is_set():
                 return None
-            self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - started_s)
+            per_group_s = (time.perf_counter() - started_s) / max(1, len(groups))
+            self.slowest_frame_s = max(self.slowest_frame_s, per_group_s)
             self.progress += 1
         return outcomes
 
