@@ -65,7 +65,7 @@ def _keras_spectrum(x: np.ndarray, gamma: float) -> np.ndarray:
     return np.concatenate([top, bottom], axis=-1)
 
 
-@pytest.mark.parametrize("shape", [(32, 48), (37, 45), (128, 128)])
+@pytest.mark.parametrize("shape", [(32, 48), (37, 45), (128, 128), (256, 256), (33, 200)])
 def test_spectrum_fft_and_dft_agree_with_the_published_code(shape):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, *shape)).astype(np.float32)
@@ -77,6 +77,16 @@ def test_spectrum_fft_and_dft_agree_with_the_published_code(shape):
     for method in ("fft", "dft"):
         got = attention_spectrum(torch.from_numpy(x), 0.8, size, method).numpy()
         assert np.allclose(got, reference, rtol=1e-4, atol=1e-4), method
+
+
+def test_spectrum_gradient_is_finite_where_a_feature_map_is_all_zero():
+    # a dead channel (all zero after GELU) has a zero spectrum: training must not turn it to nan
+    x = torch.zeros(1, 2, 64, 64)
+    x[0, 1] = torch.rand(64, 64)
+    x.requires_grad_(True)
+    attention_spectrum(x, 0.8, 128).sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+    assert float(x.grad[0, 1].abs().sum()) > 0
 
 
 def test_whole_network_same_with_either_spectrum():

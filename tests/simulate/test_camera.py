@@ -40,3 +40,31 @@ def test_invalid_photon_images_are_refused(bad):
     photons[3, 3] = bad
     with pytest.raises(ValueError, match="finite and non-negative"):
         expose(photons, CameraParams(), np.random.default_rng(0))
+
+
+def test_expose_frame_depends_on_its_seed_alone_and_keeps_the_noise_statistics():
+    from live_restore.simulate import expose_frame
+
+    camera = CameraParams()
+    photons = np.full((64, 48), 7.5)
+    first = expose_frame(photons, camera, (3, 11))
+    again = expose_frame(photons, camera, (3, 11), out=np.empty((64, 48), np.uint16))
+    np.testing.assert_array_equal(first, again)  # whatever thread finished first
+    # each half is expose() with its own generator: the same function as the serial camera
+    top = expose(photons[:32], camera, np.random.default_rng([3, 11, 0]))
+    bottom = expose(photons[32:], camera, np.random.default_rng([3, 11, 1]))
+    np.testing.assert_array_equal(first, np.vstack([top, bottom]))
+    assert not np.array_equal(first, expose_frame(photons, camera, (3, 12)))
+    # Poisson + read noise, in counts: mean photons + offset, variance photons + read noise²
+    many = np.stack([expose_frame(photons, camera, (0, i)) for i in range(40)]).astype(float)
+    assert many.mean() - camera.offset_adu == pytest.approx(7.5, abs=0.05)
+    assert many.var() == pytest.approx(7.5 + camera.read_noise_e**2 + 1 / 12, rel=0.05)
+
+
+def test_expose_frame_refuses_nan_in_either_half():
+    from live_restore.simulate import expose_frame
+
+    photons = np.full((16, 16), 5.0)
+    photons[12, 3] = np.nan  # the helper thread's half
+    with pytest.raises(ValueError, match="finite"):
+        expose_frame(photons, CameraParams(), (0, 0))

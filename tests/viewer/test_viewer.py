@@ -21,6 +21,7 @@ from live_restore.viewer import (  # noqa: E402
     SafeStoreView,
     StreamLayers,
     build_window,
+    canvas_share,
     focus_state,
     make_dock,
     restored_translate_um,
@@ -168,6 +169,43 @@ def test_screenshot_shows_non_blank_raw_and_restored_images(window, qtbot, tmp_p
     assert not screenshot_is_blank(image)
     blank = np.zeros_like(shots["raw"])
     assert screenshot_is_blank(blank)  # the check itself can fail
+
+
+def test_the_window_gives_the_images_most_of_its_area_and_fits_them(window, qtbot):
+    viewer = window.viewer
+    # the canvas, not the docks, takes most of the window (docks are tabs in one column)
+    qtbot.waitUntil(lambda: canvas_share(viewer) >= 0.6, timeout=WAIT_MS)
+    dock = window.dock
+    assert dock.start()
+    dock.set_side_by_side(True)
+    _run_mda(window)
+    qtbot.waitUntil(_shown_all(window, FRAMES), timeout=WAIT_MS)
+    # side by side, each image is drawn at a useful size: fitted to its half of the canvas
+    canvas_px = viewer.window._qt_viewer.canvas.native.size()
+    raw_layer = dock.view.layers.layers["raw"]
+    low, high = raw_layer.extent.world[0][-2:], raw_layer.extent.world[1][-2:]
+    shown_px = (high - low) * viewer.scene.camera.zoom
+    # fitted: the binding side of the image fills most of its cell (napari pads the fit)
+    assert max(shown_px[0] / canvas_px.height(), shown_px[1] / (canvas_px.width() / 2)) > 0.8
+    assert not screenshot_is_blank(viewer.screenshot(canvas_only=True, flash=False))
+
+
+def test_the_mda_widget_starts_on_the_widefield_preset(window):
+    # pymmcore-widgets would offer the group's first preset, a SIM pattern on the demo config
+    assert [c.config for c in window.mda_widget.value().channels] == ["Widefield"]
+
+
+def test_display_rate_after_a_run_is_the_last_rate_not_zero():
+    from live_restore.viewer._view import _DisplayMeter
+
+    meter = _DisplayMeter(span_s=3.0)
+    for i in range(21):  # 20 updates/s for a second
+        meter.add(100.0 + i * 0.05, latency_ms=10.0)
+    during = meter.stats(101.0)
+    after = meter.stats(160.0)  # a minute after the run ended
+    assert during.updates_per_s == pytest.approx(20.0)
+    assert after.updates_per_s == pytest.approx(20.0) and after.idle_s == pytest.approx(59.0)
+    assert meter.stats(0.0).updates == 21
 
 
 def test_an_mda_started_from_the_pymmcore_widgets_mda_widget_is_restored_and_shown(window, qtbot):

@@ -51,7 +51,11 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         from live_restore.inference import load_model
 
         policy = FlagPolicy(threshold_um=config.focus.threshold_um)
-        focus = FocusMonitor(load_model(config.focus.estimator, backend), policy)
+        focus = FocusMonitor(
+            load_model(config.focus.estimator, backend),
+            policy,
+            every_nth_when_behind=config.focus.every_nth_when_behind,
+        )
         if config.focus.hold is not None:
             hold = FocusHold(**config.focus.hold.model_dump())
     return HookParts(stages, focus, hold, InThreadExecutor())

@@ -45,6 +45,12 @@ class FocusConfig(_Strict):
     estimator: str = Field("focus-est", description="The shipped defocus estimator to load.")
     threshold_um: float = Field(0.5, gt=0.0, description="|defocus| that flags a frame (µm).")
     hold: HoldConfig | None = Field(None, description="Focus hold; None leaves the stage alone.")
+    every_nth_when_behind: int = Field(
+        1,
+        ge=1,
+        description="While restoration catches up on a batch, estimate every Nth frame and the "
+        "newest (frees the CPU for restoring and the display); 1: every frame.",
+    )
 
 
 class HookConfig(_Strict):

@@ -300,8 +300,12 @@ class Worker(Recovery):
             self._batch_entered |= entered
             self.in_hand = [f for f in self.in_hand if f.number not in entered]
             self.current_stage = "focus"  # the estimator can hang as well as a stage
-        for f, image, _source in frames:
-            self._watch_focus(image, f.number, f.index, f.z_um)
+        stride = self.focus.every_nth_when_behind if self.focus is not None else 1
+        for position, (f, image, _source) in enumerate(frames):
+            # in a catch-up batch, a stride > 1 estimates every Nth frame and the newest: focus
+            # is about now, and the estimator's time goes to catching up (and the display)
+            if position == len(frames) - 1 or f.number % stride == 0:
+                self._watch_focus(image, f.number, f.index, f.z_um)
         by_number = {f.number: (f, image, source) for f, image, source in frames}
         for stage in self.stages:
             with self.lock:

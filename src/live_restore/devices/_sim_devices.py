@@ -29,7 +29,7 @@ from live_restore.simulate import (
     STRUCTURES,
     CameraParams,
     SimMicroscope,
-    expose,
+    expose_frame,
 )
 
 from . import _registry
@@ -231,7 +231,7 @@ class SimCamera(_Peripheral, SimpleCameraDevice):  # type: ignore[misc]
         scope.exposure_ms = self._exposure_ms
         record = scope.record_exposure()
         photons = scope.expected_photons(record)
-        expose(photons, self._params, np.random.default_rng([scope.seed, record.index]), out=buffer)
+        expose_frame(photons, self._params, (scope.seed, record.index), out=buffer)
         scope.note_snapped(record)
         # a camera cannot deliver a frame before its exposure has ended
         remaining_s = self._exposure_ms / 1000.0 - (time.perf_counter() - started)

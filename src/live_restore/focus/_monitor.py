@@ -73,6 +73,9 @@ class FocusMonitor:
         Thresholds and hysteresis.
     score : str
         The model-free focus score: normalised-variance (default), brenner or spectral.
+    every_nth_when_behind : int
+        When the hook catches up on a batch of frames, it estimates every Nth frame and the
+        newest (1, the default: every frame gets a reading).
     """
 
     def __init__(
@@ -80,10 +83,15 @@ class FocusMonitor:
         estimator: Callable[[np.ndarray], Any] | None = None,
         policy: FlagPolicy | None = None,
         score: str = "normalised-variance",
+        every_nth_when_behind: int = 1,
     ) -> None:
         if score not in SCORES:
             raise ValueError(f"unknown focus score {score!r}; choose from {', '.join(SCORES)}")
+        if every_nth_when_behind < 1:
+            raise ValueError(f"every_nth_when_behind must be >= 1, got {every_nth_when_behind}")
         self.estimator = estimator
+        # the hook, catching up on a batch of frames, estimates every Nth and the newest only
+        self.every_nth_when_behind = int(every_nth_when_behind)
         self.policy = policy or FlagPolicy()
         self.score_name = score
         self._score = SCORES[score]

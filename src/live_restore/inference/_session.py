@@ -46,15 +46,15 @@ _CPU_BACKENDS = ("torch-cpu", "onnxruntime")
 def session_tile(spec: ModelSpec, tile_px: int | None = None) -> tuple[int, int, int]:
     """``(C, H, W)`` of the batches a session sends its backend.
 
-    Tiles are ``tile_px`` or twice the training patch (a quarter of a tile overlaps on each
-    side; see ``_tiling.py`` for what the size does to quality); a patch-wise model (focus-est)
-    gets its patches, whatever ``tile_px`` says.
+    Tiles are ``tile_px``, else the model's own ``tile_px``, else twice the training patch (a
+    quarter of a tile overlaps on each side; see ``_tiling.py`` for what the size does to
+    quality); a patch-wise model (focus-est) gets its patches, whatever ``tile_px`` says.
     """
     channels = int(spec.arguments.get("in_channels", 1))
     if spec.task is ModelTask.FOCUS_ESTIMATION:
         patch = int(spec.patch_size or 64)
         return channels, patch, patch
-    tile = tile_px or int(spec.training.get("patch_size") or 64) * 2
+    tile = tile_px or spec.tile_px or int(spec.training.get("patch_size") or 64) * 2
     if tile < 16:
         raise ValueError(f"tile_px must be at least 16, got {tile}")
     tile += -tile % spec.multiple_of

@@ -81,6 +81,13 @@ class Architecture(BaseModel):
     scale: int = Field(1, ge=1, le=4, description="Output grid / input grid.")
     multiple_of: int = Field(1, ge=1, description="Input sides the network needs, padded to.")
     patch_size: int | None = Field(None, description="Patch side for patch-wise models (px).")
+    tile_px: int | None = Field(
+        None,
+        ge=16,
+        description="Tile side a session cuts frames into by default (px); None: twice the "
+        "training patch. A small network runs whole 512x512 frames faster than overlapping "
+        "tiles (no overlap computed twice).",
+    )
     normalisation: Normalisation = Normalisation()
 
 

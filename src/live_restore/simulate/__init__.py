@@ -1,6 +1,6 @@
 """Physics of the simulated microscope: samples, optics, SIM illumination, camera noise."""
 
-from ._camera import CameraParams, expose
+from ._camera import CameraParams, expose, expose_frame
 from ._datasets import DatasetKind, DatasetSpec, write_dataset
 from ._microscope import FrameRecord, FrameTruth, ManualClock, SimMicroscope
 from ._optics import OpticsParams, otf_rfft, sr_otf_rfft
@@ -22,6 +22,7 @@ __all__ = [
     "SimPatternParams",
     "Structure",
     "expose",
+    "expose_frame",
     "make_sample",
     "otf_rfft",
     "parse_structure",

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.fft as sfft
 
-from ._camera import CameraParams, expose
+from ._camera import CameraParams, expose, expose_frame
 from ._grids import (
     add_wrapped,
     band_limit_to_coarse,
@@ -452,8 +452,10 @@ class SimMicroscope:
         """Expose once with the current state: a uint16 camera frame. Records it for truth."""
         record = self.record_exposure()
         photons = self.expected_photons(record)
-        generator = rng or np.random.default_rng([self._seed, record.index])
-        frame = expose(photons, self.camera, generator)
+        if rng is None:
+            frame = expose_frame(photons, self.camera, (self._seed, record.index))
+        else:
+            frame = expose(photons, self.camera, rng)
         self.note_snapped(record)
         return frame
 

@@ -177,6 +177,31 @@ RECIPES: dict[str, Recipe] = {
             loss=Loss.MSE_SSIM,
         ),
         Recipe(
+            name="dfcan-sr2x-tiny",
+            description="DFCAN structure at laptop size (16 features, 2 groups x 2 FCABs, "
+            "gate reduction 4), 2x, run on whole frames: the CPU tier",
+            network=Architecture(
+                task=ModelTask.SUPER_RESOLUTION,
+                architecture="dfcan",
+                arguments={
+                    "in_channels": 1,
+                    "scale": 2,
+                    "features": 16,
+                    "groups": 2,
+                    "blocks": 2,
+                    "reduction": 4,
+                },
+                scale=2,
+                tile_px=512,
+                normalisation=_SR_NORMALISATION,
+            ),
+            photon_range=(10.0, 500.0),
+            steps=6_000,
+            batch_size=8,
+            learning_rate=1e-3,
+            loss=Loss.MSE_SSIM,
+        ),
+        Recipe(
             name="refocus",
             description="U-Net, defocused widefield -> in focus (same grid)",
             network=Architecture(

@@ -3,7 +3,14 @@
 from ._app import WindowResult, run_window
 from ._dock import LiveRestoreDock
 from ._focus_widgets import DefocusPlot, FocusIndicator, focus_state
-from ._gui import GuiWindow, build_window, current_core, make_dock, screenshot_is_blank
+from ._gui import (
+    GuiWindow,
+    build_window,
+    canvas_share,
+    current_core,
+    make_dock,
+    screenshot_is_blank,
+)
 from ._layers import SafeStoreView, StreamLayers, display_range, restored_translate_um
 from ._view import DisplayStats, LiveView
 
@@ -18,6 +25,7 @@ __all__ = [
     "StreamLayers",
     "WindowResult",
     "build_window",
+    "canvas_share",
     "current_core",
     "display_range",
     "focus_state",

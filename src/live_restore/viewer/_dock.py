@@ -50,6 +50,7 @@ __all__ = ["LiveRestoreDock"]
 log = logging.getLogger(__name__)
 
 FOCUS_MODEL = "focus-est"
+DISPLAY_IDLE_S = 3.0  # no display update for this long: the rate shown is the last run's
 
 
 def _default_models(available: list[str]) -> list[str]:
@@ -197,7 +198,8 @@ class LiveRestoreDock(QWidget):
         focus = None
         if self.estimate_focus.isChecked() or self.hold_focus.isChecked():
             hold = HoldConfig() if self.hold_focus.isChecked() else None
-            focus = FocusConfig(estimator=FOCUS_MODEL, hold=hold)
+            # the window's focus is about the newest frame: behind, estimate every 4th
+            focus = FocusConfig(estimator=FOCUS_MODEL, hold=hold, every_nth_when_behind=4)
         return HookConfig.model_validate(
             {
                 "models": self.chosen_models(),
@@ -259,6 +261,7 @@ class LiveRestoreDock(QWidget):
     def set_side_by_side(self, on: bool) -> None:
         """Raw and restored in a grid of their own (on) or overlaid in world space (off)."""
         self.viewer.canvas.grid.enabled = bool(on)
+        self.viewer.reset_view()  # one camera for every cell: zoom and pan stay in step
         if self.side_by_side.isChecked() != bool(on):
             self.side_by_side.setChecked(bool(on))
 
@@ -393,8 +396,9 @@ class LiveRestoreDock(QWidget):
         if report.disabled_stages:
             failed += f" (disabled: {', '.join(report.disabled_stages)})"
         labels["failed"].setText(failed)
+        idle = " (last run)" if display.idle_s > DISPLAY_IDLE_S else ""
         labels["display"].setText(
-            f"{display.updates_per_s:.1f} updates/s, frame to screen "
+            f"{display.updates_per_s:.1f} updates/s{idle}, frame to screen "
             f"p50 {display.screen_latency_p50_ms:.0f} ms"
         )
 

@@ -8,6 +8,7 @@ restored (``screenshot=``), which is how the README's picture is made.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +20,19 @@ import numpy as np
 from ._dock import LiveRestoreDock
 from ._icons import seed_icon_cache
 
-__all__ = ["GuiWindow", "build_window", "current_core", "make_dock", "screenshot_is_blank"]
+__all__ = [
+    "GuiWindow",
+    "arrange_window",
+    "build_window",
+    "canvas_share",
+    "current_core",
+    "make_dock",
+    "screenshot_is_blank",
+]
 
 log = logging.getLogger(__name__)
 
+DOCK_WIDTH_PX = 380  # the docks' column: wide enough for the dock's forms, no wider
 _GUI_CORE: list[Any] = []  # the core `live-restore gui` opened (the npe2 dock uses it)
 
 
@@ -92,10 +102,80 @@ def build_window(
         process=process,
         estimate_focus=estimate_focus,
     )
-    viewer.window.add_dock_widget(controls, name="Microscope", area="left")
-    viewer.window.add_dock_widget(mda, name="MDA", area="left", tabify=True)
-    viewer.window.add_dock_widget(dock, name="Live Restore", area="right")
+    _start_on_widefield(core, mda)
+    docks = [
+        viewer.window.add_dock_widget(dock, name="Live Restore", area="right"),
+        viewer.window.add_dock_widget(controls, name="Microscope", area="right", tabify=True),
+        # the MDA widget asks for ~590 px; in a scroll area it shares the narrow column
+        viewer.window.add_dock_widget(_scrolling(mda), name="MDA", area="right", tabify=True),
+    ]
+    arrange_window(viewer, docks)
     return GuiWindow(viewer, core, dock, mda)
+
+
+def arrange_window(viewer: Any, docks: Sequence[Any], dock_width_px: int = DOCK_WIDTH_PX) -> None:
+    """Give the images the window: one narrow column of tabbed docks, the canvas the rest.
+
+    napari's layer controls and layer list join our docks as tabs (Window menu brings any of
+    them back as it was); the window fills the screen (up to 1600x1000), the Live Restore tab
+    is in front, and the view is fitted once the canvas has its final size.
+    """
+    from qtpy.QtCore import Qt, QTimer
+    from qtpy.QtWidgets import QApplication
+
+    window = viewer.window._qt_window  # napari has no public API for dock placement
+    qt_viewer = viewer.window._qt_viewer
+    column = [*docks, qt_viewer.dockLayerControls, qt_viewer.dockLayerList]
+    for widget in column[1:]:
+        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, widget)
+    for previous, widget in itertools.pairwise(column):
+        window.tabifyDockWidget(previous, widget)
+    for widget in column:
+        widget.setMinimumWidth(dock_width_px // 2)
+    screen = QApplication.primaryScreen()
+    if screen is not None:
+        available = screen.availableGeometry()
+        window.resize(min(available.width(), 1600), min(available.height(), 1000))
+
+    def settle() -> None:  # once the window is laid out: before that, Qt ignores the sizes
+        docks[0].raise_()
+        window.resizeDocks([docks[0]], [dock_width_px], Qt.Orientation.Horizontal)
+        viewer.reset_view()
+
+    settle()
+    QTimer.singleShot(0, settle)
+
+
+def _scrolling(widget: Any) -> Any:
+    from qtpy.QtWidgets import QScrollArea
+
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setWidget(widget)
+    return area
+
+
+def canvas_share(viewer: Any) -> float:
+    """Fraction of the window's area the image canvas takes."""
+    canvas = viewer.window._qt_viewer.canvas.native.size()
+    window = viewer.window._qt_window.size()
+    return float(canvas.width() * canvas.height()) / max(window.width() * window.height(), 1)
+
+
+def _start_on_widefield(core: Any, mda_widget: Any) -> None:
+    """The MDA widget's channel is the camera's plain widefield preset where there is one.
+
+    (pymmcore-widgets adds the group's first preset, a SIM pattern on the demo config.)
+    """
+    import useq
+
+    if "Widefield" not in core.getAvailableConfigs("Channel"):
+        return
+    mda_widget.setValue(
+        useq.MDASequence(
+            channels=[{"config": "Widefield", "group": "Channel", "exposure": core.getExposure()}]
+        )
+    )
 
 
 def forget_core(core: Any) -> None:

@@ -117,6 +117,7 @@ class StreamLayers:
         self.mode: Literal["frames", "stores"] | None = None
         self.layers: dict[str, Any] = {}  # RAW_LAYER or stage name -> napari Image layer
         self._views: dict[str, Any] = {}  # the unwrapped view each store layer reads
+        self._shown: dict[str, np.ndarray] = {}  # frames mode: the image each layer shows
 
     # -- geometry ---------------------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class StreamLayers:
                 self.viewer.layers.remove(layer)
         self.layers.clear()
         self._views.clear()
+        self._shown.clear()
         self.mode = None
 
     def _ensure_mode(self, mode: Literal["frames", "stores"]) -> None:
@@ -194,7 +196,10 @@ class StreamLayers:
     def show_frames(
         self, raw: np.ndarray, restored: Mapping[str, np.ndarray], contrast: bool
     ) -> None:
-        """Show one frame per layer (replacing the previous ones)."""
+        """Show one frame per layer (replacing the previous ones).
+
+        Unchanged layers are left alone: a new raw frame does not re-upload a restored one.
+        """
         self._ensure_mode("frames")
         for name, image in ((RAW_LAYER, raw), *restored.items()):
             if image.size == 0:
@@ -202,7 +207,11 @@ class StreamLayers:
             layer = self.layers.get(name)
             if layer is None or layer not in self.viewer.layers:
                 self._add(name, image, display_range(image))
+                self._shown[name] = image
                 continue
+            if self._shown.get(name) is image:
+                continue
+            self._shown[name] = image
             layer.data = image
             if contrast:
                 layer.contrast_limits = display_range(image)

@@ -34,7 +34,8 @@ class DisplayStats:
     """What the viewer itself achieves."""
 
     updates: int  # frames shown since start
-    updates_per_s: float  # over the last few seconds
+    updates_per_s: float  # over the few seconds up to the newest update (kept after a run)
+    idle_s: float  # since the newest update (inf before the first)
     screen_latency_p50_ms: float  # frame received by the hook -> its layers updated
     screen_latency_p99_ms: float
 
@@ -52,13 +53,16 @@ class _DisplayMeter:
         self._latency_ms.append(latency_ms)
 
     def stats(self, now_s: float) -> DisplayStats:
-        recent = [t for t in self._times_s if now_s - t <= self._span_s]
+        # the rate of the last span with updates in it, not of the span up to now: once a run
+        # ends, the dock shows the rate it ran at, not 0
+        newest = self._times_s[-1] if self._times_s else -np.inf
+        recent = [t for t in self._times_s if newest - t <= self._span_s]
         rate = (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6) if len(recent) > 1 else 0.0
         if self._latency_ms:
             p50, p99 = np.percentile(np.fromiter(self._latency_ms, float), [50, 99])
         else:
             p50 = p99 = float("nan")
-        return DisplayStats(self.updates, rate, float(p50), float(p99))
+        return DisplayStats(self.updates, rate, now_s - newest, float(p50), float(p99))
 
 
 class LiveView(QObject):
