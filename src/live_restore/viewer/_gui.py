@@ -159,7 +159,8 @@ def canvas_share(viewer: Any) -> float:
     """Fraction of the window's area the image canvas takes."""
     canvas = viewer.window._qt_viewer.canvas.native.size()
     window = viewer.window._qt_window.size()
-    return float(canvas.width() * canvas.height()) / max(window.width() * window.height(), 1)
+    canvas_px = int(canvas.width()) * int(canvas.height())
+    return canvas_px / max(int(window.width()) * int(window.height()), 1)
 
 
 def _start_on_widefield(core: Any, mda_widget: Any) -> None:
