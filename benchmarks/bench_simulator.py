@@ -25,6 +25,7 @@ from live_restore.simulate import (
     ManualClock,
     SimMicroscope,
     expose,
+    expose_frame,
     make_sample,
 )
 
@@ -67,6 +68,7 @@ def main() -> None:
         ("widefield render (expected photons)", lambda: scope.expected_photons(record)),
         ("widefield render, 1.5 µm defocus", lambda: scope.expected_photons(defocused)),
         ("camera noise (Poisson + read, uint16)", lambda: expose(photons, camera, rng)),
+        ("camera noise, half on a helper thread", lambda: expose_frame(photons, camera, (0, 1))),
         ("full snap (state + render + noise)", scope.snap),
         ("one SIM raw frame (fine grid)", lambda: scope.expected_photons(sim_records[0])),
         ("9-frame SIM set, noise-free", lambda: [scope.expected_photons(r) for r in sim_records]),

@@ -57,18 +57,29 @@ def _frames_in(store: Path) -> tuple[tuple[int, ...], int]:
 @pytest.mark.slow
 def test_demo_headless_saves_and_restores_every_frame_at_the_configured_size(tmp_path, cli):
     out = tmp_path / "demo"
-    result = cli("demo", "--headless", "--frames", "20", "--frame-size", "96", "--out", str(out))
+    result = cli(
+        "demo",
+        "--headless",
+        "--interval-s",
+        "0",
+        "--frames",
+        "20",
+        "--frame-size",
+        "96",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, _why(result)
     shape, written = _frames_in(out / "raw.ome.zarr")
     assert shape == (20, 1, 96, 96)
     assert written == 20
-    # the default model: DFCAN, its CPU variant here, 2x
-    restored = zarr.open_group(str(out / "dfcan-sr2x-lite.ome.zarr"), mode="r")
+    # the default model: DFCAN, its CPU tier here, 2x
+    restored = zarr.open_group(str(out / "dfcan-sr2x-tiny.ome.zarr"), mode="r")
     assert restored["0"].shape == (20, 1, 192, 192)
     assert restored.attrs["live_restore"]["missing"] == []
     assert (out / "frames.csv").is_file() and (out / "summary.json").is_file()
     text = _flat(result.stdout)
-    assert "photons/pixel" in text and "20 of 20 with dfcan-sr2x-lite" in text
+    assert "photons/pixel" in text and "20 of 20 with dfcan-sr2x-tiny" in text
     assert not list(tmp_path.glob("*.partial*"))
 
 
@@ -80,6 +91,8 @@ def test_demo_ten_times_never_aborts_at_exit(tmp_path):
         result = _run(
             "demo",
             "--headless",
+            "--interval-s",
+            "0",
             "--frames",
             "3",
             "--frame-size",
@@ -124,7 +137,17 @@ def test_gui_refuses_a_missing_config_and_a_bad_backend_before_opening_a_window(
 def test_failed_demo_names_the_problem_and_leaves_no_store(tmp_path, cli, args, message):
     out = tmp_path / "bad.ome.zarr"
     result = cli(
-        "demo", "--headless", "--frames", "2", "--frame-size", "32", "--out", str(out), *args
+        "demo",
+        "--headless",
+        "--interval-s",
+        "0",
+        "--frames",
+        "2",
+        "--frame-size",
+        "32",
+        "--out",
+        str(out),
+        *args,
     )
     assert result.exit_code == 2, _why(result)
     assert message in _flat(result.stdout)
@@ -136,7 +159,7 @@ def test_demo_refuses_to_overwrite_an_existing_store(tmp_path, cli):
     out = tmp_path / "keep"
     out.mkdir()
     (out / "precious.txt").write_text("kept")
-    result = cli("demo", "--headless", "--frames", "2", "--out", str(out))
+    result = cli("demo", "--headless", "--interval-s", "0", "--frames", "2", "--out", str(out))
     assert result.exit_code == 2, _why(result)
     assert "already exists" in result.stdout
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
@@ -151,7 +174,15 @@ def test_a_user_error_exits_2_with_the_whole_message_on_one_line_at_60_columns(t
     assert len(str(out)) > 100
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     result = _run(
-        "demo", "--headless", "--frames", "2", "--out", str(out), env=env | {"COLUMNS": "60"}
+        "demo",
+        "--headless",
+        "--interval-s",
+        "0",
+        "--frames",
+        "2",
+        "--out",
+        str(out),
+        env=env | {"COLUMNS": "60"},
     )
     assert result.returncode == 2, result.stdout + result.stderr
     lines = (result.stdout + result.stderr).splitlines()
@@ -302,11 +333,11 @@ def test_train_and_eval_commands(tmp_path, cli):
 def test_demo_restores_through_onnxruntime_and_says_so_in_the_store(tmp_path, cli):
     out = tmp_path / "ort"
     result = cli(
-        "demo", "--headless", "--frames", "4", "--frame-size", "64", "--backend", "onnxruntime",
-        "--out", str(out),
+        "demo", "--headless", "--interval-s", "0", "--frames", "4", "--frame-size", "64",
+        "--backend", "onnxruntime", "--out", str(out),
     )  # fmt: skip
     assert result.exit_code == 0, _why(result)
-    restored = zarr.open_group(str(out / "dfcan-sr2x-lite.ome.zarr"), mode="r")
+    restored = zarr.open_group(str(out / "dfcan-sr2x-tiny.ome.zarr"), mode="r")
     assert restored["0"].shape == (4, 1, 128, 128)
     provenance = restored.attrs["live_restore"]
     assert provenance["backend"] == "onnxruntime" and provenance["precision"] == "fp32"

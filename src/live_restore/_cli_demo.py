@@ -98,9 +98,9 @@ def demo(
 
     The sample is rendered from physics (NA 1.49 oil, 525 nm, 65 nm pixels) with Poisson shot
     noise and camera read noise; the light level sets the photon budget. Each frame is restored
-    off the acquisition thread (default: DFCAN 2x super-resolution, its CPU variant
-    dfcan-sr2x-lite when torch sees no GPU) and the last frame is scored against the
-    simulator's ground truth.
+    off the acquisition thread (default: DFCAN 2x super-resolution, its CPU tier
+    dfcan-sr2x-tiny when torch sees no GPU), one frame a second by default, and the last frame
+    is scored against the simulator's ground truth, beside Richardson-Lucy on the same frame.
     """
     from ._demo import run_demo
 

@@ -127,7 +127,7 @@ def bench_command(
             "--model",
             "-m",
             help="Model (repeat). Default: the shipped models; on a CPU without the "
-            "published-size dfcan-sr2x (seconds per frame there: live use swaps in its lite "
+            "published-size dfcan-sr2x (seconds per frame there: live use swaps in its CPU "
             "variant).",
         ),
     ] = None,

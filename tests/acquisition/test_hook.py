@@ -809,3 +809,49 @@ def test_an_internal_failure_at_the_end_of_a_run_still_finishes_it(
     second = out / "run-2"
     assert json.loads((second / "summary.json").read_text())["finished"] == "completed"
     assert [r["status"] for r in _rows(second)] == ["restored"] * 3
+
+
+class _HeldFirstFrame(IdentityRestorer):
+    """Holds its first call until released: the frames behind it arrive as catch-up batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls == 1:
+            self.release.wait(30)
+        return super().__call__(frame)
+
+
+@pytest.mark.parametrize("every_nth", [1, 4])
+def test_behind_the_focus_monitor_estimates_every_nth_frame_and_the_newest(fast_core, every_nth):
+    from live_restore.focus import FocusMonitor
+
+    estimated: list[int] = []
+    stage = _HeldFirstFrame()
+
+    def estimator(frame: np.ndarray):
+        from types import SimpleNamespace
+
+        estimated.append(len(estimated))
+        return SimpleNamespace(defocus_um=0.0, uncertainty_um=0.1, confidence=0.9)
+
+    monitor = FocusMonitor(estimator, every_nth_when_behind=every_nth)
+    readings = []
+    with RestoreHook(fast_core, stage, focus=monitor, max_batch=8) as hook:
+        hook.events.defocus.connect(readings.append)
+        hook.run(_sequence(12))  # frame 0 is held until all 12 are in: 1-8, 9-11 catch up
+        stage.release.set()
+    assert hook.report.frames_restored == 12
+    numbers = [r.number for r in readings]
+    assert numbers[0] == 0 and numbers[-1] == 11  # the newest always gets its estimate
+    if every_nth == 1:
+        assert numbers == list(range(12))
+    else:
+        # every 4th, plus the newest of each batch (a handful: frames 1-11 waited behind 0)
+        assert {0, 4, 8} <= set(numbers) and len(numbers) < 12
+        assert sum(n % 4 != 0 for n in numbers) <= 4, numbers
+        assert hook.focus is monitor and monitor.summary()["frames_skipped_behind"] > 0

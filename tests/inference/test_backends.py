@@ -24,7 +24,7 @@ from live_restore.inference import (
 from live_restore.models import file_sha256, load_network
 from live_restore.simulate import ManualClock, SimMicroscope
 
-SHIPPED = ["dfcan-sr2x", "dfcan-sr2x-lite", "refocus", "focus-est"]
+SHIPPED = ["dfcan-sr2x", "dfcan-sr2x-lite", "dfcan-sr2x-tiny", "refocus", "focus-est"]
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 requires_tensorrt = pytest.mark.skipif(

@@ -374,6 +374,8 @@ def test_demo_window_cli_saves_a_screenshot_and_the_stores(tmp_path):
             "-m",
             "live_restore",
             "demo",
+            "--interval-s",
+            "0",
             "--frames",
             "3",
             "--frame-size",

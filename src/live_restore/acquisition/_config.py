@@ -40,7 +40,7 @@ class HoldConfig(_Strict):
 
 
 class FocusConfig(_Strict):
-    """The focus monitor: a defocus estimator on every frame, flags with hysteresis."""
+    """The focus monitor: a defocus estimator on each frame, flags with hysteresis."""
 
     estimator: str = Field("focus-est", description="The shipped defocus estimator to load.")
     threshold_um: float = Field(0.5, gt=0.0, description="|defocus| that flags a frame (µm).")

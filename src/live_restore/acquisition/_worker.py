@@ -300,12 +300,8 @@ class Worker(Recovery):
             self._batch_entered |= entered
             self.in_hand = [f for f in self.in_hand if f.number not in entered]
             self.current_stage = "focus"  # the estimator can hang as well as a stage
-        stride = self.focus.every_nth_when_behind if self.focus is not None else 1
-        for position, (f, image, _source) in enumerate(frames):
-            # in a catch-up batch, a stride > 1 estimates every Nth frame and the newest: focus
-            # is about now, and the estimator's time goes to catching up (and the display)
-            if position == len(frames) - 1 or f.number % stride == 0:
-                self._watch_focus(image, f.number, f.index, f.z_um)
+        if self.focus is not None:
+            self._watch_batch_focus(self.focus, frames)
         by_number = {f.number: (f, image, source) for f, image, source in frames}
         for stage in self.stages:
             with self.lock:
@@ -416,6 +412,14 @@ class Worker(Recovery):
             self.counters.note(FrameStatus.SKIPPED, numbers)
 
     # -- focus and live mode ----------------------------------------------------------------
+
+    def _watch_batch_focus(self, focus: FocusMonitor, frames: list[_Taken]) -> None:
+        # the monitor may estimate only every Nth frame of a series while catching up: focus
+        # is about now, and the estimator's time goes to restoring (and the display)
+        newest = {focus.series_of(f.index): f.number for f, _image, _source in frames}
+        for f, image, _source in frames:
+            if focus.wanted(f.index, newest[focus.series_of(f.index)] == f.number):
+                self._watch_focus(image, f.number, f.index, f.z_um)
 
     def _watch_focus(
         self,

@@ -1,7 +1,8 @@
 """Focus: flag defocus as it happens and, opt-in, hold focus (issue 7).
 
-- :class:`FocusMonitor` scores every frame (estimator + model-free focus score), flags drift
-  with hysteresis, and in z-stacks locates the sample's focal plane instead of flagging planes.
+- :class:`FocusMonitor` scores each frame (estimator + model-free focus score; every Nth of a
+  series while the hook catches up, if asked), flags drift with hysteresis, and in z-stacks
+  locates the sample's focal plane instead of flagging planes.
 - :class:`FocusHold` moves the focus stage between time points by the drift the monitor trusts.
 - :class:`FlagPolicy` holds the thresholds.
 

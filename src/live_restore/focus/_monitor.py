@@ -60,7 +60,7 @@ class _Series:
 
 
 class FocusMonitor:
-    """Watch every frame's focus; flag drift; tell focus hold how far to move.
+    """Watch each frame's focus (or every Nth while catching up); flag drift; steer focus hold.
 
     Parameters
     ----------
@@ -97,6 +97,8 @@ class FocusMonitor:
         self._score = SCORES[score]
         self._planes_per_stack = 1
         self._series: dict[tuple[tuple[str, int], ...], _Series] = {}
+        self._offered: dict[tuple[tuple[str, int], ...], int] = {}  # frames per series so far
+        self.frames_skipped_behind = 0
         self.flag_changes: list[dict[str, Any]] = []
         self.frames_seen = 0
         self.frames_flagged = 0
@@ -107,8 +109,10 @@ class FocusMonitor:
     def begin(self, sequence: Any = None) -> None:
         """Start a run: forget references and flags; learn whether it takes z-stacks."""
         self._series.clear()
+        self._offered.clear()
         self.flag_changes = []
         self.frames_seen = self.frames_flagged = self.frames_uncertain = 0
+        self.frames_skipped_behind = 0
         z_plan = getattr(sequence, "z_plan", None)
         self._planes_per_stack = len(list(z_plan)) if z_plan is not None else 1
 
@@ -125,12 +129,35 @@ class FocusMonitor:
             "policy": {k: getattr(self.policy, k) for k in self.policy.__dataclass_fields__},
             "z_stacks": self.z_stacks,
             "frames_seen": self.frames_seen,
+            "every_nth_when_behind": self.every_nth_when_behind,
+            "frames_skipped_behind": self.frames_skipped_behind,
             "frames_flagged": self.frames_flagged,
             "frames_uncertain": self.frames_uncertain,
             "flag_changes": list(self.flag_changes),
         }
 
     # -- per frame ------------------------------------------------------------------------
+
+    @staticmethod
+    def series_of(index: dict[str, int]) -> tuple[tuple[str, int], ...]:
+        """The series a frame belongs to: its index without time and z."""
+        return tuple(sorted((k, v) for k, v in index.items() if k not in ("t", "z")))
+
+    def wanted(self, index: dict[str, int] | None, newest_in_batch: bool) -> bool:
+        """Whether to estimate this frame of a catch-up batch (counted once per frame).
+
+        Every ``every_nth_when_behind``-th frame of its series (position, channel...: the index
+        without t and z) and each series' newest are; so is every plane of a z-stack (a stack
+        is judged from all its planes).
+        """
+        key = self.series_of(index or {})
+        count = self._offered.get(key, 0)
+        self._offered[key] = count + 1
+        stride = 1 if self.z_stacks else self.every_nth_when_behind
+        if newest_in_batch or count % stride == 0:
+            return True
+        self.frames_skipped_behind += 1
+        return False
 
     def observe(
         self,
@@ -150,7 +177,7 @@ class FocusMonitor:
         score = float(self._score(frame))
         estimate = self.estimator(frame) if self.estimator is not None else None
         reading = self._estimator_reading(estimate, number, index, score, z_um, live)
-        key = tuple(sorted((k, v) for k, v in index.items() if k not in ("t", "z")))
+        key = self.series_of(index)
         series = self._series.get(key)
         if series is None:
             confirm = self.policy.confirm

@@ -1,9 +1,10 @@
 """``load_model(name)``: a shipped model, ready to call on one camera frame.
 
 A session does the model's own normalisation (whole-frame percentiles, as in training), runs the
-network in tiles (twice its training patch by default) on the chosen backend (``_backend.py``),
-and maps the output back to camera counts. It conforms to the hook's ``Restorer`` protocol, so a
-model name can be a hook stage. ``provenance()`` says which backend and precision ``auto`` picked.
+network in tiles (the model's ``tile_px``, else twice its training patch) on the chosen backend
+(``_backend.py``), and maps the output back to camera counts. It conforms to the hook's
+``Restorer`` protocol, so a model name can be a hook stage. ``provenance()`` says which backend
+and precision ``auto`` picked.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from live_restore._version import __version__
 from live_restore.frames import AxisSet, RestorerBase, as_frame
 from live_restore.models import ModelSpec, ModelTask, frame_scale, load_network
 
-from ._backend import Backend, create_backend, resolve_backend
+from ._backend import Backend, available_backends, create_backend, resolve_backend
 from ._cache import EngineCache
 from ._tiling import tiled_apply_stack
 
@@ -39,7 +40,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # CPU fallbacks: a published-size model that would not keep up on a CPU
-CPU_VARIANTS = {"dfcan-sr2x": "dfcan-sr2x-lite"}
+CPU_VARIANTS = {"dfcan-sr2x": "dfcan-sr2x-tiny"}
 _CPU_BACKENDS = ("torch-cpu", "onnxruntime")
 
 
@@ -236,11 +237,12 @@ def load_model(
 
     ``backend``: ``auto`` (the fastest here), ``tensorrt``, ``torch-cuda``, ``torch-cpu`` or
     ``onnxruntime``; ``precision``: ``auto`` (fp16 on a GPU, else fp32), ``fp32``, ``fp16``,
-    ``bf16``. ``tile_px``: the tile side (default twice the training patch; larger wastes less
-    work on overlap, e.g. on a GPU). ``options`` go to the backend (see ``create_backend``). On
-    the CPU, a model with a lighter CPU variant (``dfcan-sr2x`` -> ``dfcan-sr2x-lite``) is
-    swapped for it when the full one would not keep up (unless ``cpu_variant`` is False, as
-    for evaluation); the log says so.
+    ``bf16``. ``tile_px``: the tile side (default: the model's own, else twice the training
+    patch; larger wastes less work on overlap, e.g. on a GPU). ``options`` go to the backend
+    (see ``create_backend``). On the CPU, a model with a lighter CPU variant (``dfcan-sr2x`` ->
+    ``dfcan-sr2x-tiny``) is swapped for it when the full one would not keep up (unless
+    ``cpu_variant`` is False, as for evaluation), and ``auto`` takes the model's measured
+    faster CPU runtime (``cpu_backend`` in model.yaml); the log says so.
     """
     resolved, _ = resolve_backend(backend, precision)
     chosen = str(name)
@@ -252,6 +254,10 @@ def load_model(
         )
         chosen = CPU_VARIANTS[chosen]
     spec, network, folder = load_network(chosen)
+    # the model's measured faster CPU runtime, unless torch options were asked for
+    if backend == "auto" and resolved == "torch-cpu" and spec.cpu_backend != resolved:
+        if not options and spec.cpu_backend in available_backends():
+            resolved = spec.cpu_backend
     runtime = create_backend(
         network, spec, resolved, precision, cache, tile_shape=session_tile(spec, tile_px), **options
     )

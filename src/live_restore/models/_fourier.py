@@ -2,9 +2,10 @@
 
 Two ways to compute the same function:
 
-- ``"fft"``: ``torch.fft.rfft2`` (cuFFT / pocketfft), mirrored to the full spectrum, then a
-  resize. Fast in eager torch; exports only as ONNX ``DFT``, which TensorRT support for is
-  unverified (ENVIRONMENT.md).
+- ``"fft"``: ``torch.fft.rfft2`` (cuFFT / pocketfft), then only the positions the resize reads
+  (gathered from the half spectrum by conjugate symmetry), then the resize. Fast in eager
+  torch; exports only as ONNX ``DFT``, which TensorRT support for is unverified
+  (ENVIRONMENT.md).
 - ``"dft"``: the resize keeps the spectrum at few points (bilinear: at most two neighbours per
   output row/column), so only those rows and columns of the DFT are computed, as matrix products
   with the fftshift folded into the DFT matrices. The graph is MatMul and element-wise ops only,
@@ -19,6 +20,7 @@ interpolation matrix instead.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Literal
 
 import numpy as np
@@ -113,10 +115,21 @@ def _amplitude(power: torch.Tensor) -> torch.Tensor:
 
 
 def attention_spectrum(
-    x: torch.Tensor, gamma: float, size: int, method: SpectrumMethod = "fft"
+    x: torch.Tensor,
+    gamma: float,
+    size: int,
+    method: SpectrumMethod = "fft",
+    reference_px: int | None = None,
 ) -> torch.Tensor:
-    """``resize(fftshift(|FFT2(x)| + eps) ** gamma)`` over the last two axes, to ``size x size``."""
+    """``resize(fftshift(c·|FFT2(x)| + eps) ** gamma)`` over the last two axes, to ``size``².
+
+    ``c`` is 1 as published. With ``reference_px``, ``c = reference_px / sqrt(H·W)``: the
+    spectrum's scale no longer grows with the input's area (an unnormalised FFT's magnitudes
+    do), so a network trained on ``reference_px`` patches sees the same attention input on a
+    whole frame; at ``reference_px``² inputs it is exactly the published function.
+    """
     rows, cols = int(x.shape[-2]), int(x.shape[-1])
+    scale = 1.0 if reference_px is None else reference_px / math.sqrt(rows * cols)
     if method == "fft":
         # the resize reads few spectrum positions, and a real input's spectrum is
         # conjugate-symmetric: a half-size rfft2, one gather of just the positions read (the
@@ -125,7 +138,7 @@ def attention_spectrum(
         index, resize_y, resize_x = _sampled_half_spectrum(rows, cols, size)
         half = torch.fft.rfft2(x.float())
         power = (half.real.square() + half.imag.square()).flatten(-2)[..., index.to(x.device)]
-        magnitude = (_amplitude(power) + _EPS) ** gamma
+        magnitude = (scale * _amplitude(power) + _EPS) ** gamma
         magnitude = magnitude.unflatten(-1, (-1, size if resize_x is None else resize_x.shape[1]))
         if resize_y is not None:
             magnitude = resize_y.to(x.device) @ magnitude
@@ -139,6 +152,6 @@ def attention_spectrum(
         left_real, left_imag = cos_y @ x, sin_y @ x
         real = left_real @ cos_x.T - left_imag @ sin_x.T
         imag = left_real @ sin_x.T + left_imag @ cos_x.T
-        magnitude = (torch.sqrt(real * real + imag * imag) + _EPS) ** gamma
+        magnitude = (scale * torch.sqrt(real * real + imag * imag) + _EPS) ** gamma
         return resize_y @ magnitude @ resize_x.T
     raise ValueError(f"unknown spectrum method {method!r}: use 'fft' or 'dft'")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -87,6 +87,11 @@ class Architecture(BaseModel):
         description="Tile side a session cuts frames into by default (px); None: twice the "
         "training patch. A small network runs whole 512x512 frames faster than overlapping "
         "tiles (no overlap computed twice).",
+    )
+    cpu_backend: Literal["torch-cpu", "onnxruntime"] = Field(
+        "torch-cpu",
+        description="What backend 'auto' runs this model on without a GPU: the CPU runtime "
+        "measured faster for it (onnxruntime only where it is installed).",
     )
     normalisation: Normalisation = Normalisation()
 

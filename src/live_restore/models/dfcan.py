@@ -35,20 +35,28 @@ class FourierChannelAttention(nn.Module):
     """Rescale each feature map by a gate computed from its power spectrum."""
 
     def __init__(
-        self, features: int, reduction: int = 16, size: int = 128, gamma: float = 0.8
+        self,
+        features: int,
+        reduction: int = 16,
+        size: int = 128,
+        gamma: float = 0.8,
+        reference_px: int | None = None,
     ) -> None:
         super().__init__()
         if features // reduction < 1:
             raise ValueError(f"{features} features cannot be reduced {reduction}-fold")
         self.size = size
         self.gamma = gamma
+        self.reference_px = reference_px
         self.spectrum_method: SpectrumMethod = "fft"
         self.spectrum_conv = nn.Conv2d(features, features, 3, padding=1)
         self.down = nn.Conv2d(features, features // reduction, 1)
         self.up = nn.Conv2d(features // reduction, features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spectrum = attention_spectrum(x, self.gamma, self.size, self.spectrum_method)
+        spectrum = attention_spectrum(
+            x, self.gamma, self.size, self.spectrum_method, self.reference_px
+        )
         weights = torch.relu(self.spectrum_conv(spectrum)).mean(dim=(-2, -1), keepdim=True)
         weights = torch.sigmoid(self.up(torch.relu(self.down(weights))))
         return x * weights
@@ -57,11 +65,15 @@ class FourierChannelAttention(nn.Module):
 class FCAB(nn.Module):
     """Fourier channel attention block: two conv-GELU, attention, residual."""
 
-    def __init__(self, features: int, reduction: int, attention_size: int) -> None:
+    def __init__(
+        self, features: int, reduction: int, attention_size: int, reference_px: int | None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(features, features, 3, padding=1)
         self.conv2 = nn.Conv2d(features, features, 3, padding=1)
-        self.attention = FourierChannelAttention(features, reduction, attention_size)
+        self.attention = FourierChannelAttention(
+            features, reduction, attention_size, reference_px=reference_px
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = nn.functional.gelu(self.conv2(nn.functional.gelu(self.conv1(x))))
@@ -71,10 +83,17 @@ class FCAB(nn.Module):
 class ResidualGroup(nn.Module):
     """Several FCABs with an identity skip over the group."""
 
-    def __init__(self, features: int, blocks: int, reduction: int, attention_size: int) -> None:
+    def __init__(
+        self,
+        features: int,
+        blocks: int,
+        reduction: int,
+        attention_size: int,
+        reference_px: int | None = None,
+    ) -> None:
         super().__init__()
         self.blocks = nn.Sequential(
-            *(FCAB(features, reduction, attention_size) for _ in range(blocks))
+            *(FCAB(features, reduction, attention_size, reference_px) for _ in range(blocks))
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,6 +115,12 @@ class DFCAN(nn.Module):
         Channel reduction inside the attention gate (published: 16).
     attention_size : int
         Size the spectrum is resized to inside the attention (published: 128).
+    spectrum_reference_px : int, optional
+        Scale the attention's spectrum by this side over the input's (sqrt of its area), so its
+        magnitudes do not grow with the input (published: None, unscaled). Set to the training
+        patch, a network trained on patches runs whole frames with the attention it learned:
+        dfcan-sr2x-tiny gained 0.4 dB over 128 px tiles, and 2.4 dB over unscaled whole frames,
+        at 512x512 (benchmarks/RESULTS.md).
     """
 
     def __init__(
@@ -107,6 +132,7 @@ class DFCAN(nn.Module):
         blocks: int = 4,
         reduction: int = 16,
         attention_size: int = 128,
+        spectrum_reference_px: int | None = None,
     ) -> None:
         super().__init__()
         if scale not in (1, 2, 3, 4):
@@ -119,7 +145,10 @@ class DFCAN(nn.Module):
         self.blocks_per_group = blocks
         self.head = nn.Conv2d(in_channels, features, 3, padding=1)
         self.groups = nn.Sequential(
-            *(ResidualGroup(features, blocks, reduction, attention_size) for _ in range(groups))
+            *(
+                ResidualGroup(features, blocks, reduction, attention_size, spectrum_reference_px)
+                for _ in range(groups)
+            )
         )
         self.tail = nn.Conv2d(features, features * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)

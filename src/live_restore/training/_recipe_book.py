@@ -179,7 +179,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             name="dfcan-sr2x-tiny",
             description="DFCAN structure at laptop size (16 features, 2 groups x 2 FCABs, "
-            "gate reduction 4), 2x, run on whole frames: the CPU tier",
+            "gate reduction 4, attention spectrum scaled to its 64 px training patches), 2x, run "
+            "on whole frames: the CPU tier",
             network=Architecture(
                 task=ModelTask.SUPER_RESOLUTION,
                 architecture="dfcan",
@@ -190,9 +191,11 @@ RECIPES: dict[str, Recipe] = {
                     "groups": 2,
                     "blocks": 2,
                     "reduction": 4,
+                    "spectrum_reference_px": 64,
                 },
                 scale=2,
                 tile_px=512,
+                cpu_backend="onnxruntime",  # 570 vs 813 ms per 512x512 frame on 2 cores
                 normalisation=_SR_NORMALISATION,
             ),
             photon_range=(10.0, 500.0),

@@ -50,7 +50,7 @@ __all__ = ["LiveRestoreDock"]
 log = logging.getLogger(__name__)
 
 FOCUS_MODEL = "focus-est"
-DISPLAY_IDLE_S = 3.0  # no display update for this long: the rate shown is the last run's
+DISPLAY_IDLE_S = 3.0  # no MDA and no update for this long: the rate shown is the last run's
 
 
 def _default_models(available: list[str]) -> list[str]:
@@ -396,7 +396,8 @@ class LiveRestoreDock(QWidget):
         if report.disabled_stages:
             failed += f" (disabled: {', '.join(report.disabled_stages)})"
         labels["failed"].setText(failed)
-        idle = " (last run)" if display.idle_s > DISPLAY_IDLE_S else ""
+        ended = display.updates > 0 and not self.core.mda.is_running()
+        idle = " (last run)" if ended and display.idle_s > DISPLAY_IDLE_S else ""
         labels["display"].setText(
             f"{display.updates_per_s:.1f} updates/s{idle}, frame to screen "
             f"p50 {display.screen_latency_p50_ms:.0f} ms"

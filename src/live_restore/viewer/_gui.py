@@ -143,7 +143,10 @@ def arrange_window(viewer: Any, docks: Sequence[Any], dock_width_px: int = DOCK_
         viewer.reset_view()
 
     settle()
-    QTimer.singleShot(0, settle)
+    again = QTimer(window)  # parented: it dies with the window, never fires on a closed one
+    again.setSingleShot(True)
+    again.timeout.connect(settle)
+    again.start(0)
 
 
 def _scrolling(widget: Any) -> Any:

@@ -209,10 +209,9 @@ class StreamLayers:
                 self._add(name, image, display_range(image))
                 self._shown[name] = image
                 continue
-            if self._shown.get(name) is image:
-                continue
-            self._shown[name] = image
-            layer.data = image
+            if self._shown.get(name) is not image:
+                self._shown[name] = image
+                layer.data = image
             if contrast:
                 layer.contrast_limits = display_range(image)
 

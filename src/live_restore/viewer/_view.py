@@ -53,10 +53,13 @@ class _DisplayMeter:
         self._latency_ms.append(latency_ms)
 
     def stats(self, now_s: float) -> DisplayStats:
-        # the rate of the last span with updates in it, not of the span up to now: once a run
-        # ends, the dock shows the rate it ran at, not 0
+        # the rate over the last few updates (up to span_s before the newest, at least the last
+        # two), not over the span up to now: after a run the dock shows the rate it ran at, and
+        # a slow time-lapse (one frame every 5 s) reads 0.2 updates/s, not 0
         newest = self._times_s[-1] if self._times_s else -np.inf
         recent = [t for t in self._times_s if newest - t <= self._span_s]
+        if len(recent) < 2:
+            recent = list(self._times_s)[-2:]
         rate = (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6) if len(recent) > 1 else 0.0
         if self._latency_ms:
             p50, p99 = np.percentile(np.fromiter(self._latency_ms, float), [50, 99])
