@@ -19,6 +19,9 @@ from click.testing import Result
 
 CLI = [sys.executable, "-m", "live_restore"]
 
+# the demo without its window, frames as fast as the camera (its default is one a second)
+HEADLESS_DEMO = ("demo", "--headless", "--interval-s", "0")
+
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``live-restore ARGS`` as its own process."""
@@ -58,10 +61,7 @@ def _frames_in(store: Path) -> tuple[tuple[int, ...], int]:
 def test_demo_headless_saves_and_restores_every_frame_at_the_configured_size(tmp_path, cli):
     out = tmp_path / "demo"
     result = cli(
-        "demo",
-        "--headless",
-        "--interval-s",
-        "0",
+        *HEADLESS_DEMO,
         "--frames",
         "20",
         "--frame-size",
@@ -89,10 +89,7 @@ def test_demo_ten_times_never_aborts_at_exit(tmp_path):
     interpreter exit, after the core was used, and only now and then."""
     for i in range(10):
         result = _run(
-            "demo",
-            "--headless",
-            "--interval-s",
-            "0",
+            *HEADLESS_DEMO,
             "--frames",
             "3",
             "--frame-size",
@@ -137,10 +134,7 @@ def test_gui_refuses_a_missing_config_and_a_bad_backend_before_opening_a_window(
 def test_failed_demo_names_the_problem_and_leaves_no_store(tmp_path, cli, args, message):
     out = tmp_path / "bad.ome.zarr"
     result = cli(
-        "demo",
-        "--headless",
-        "--interval-s",
-        "0",
+        *HEADLESS_DEMO,
         "--frames",
         "2",
         "--frame-size",
@@ -159,7 +153,7 @@ def test_demo_refuses_to_overwrite_an_existing_store(tmp_path, cli):
     out = tmp_path / "keep"
     out.mkdir()
     (out / "precious.txt").write_text("kept")
-    result = cli("demo", "--headless", "--interval-s", "0", "--frames", "2", "--out", str(out))
+    result = cli(*HEADLESS_DEMO, "--frames", "2", "--out", str(out))
     assert result.exit_code == 2, _why(result)
     assert "already exists" in result.stdout
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
@@ -174,10 +168,7 @@ def test_a_user_error_exits_2_with_the_whole_message_on_one_line_at_60_columns(t
     assert len(str(out)) > 100
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     result = _run(
-        "demo",
-        "--headless",
-        "--interval-s",
-        "0",
+        *HEADLESS_DEMO,
         "--frames",
         "2",
         "--out",
@@ -333,7 +324,7 @@ def test_train_and_eval_commands(tmp_path, cli):
 def test_demo_restores_through_onnxruntime_and_says_so_in_the_store(tmp_path, cli):
     out = tmp_path / "ort"
     result = cli(
-        "demo", "--headless", "--interval-s", "0", "--frames", "4", "--frame-size", "64",
+        *HEADLESS_DEMO, "--frames", "4", "--frame-size", "64",
         "--backend", "onnxruntime", "--out", str(out),
     )  # fmt: skip
     assert result.exit_code == 0, _why(result)

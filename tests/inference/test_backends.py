@@ -36,7 +36,8 @@ requires_tensorrt = pytest.mark.skipif(
 def _tiles(spec, count=3, seed=0):
     """Network-unit tiles cut from a simulated low-light frame (what a session sends)."""
     channels, height, width = session_tile(spec)
-    scope = SimMicroscope("microtubules", seed=seed, frame_shape=(256, 256), clock=ManualClock())
+    side = max(256, height + 40 * count)  # room for the tiles (a whole-frame model's are 512 px)
+    scope = SimMicroscope("microtubules", seed=seed, frame_shape=(side, side), clock=ManualClock())
     scope.excitation_percent = 100.0
     frame = scope.snap(np.random.default_rng(seed)).astype(np.float32)
     low, high = np.percentile(frame, [0.1, 99.9])
