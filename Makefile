@@ -57,4 +57,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_hook.py
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) demo-output demo-screenshot-run .pytest_cache .ruff_cache .mypy_cache
