@@ -54,8 +54,10 @@ class RestoreHook:
       ``focus``) and ``executor``.
 
     Every frame the worker takes is scored for focus before the stages run (so focus hold hears
-    of drift even when restoration is slow); readings are emitted as ``events.defocus``, kept
-    in :meth:`latest_defocus` and written to frames.csv (stage ``focus``) and summary.json.
+    of drift even when restoration is slow; a monitor with ``every_nth_when_behind`` > 1 scores
+    only every Nth of a series, and its newest, in a catch-up batch); readings are emitted as
+    ``events.defocus``, kept in :meth:`latest_defocus` and written to frames.csv (stage
+    ``focus``) and summary.json.
     Focus failures are reported as errors of stage ``focus`` and never stop restoration.
     """
 
