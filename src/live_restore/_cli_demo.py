@@ -163,6 +163,7 @@ def demo(
                 on_frame=lambda n: bar.update(acquiring, completed=n),
                 on_restored=lambda n: bar.update(restoring, completed=n),
                 progress=False,
+                on_ready=lambda names: bar.update(restoring, description=f"restoring ({names[0]})"),
             )
         except (ValueError, FileExistsError, RuntimeError) as e:
             raise fail(str(e)) from None

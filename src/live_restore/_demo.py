@@ -180,6 +180,7 @@ def run_demo(
     on_frame: Callable[[int], None] | None = None,
     on_restored: Callable[[int], None] | None = None,
     progress: bool = True,
+    on_ready: Callable[[tuple[str, ...]], None] | None = None,
 ) -> DemoResult:
     """Acquire ``frames`` time points of the simulated sample at low light, restore and save."""
     settings = DemoSettings(
@@ -220,6 +221,8 @@ def run_demo(
             }
         )
         hook = build_hook(core, config)
+        if on_ready is not None:  # the stages as loaded (a CPU may have swapped in a variant)
+            on_ready(tuple(name for name, _scale in hook.stages))
         monitor, hold = hook.focus, hook.hold
         received: list[float] = []
         true_defocus_um: list[float] = []
