@@ -21,6 +21,7 @@ from live_restore.inference import (
     session_tile,
     tensorrt_unsupported,
 )
+from live_restore.inference._bench import bench_cells
 from live_restore.models import file_sha256, load_network
 from live_restore.simulate import ManualClock, SimMicroscope
 
@@ -233,3 +234,15 @@ def test_a_corrupt_tensorrt_plan_is_rebuilt(cache, caplog):
         backend = create_backend(network, spec, "tensorrt", "fp32", cache=cache, tile_shape=tile)
     assert "unusable" in caplog.text
     assert backend(_tiles(spec)).shape[0] == 3
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU backend comes first there")
+def test_auto_takes_a_models_measured_cpu_runtime_everywhere_auto_is_resolved():
+    assert resolve_backend("auto") == ("torch-cpu", "fp32")
+    assert resolve_backend("auto", cpu_backend="onnxruntime") == ("onnxruntime", "fp32")
+    assert resolve_backend("torch-cpu", cpu_backend="onnxruntime")[0] == "torch-cpu"  # asked
+    tiny = load_model("dfcan-sr2x-tiny")  # model.yaml: cpu_backend onnxruntime
+    assert tiny.provenance()["backend"] == "onnxruntime"
+    assert load_model("dfcan-sr2x-tiny", channels_last=True).backend == "torch-cpu"  # torch option
+    cells = list(bench_cells(["dfcan-sr2x-tiny", "refocus"], ["auto"], [64], ["auto"]))
+    assert [c[1] for c in cells] == ["onnxruntime", "torch-cpu"]

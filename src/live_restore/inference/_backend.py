@@ -81,8 +81,14 @@ def available_backends() -> list[str]:
     return found
 
 
-def resolve_backend(backend: str, precision: str = "auto") -> tuple[str, str]:
-    """``(backend, precision)`` with ``auto`` resolved; ValueError/RuntimeError naming the fix."""
+def resolve_backend(
+    backend: str, precision: str = "auto", cpu_backend: str | None = None
+) -> tuple[str, str]:
+    """``(backend, precision)`` with ``auto`` resolved; ValueError/RuntimeError naming the fix.
+
+    ``cpu_backend``: a model's measured faster CPU runtime (its model.yaml), which ``auto``
+    takes instead of torch-cpu where it is available.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -94,6 +100,8 @@ def resolve_backend(backend: str, precision: str = "auto") -> tuple[str, str]:
         if not fitting:
             raise RuntimeError(f"no backend here runs {precision}; available: {available}")
         backend = fitting[0]
+        if backend == "torch-cpu" and cpu_backend in fitting:
+            backend = cpu_backend
     elif backend not in available:
         raise RuntimeError(_why_unavailable(backend))
     supported = _PRECISIONS_OF[backend]
@@ -134,9 +142,10 @@ def create_backend(
 
     ``tile_shape`` ``(C, H, W)`` is the input the session will send; exported backends build
     their graph for it up front, so a failure shows at load time, not in the middle of a run.
-    ``options`` go to the runtime (torch: ``channels_last``, ``cuda_graphs``, ``compile``).
+    ``options`` go to the runtime (torch: ``channels_last``, ``cuda_graphs``, ``compile``);
+    with any, ``auto`` stays on torch rather than the model's ``cpu_backend``.
     """
-    name, precision = resolve_backend(backend, precision)
+    name, precision = resolve_backend(backend, precision, None if options else spec.cpu_backend)
     if name in ("torch-cpu", "torch-cuda"):
         from ._torch_backend import TorchBackend
 

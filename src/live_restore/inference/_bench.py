@@ -19,7 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from live_restore.models import ModelSpec, ModelTask, build_network, load_network
+from live_restore.models import (
+    ModelLoadError,
+    ModelSpec,
+    ModelTask,
+    build_network,
+    load_network,
+    model_dir,
+    read_spec,
+)
 
 from ._backend import create_backend, resolve_backend
 from ._cache import EngineCache
@@ -83,10 +91,14 @@ def bench_cells(
 ) -> Iterator[tuple[str, str, str, int]]:
     """The valid (model, backend, precision, size) cells; ``auto`` precision per backend."""
     for model in models:
+        try:
+            cpu_backend: str | None = read_spec(model_dir(model)).cpu_backend
+        except ModelLoadError:  # named by the cell's run, where it is loaded
+            cpu_backend = None
         for backend in backends:
             for precision in precisions:
                 try:
-                    resolved = resolve_backend(backend, precision)
+                    resolved = resolve_backend(backend, precision, cpu_backend)
                 except (ValueError, RuntimeError):
                     continue  # a precision the backend does not run is not a cell
                 for size in sizes:

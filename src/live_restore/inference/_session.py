@@ -22,7 +22,7 @@ from live_restore._version import __version__
 from live_restore.frames import AxisSet, RestorerBase, as_frame
 from live_restore.models import ModelSpec, ModelTask, frame_scale, load_network
 
-from ._backend import Backend, available_backends, create_backend, resolve_backend
+from ._backend import Backend, create_backend, resolve_backend
 from ._cache import EngineCache
 from ._tiling import tiled_apply_stack
 
@@ -254,12 +254,8 @@ def load_model(
         )
         chosen = CPU_VARIANTS[chosen]
     spec, network, folder = load_network(chosen)
-    # the model's measured faster CPU runtime, unless torch options were asked for
-    if backend == "auto" and resolved == "torch-cpu" and spec.cpu_backend != resolved:
-        if not options and spec.cpu_backend in available_backends():
-            resolved = spec.cpu_backend
     runtime = create_backend(
-        network, spec, resolved, precision, cache, tile_shape=session_tile(spec, tile_px), **options
+        network, spec, backend, precision, cache, tile_shape=session_tile(spec, tile_px), **options
     )
     if backend == "auto":
         log.info(

@@ -59,6 +59,11 @@ def _keras_fftshift_index(n: int) -> np.ndarray:
     return (np.arange(n) + n // 2) % n
 
 
+def _read_positions(resize: np.ndarray) -> np.ndarray:
+    """The input positions a resize matrix (out x in) reads: its non-zero columns."""
+    return np.flatnonzero(np.abs(resize).sum(axis=0) > 0)
+
+
 @functools.lru_cache(maxsize=32)
 def _sampled_half_spectrum(rows: int, cols: int, size: int) -> tuple[torch.Tensor, ...]:
     """(flat rfft2 index, row resize, column resize) for the positions the resize reads.
@@ -69,8 +74,7 @@ def _sampled_half_spectrum(rows: int, cols: int, size: int) -> tuple[torch.Tenso
     """
     half_cols = cols // 2 + 1
     resize_y, resize_x = tf_bilinear_matrix(rows, size), tf_bilinear_matrix(cols, size)
-    used_y = np.flatnonzero(np.abs(resize_y).sum(axis=0) > 0)
-    used_x = np.flatnonzero(np.abs(resize_x).sum(axis=0) > 0)
+    used_y, used_x = _read_positions(resize_y), _read_positions(resize_x)
     freq_y, freq_x = np.meshgrid(
         _keras_fftshift_index(rows)[used_y], _keras_fftshift_index(cols)[used_x], indexing="ij"
     )
@@ -91,7 +95,7 @@ def _sampled_half_spectrum(rows: int, cols: int, size: int) -> tuple[torch.Tenso
 def _sampled_dft(n: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cos rows, -sin rows, reduced resize matrix) for the frequencies the resize reads."""
     resize = tf_bilinear_matrix(n, out_size)
-    used_positions = np.flatnonzero(np.abs(resize).sum(axis=0) > 0)
+    used_positions = _read_positions(resize)
     frequencies = _keras_fftshift_index(n)[used_positions]
     angle = 2.0 * np.pi * np.outer(frequencies, np.arange(n)) / n
     return np.cos(angle), -np.sin(angle), resize[:, used_positions]
