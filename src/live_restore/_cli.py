@@ -28,6 +28,7 @@ from ._cli_options import (
     open_window,
     prepare_out,
 )
+from ._cli_serving import restore
 from ._cli_training import evaluate_model, simulate, train
 from ._version import __version__
 
@@ -43,6 +44,7 @@ app.command()(demo)
 app.command()(train)
 app.command("eval")(evaluate_model)
 app.command()(simulate)
+app.command()(restore)
 
 
 @app.callback(invoke_without_command=True)
@@ -97,6 +99,14 @@ def acquire(
     out: OutFolderOption = Path("acquisition"),
     process: ProcessOption = "all",
     memory_mb: MemoryOption = 512.0,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="Where stages run: thread (the hook's worker thread) or process (a worker "
+            "process that owns the models: CPU-heavy stages then leave the camera its cores "
+            "and the GIL; a crash of it is reported per frame and it restarts)."
+        ),
+    ] = "thread",
     overwrite: OverwriteOption = False,
 ) -> None:
     """Run any MDA on any Micro-Manager config, restoring every frame while it acquires.
@@ -120,12 +130,15 @@ def acquire(
     else:
         check_policy(process)
         check_backend(backend)
+        if executor not in ("thread", "process"):
+            raise _fail(f"--executor must be thread or process, not {executor!r}")
         settings = HookConfig.model_validate(
             {
                 "models": model or ["richardson-lucy"],
                 "backend": backend,
                 "process": process,
                 "memory_mb": memory_mb,
+                "executor": executor,
             }
         )
     # the command's own bars show progress; --out names the folder whatever the file says

@@ -1,11 +1,12 @@
 """Restoration during acquisition: the RestoreHook, its worker, run record and stages."""
 
-from ._build import HookParts, build_parts
+from ._build import HookParts, StageRecipe, build_parts
 from ._config import ConfigError, FocusConfig, HoldConfig, HookConfig
 from ._counters import HookReport, HookStats
 from ._events import HookEvents, RawFrame, RestoredFrame, StageError
 from ._executor import InThreadExecutor
 from ._hook import RestoreHook, build_hook
+from ._process import ProcessExecutor, RemoteStage, StageProcessError
 from ._registry import (
     RESTORERS,
     Instrument,
@@ -32,12 +33,16 @@ __all__ = [
     "IdentityRestorer",
     "InThreadExecutor",
     "Instrument",
+    "ProcessExecutor",
     "RawFrame",
+    "RemoteStage",
     "RestoreHook",
     "RestoredFrame",
     "RichardsonLucyRestorer",
     "SinkError",
     "StageError",
+    "StageProcessError",
+    "StageRecipe",
     "build_hook",
     "build_parts",
     "instrument_of",

@@ -13,9 +13,10 @@ from live_restore.frames import Executor, Restorer, check_restorer
 
 from ._config import HookConfig
 from ._executor import InThreadExecutor
-from ._registry import make_restorer
+from ._process import ProcessExecutor
+from ._registry import Instrument, instrument_of, make_restorer, restorer_for
 
-__all__ = ["HookParts", "build_parts", "parts_from_keywords"]
+__all__ = ["HookParts", "StageRecipe", "build_parts", "parts_from_keywords"]
 
 # HookConfig fields that the keyword form takes as they are
 _OPTIONS = (
@@ -33,6 +34,20 @@ _OPTIONS = (
 
 
 @dataclass(frozen=True)
+class StageRecipe:
+    """A restorer by name, as a picklable recipe: what a worker process builds."""
+
+    name: str
+    instrument: Instrument
+    backend: str = "auto"
+    precision: str = "auto"
+
+    def __call__(self) -> Restorer:
+        """Build the restorer (in whichever process calls it)."""
+        return restorer_for(self.name, self.instrument, self.backend, self.precision)
+
+
+@dataclass(frozen=True)
 class HookParts:
     """The objects a hook runs, made from its configuration."""
 
@@ -45,7 +60,30 @@ class HookParts:
 def build_parts(core: Any, config: HookConfig) -> HookParts:
     """Load every stage and the focus estimator for ``core``; ValueError on a bad name."""
     backend = str(config.backend)
-    stages = [make_restorer(name, core, backend, str(config.precision)) for name in config.models]
+    executor: Executor
+    if config.executor == "process":
+        instrument = instrument_of(core)
+        recipes = [
+            StageRecipe(name, instrument, backend, str(config.precision)) for name in config.models
+        ]
+        # a hang is a call far beyond any stage's time; the close-time stall rule is stricter
+        process = ProcessExecutor(recipes, call_timeout_s=max(60.0, 3 * config.stall_timeout_s))
+        stages: list[Restorer] = list(process.start())
+        executor = process
+    else:
+        stages = [
+            make_restorer(name, core, backend, str(config.precision)) for name in config.models
+        ]
+        executor = InThreadExecutor()
+    try:
+        focus, hold = _focus_parts(config, backend)
+    except BaseException:
+        executor.close()  # no worker process outlives a hook that could not be built
+        raise
+    return HookParts(stages, focus, hold, executor)
+
+
+def _focus_parts(config: HookConfig, backend: str) -> tuple[FocusMonitor | None, FocusHold | None]:
     focus = hold = None
     if config.focus is not None:
         from live_restore.inference import load_model
@@ -58,7 +96,7 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         )
         if config.focus.hold is not None:
             hold = FocusHold(**config.focus.hold.model_dump())
-    return HookParts(stages, focus, hold, InThreadExecutor())
+    return focus, hold
 
 
 def parts_from_keywords(

@@ -88,8 +88,11 @@ class HookConfig(_Strict):
     progress: bool = Field(True, description="A progress bar while pending work finishes.")
     stats_interval_s: float = Field(0.5, gt=0.0, description="How often stats are emitted (s).")
     focus: FocusConfig | None = Field(None, description="The focus monitor; None: off.")
-    executor: Literal["thread"] = Field(
-        "thread", description="Where stages run: 'thread', the worker's own."
+    executor: Literal["thread", "process"] = Field(
+        "thread",
+        description="Where stages run: 'thread', the hook's worker thread; 'process', a worker "
+        "process that owns the models (frames cross by shared memory; the camera keeps its "
+        "cores and the GIL).",
     )
 
     @classmethod

@@ -28,6 +28,7 @@ __all__ = [
     "instrument_of",
     "make_restorer",
     "register_restorer",
+    "restorer_for",
     "restorer_names",
     "shipped_model_names",
 ]
@@ -143,7 +144,13 @@ def make_restorer(
     ``backend`` and ``precision`` apply to trained models (``load_model``); the classical
     restorers run on the CPU in float32 whatever they say.
     """
-    instrument = instrument_of(core)
+    return restorer_for(name, instrument_of(core), backend, precision)
+
+
+def restorer_for(
+    name: str, instrument: Instrument, backend: str = "auto", precision: str = "auto"
+) -> Restorer:
+    """The restorer called ``name`` for ``instrument`` (what a worker process builds)."""
     if name not in RESTORERS:
         return _trained_model(name, instrument.optics, backend, precision)
     factory, _ = RESTORERS[name]

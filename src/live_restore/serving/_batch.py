@@ -1,0 +1,331 @@
+"""Batch restoration of a finished acquisition on dask.distributed: ``live-restore restore``.
+
+The unit of work is an output frame: a task reads its input frames straight from the input
+store, restores them with the model (which tiles a large frame itself, with halos and blending,
+exactly as it does live and in ``load_model(name)(frame)``), and writes the result straight
+into its own chunk of the output store. Only index lists and messages cross the scheduler, so
+the same code runs on a ``LocalCluster`` on loopback or on any cluster whose workers see the
+paths. Each worker process loads the model once.
+
+A rerun with the same input, model and output resumes: the output's ``live_restore.done`` lists
+every frame written (updated by the driver as tasks finish), and only the rest is submitted.
+Groups follow the model's grouping: a SIM set is the frames along its axis; a temporal window is
+the frame and those before it in t (the first frame repeated at the start, as live).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from live_restore.acquisition import Instrument, StageRecipe
+from live_restore.frames import AxisSet, Grouping, Restorer, SingleFrame, TemporalWindow
+from live_restore.simulate import OpticsParams
+
+from ._zarr_image import (
+    InputImage,
+    ZarrImageError,
+    attributes_of,
+    create_container,
+    create_output,
+    open_inputs,
+)
+
+__all__ = ["BatchReport", "plan_outputs", "restore_store"]
+
+Index = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One output frame and the input frames it is made from, oldest first."""
+
+    output: Index
+    inputs: tuple[Index, ...]
+    series: str = ""  # the image in a bioformats2raw container ("" for a single image)
+    label: str = ""  # how records name it: "p=1;t=3" (set by restore_store)
+
+
+@dataclass
+class BatchReport:
+    """What a batch restoration did, frame by frame."""
+
+    output: Path
+    total: int
+    written_now: int = 0
+    resumed: int = 0  # written by an earlier run and skipped
+    failed: dict[str, str] = field(default_factory=dict)  # index -> why
+
+    @property
+    def complete(self) -> bool:
+        """Whether every output frame is on disk."""
+        return not self.failed
+
+
+def _label(axes: tuple[str, ...], item: _Item) -> str:
+    parts = [f"p={item.series}"] if item.series else []
+    parts += [f"{a}={i}" for a, i in zip(axes, item.output, strict=True)]
+    return ";".join(parts)
+
+
+def plan_outputs(image: InputImage, grouping: Grouping) -> tuple[tuple[str, ...], list[_Item]]:
+    """The output axes and every output frame with its inputs; ValueError if it cannot fit."""
+    lead_axes = image.axes[:-2]
+    lead_shape = image.shape[:-2]
+    if isinstance(grouping, SingleFrame):
+        items = [_Item(i, (i,)) for i in itertools.product(*map(range, lead_shape))]
+        return lead_axes, items
+    if isinstance(grouping, AxisSet):
+        if grouping.axis not in lead_axes:
+            raise ValueError(
+                f"the model restores sets of {grouping.size} frames along '{grouping.axis}'; "
+                f"{image.path} has no such axis (axes: {''.join(image.axes)})"
+            )
+        where = lead_axes.index(grouping.axis)
+        if lead_shape[where] != grouping.size:
+            raise ValueError(
+                f"the model restores sets of {grouping.size} frames along '{grouping.axis}'; "
+                f"{image.path} has {lead_shape[where]} there"
+            )
+        rest = [range(n) for k, n in enumerate(lead_shape) if k != where]
+        items = []
+        for out in itertools.product(*rest):
+            inputs = tuple((*out[:where], p, *out[where:]) for p in range(grouping.size))
+            items.append(_Item(out, inputs))
+        return tuple(a for a in lead_axes if a != grouping.axis), items
+    if isinstance(grouping, TemporalWindow):
+        if "t" not in lead_axes:
+            raise ValueError(f"the model needs a time series; {image.path} has no 't' axis")
+        where = lead_axes.index("t")
+        items = []
+        for out in itertools.product(*map(range, lead_shape)):
+            first = max(out[where] - grouping.size + 1, 0)
+            times = [first] * (grouping.size - (out[where] - first + 1))
+            times += list(range(first, out[where] + 1))
+            inputs = tuple((*out[:where], t, *out[where + 1 :]) for t in times)
+            items.append(_Item(out, inputs))
+        return lead_axes, items
+    raise ValueError(f"batch restoration does not know the grouping {type(grouping).__name__}")
+
+
+# -- the work, in the workers -----------------------------------------------------------------
+
+_LOADED: dict[StageRecipe, Restorer] = {}  # per worker process: each model loads once
+
+
+@dataclass(frozen=True)
+class _Job:
+    recipe: StageRecipe
+    input_path: str
+    datasets: dict[str, str]  # series -> the array's path in its group
+    output_path: str
+    grouped: bool
+    threads: int | None
+
+
+def _restore_items(job: _Job, items: list[_Item]) -> list[tuple[_Item, str | None]]:
+    """Restore ``items`` and write them; (output index, None or why it failed) for each."""
+    if job.threads:
+        import torch
+
+        torch.set_num_threads(job.threads)
+    restorer = _LOADED.get(job.recipe)
+    if restorer is None:
+        restorer = _LOADED[job.recipe] = job.recipe()
+    done: list[tuple[_Item, str | None]] = []
+    for item in items:
+        series = zarr.open_group(str(Path(job.input_path) / item.series), mode="r")
+        source = series[job.datasets[item.series]]
+        assert isinstance(source, zarr.Array)
+        target = zarr.open_array(str(Path(job.output_path) / item.series / "0"), mode="r+")
+        try:
+            frames = np.stack([np.asarray(source[index]) for index in item.inputs])
+            output = np.asarray(restorer(frames if job.grouped else frames[0]), np.float32)
+            expected = target.shape[-2:]
+            if output.shape != expected:
+                raise ValueError(f"returned shape {output.shape}, expected {expected}")
+            if not np.isfinite(output).all():
+                raise ValueError("returned non-finite pixels (NaN/inf)")
+        except Exception as e:
+            done.append((item, f"{type(e).__name__}: {e}"))
+            continue
+        target[item.output] = output
+        done.append((item, None))
+    return done
+
+
+# -- the driver -------------------------------------------------------------------------------
+
+
+def _instrument(image: InputImage) -> Instrument:
+    pixel_um = image.pixel_um
+    if not pixel_um:
+        return Instrument()
+    default = OpticsParams()
+    return Instrument(OpticsParams(magnification=default.camera_pixel_um / pixel_um))
+
+
+def _open_or_create(
+    output: Path, images: dict[str, InputImage], restorer: Restorer, attributes: dict[str, Any]
+) -> set[str]:
+    """The labels already done (resume), after checking the output is this job's."""
+    if not output.exists():
+        removed, scale = restorer.grouping.removed_axis, restorer.scale
+        if list(images) == [""]:
+            create_output(output, images[""], removed, scale, attributes)
+        else:
+            create_container(output, attributes)
+            for series, image in images.items():
+                create_output(output / series, image, removed, scale, {})
+        return set()
+    try:
+        earlier = dict(attributes_of(zarr.open_group(str(output), mode="r"))["live_restore"])
+    except Exception:
+        raise ZarrImageError(
+            f"{output} exists and is not a restoration this tool wrote; give another --out"
+        ) from None
+    for key in ("input", "model", "weights_sha256", "scale"):
+        if str(earlier.get(key)) != str(attributes.get(key)):
+            raise ZarrImageError(
+                f"{output} holds another restoration ({key}: {earlier.get(key)!r}, this run: "
+                f"{attributes.get(key)!r}); give another --out or --overwrite"
+            )
+    return set(earlier.get("done", []))
+
+
+def _client(scheduler: str, workers: int) -> tuple[Any, Any, int | None]:
+    from distributed import Client, LocalCluster
+
+    if scheduler != "local":
+        try:
+            return Client(scheduler, timeout="10s"), None, None  # type: ignore[no-untyped-call]
+        except OSError as e:
+            raise ConnectionError(f"no Dask scheduler answers at {scheduler}: {e}") from None
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    cluster = LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=workers,
+        threads_per_worker=1,  # one model call at a time per worker; torch uses `threads`
+        processes=True,
+        host="127.0.0.1",  # loopback only
+        dashboard_address="127.0.0.1:0",  # no fixed port (two runs at once), loopback only
+    )
+    return Client(cluster), cluster, threads  # type: ignore[no-untyped-call]
+
+
+def restore_store(
+    input_path: str | Path,
+    model: str,
+    output: str | Path,
+    *,
+    scheduler: str = "local",
+    workers: int = 1,
+    backend: str = "auto",
+    precision: str = "auto",
+    frames_per_task: int = 1,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BatchReport:
+    """Restore every frame of ``input_path`` with ``model`` into ``output`` (see module doc).
+
+    ``on_progress(done, total)`` is called as frames finish. ZarrImageError for an input or
+    output that cannot be used, ValueError for a model that does not fit the image.
+    """
+    if importlib.util.find_spec("distributed") is None:
+        raise ValueError(
+            "batch restoration runs on dask.distributed, which is not installed: "
+            "pip install 'live-restore[dask]'"
+        )
+    images = open_inputs(input_path)
+    output = Path(output)
+    first = next(iter(images.values()))
+    recipe = StageRecipe(model, _instrument(first), backend, precision)
+    restorer = recipe()  # here first: an unknown model or corrupt weights fail before a cluster
+    try:
+        items: list[_Item] = []
+        for series, image in images.items():
+            out_axes, planned = plan_outputs(image, restorer.grouping)
+            for i in planned:
+                item = replace(i, series=series)
+                items.append(replace(item, label=_label(out_axes, item)))
+        attributes = {
+            **restorer.provenance(),
+            "input": str(Path(input_path).resolve()),
+            "input_axes": "".join(first.axes),
+            "scale": restorer.scale,
+            "done": [],
+        }
+        done = _open_or_create(output, images, restorer, attributes)
+        grouped = not isinstance(restorer.grouping, SingleFrame)
+    finally:
+        restorer.close()
+    report = BatchReport(output, total=len(items))
+    todo = [item for item in items if item.label not in done]
+    report.resumed = len(items) - len(todo)
+    if on_progress:
+        on_progress(report.resumed, report.total)
+    if todo:
+        datasets = {series: image.dataset for series, image in images.items()}
+        job = _Job(recipe, str(Path(input_path)), datasets, str(output), grouped, None)
+        _run(todo, done, report, job, scheduler, workers, frames_per_task, on_progress)
+    _finish(output, done, report)
+    return report
+
+
+def _chunks(items: list[_Item], size: int) -> Iterator[list[_Item]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _run(
+    todo: list[_Item],
+    done: set[str],
+    report: BatchReport,
+    job: _Job,
+    scheduler: str,
+    workers: int,
+    frames_per_task: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    from distributed import as_completed
+
+    client, cluster, threads = _client(scheduler, workers)
+    job = replace(job, threads=threads)
+    group = zarr.open_group(job.output_path, mode="r+")
+    try:
+        chunks = _chunks(todo, frames_per_task)
+        futures = [client.submit(_restore_items, job, chunk, pure=False) for chunk in chunks]
+        for future in as_completed(futures):  # type: ignore[no-untyped-call]
+            for item, error in future.result():
+                if error is None:
+                    done.add(item.label)
+                    report.written_now += 1
+                else:
+                    report.failed[item.label] = error
+            # the driver alone writes the record, after each task: a rerun resumes from it
+            record = attributes_of(group)["live_restore"]
+            group.attrs["live_restore"] = {**record, "done": sorted(done)}
+            if on_progress:
+                on_progress(report.resumed + report.written_now + len(report.failed), report.total)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _finish(output: Path, done: set[str], report: BatchReport) -> None:
+    group = zarr.open_group(str(output), mode="r+")
+    record = dict(attributes_of(group)["live_restore"])
+    record.update(
+        done=sorted(done),
+        missing=sorted(report.failed),
+        failed=report.failed,
+        finished="completed" if report.complete else "incomplete",
+    )
+    group.attrs["live_restore"] = record

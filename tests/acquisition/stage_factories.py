@@ -1,0 +1,81 @@
+"""Restorers built inside a process executor's worker (importable there by module name)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from live_restore.acquisition import IdentityRestorer
+
+
+class ExitsOnEveryCall(IdentityRestorer):
+    """Its process dies on every call, as a segfaulting extension would."""
+
+    name = "crashes"
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        os._exit(3)
+
+
+@dataclass(frozen=True)
+class HangsOnce:
+    """Identity whose first call in the first process never returns (a deadlocked driver)."""
+
+    marker: Path
+
+    def __call__(self) -> IdentityRestorer:
+        marker = self.marker
+
+        class _Hangs(IdentityRestorer):
+            name = "hangs-once"
+
+            def __call__(self, frame: np.ndarray) -> np.ndarray:
+                if not marker.exists():
+                    marker.write_text(str(os.getpid()))
+                    time.sleep(3600)
+                return super().__call__(frame)
+
+        return _Hangs()
+
+
+@dataclass(frozen=True)
+class Slow:
+    """Identity, ``delay_s`` slow, that writes its process id where the test can see it."""
+
+    pid_file: Path
+    delay_s: float = 0.05
+
+    def __call__(self) -> IdentityRestorer:
+        self.pid_file.write_text(str(os.getpid()))
+        delay_s = self.delay_s
+
+        class _Slow(IdentityRestorer):
+            name = "slow"
+
+            def __call__(self, frame: np.ndarray) -> np.ndarray:
+                time.sleep(delay_s)
+                return super().__call__(frame)
+
+        return _Slow()
+
+
+def identity() -> IdentityRestorer:
+    return IdentityRestorer()
+
+
+def exits_on_every_call() -> IdentityRestorer:
+    return ExitsOnEveryCall()
+
+
+def raises_memory_error() -> IdentityRestorer:
+    class _Oom(IdentityRestorer):
+        name = "oom"
+
+        def __call__(self, frame: np.ndarray) -> np.ndarray:
+            raise MemoryError("cannot allocate 64 GiB for the workspace")
+
+    return _Oom()
