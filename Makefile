@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# the Triton server's environment: NumPy 1 for PyTriton (see constraints/serve.txt)
+SERVE_VENV ?= .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench bench-viewer bench-focus bench-inference screenshot system-deps clean
+.PHONY: setup serve-env demo test lint bench bench-viewer bench-focus bench-inference screenshot system-deps clean
 
 # Debian/Ubuntu packages the napari window needs on a machine without a desktop (Xvfb, GL, xcb);
 # `make test` skips the viewer tests when no X server can be started
@@ -22,10 +25,19 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	$(BIN)/python -m pip install --quiet -c constraints/cpu.txt -e ".[dev]"
 	touch $(STAMP)
 
+serve-env: $(SERVE_STAMP)
+
+$(SERVE_STAMP): pyproject.toml constraints/cpu.txt constraints/serve.txt
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install --quiet -c constraints/cpu.txt -r constraints/serve.txt
+	$(SERVE_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(SERVE_STAMP)
+
 demo: setup
 	$(BIN)/live-restore demo --headless --frames 40 --out demo-output --overwrite
 
-test: setup
+# serve-env: the tests start a real Triton server on loopback
+test: setup serve-env
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -57,4 +69,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_hook.py
 
 clean:
-	rm -rf $(VENV) demo-output demo-screenshot-run .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(SERVE_VENV) demo-output demo-screenshot-run .pytest_cache .ruff_cache .mypy_cache

@@ -28,7 +28,7 @@ from ._cli_options import (
     open_window,
     prepare_out,
 )
-from ._cli_serving import restore
+from ._cli_serving import restore, serve
 from ._cli_training import evaluate_model, simulate, train
 from ._version import __version__
 
@@ -45,6 +45,7 @@ app.command()(train)
 app.command("eval")(evaluate_model)
 app.command()(simulate)
 app.command()(restore)
+app.command()(serve)
 
 
 @app.callback(invoke_without_command=True)
@@ -107,6 +108,14 @@ def acquire(
             "and the GIL; a crash of it is reported per frame and it restarts)."
         ),
     ] = "thread",
+    server: Annotated[
+        str | None,
+        typer.Option(
+            metavar="grpc://HOST:PORT",
+            help="Run the models on this Triton server (`live-restore serve`) instead: one GPU "
+            "machine for several microscopes.",
+        ),
+    ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Run any MDA on any Micro-Manager config, restoring every frame while it acquires.
@@ -123,6 +132,8 @@ def acquire(
     if hook_config is not None:
         if model:
             raise _fail("give the models with -m or in --hook-config, not both")
+        if executor != "thread" or server is not None:
+            raise _fail("give the executor in --hook-config (executor: ...), not both")
         try:
             settings = HookConfig.from_file(hook_config)
         except ConfigError as e:
@@ -132,15 +143,22 @@ def acquire(
         check_backend(backend)
         if executor not in ("thread", "process"):
             raise _fail(f"--executor must be thread or process, not {executor!r}")
-        settings = HookConfig.model_validate(
-            {
-                "models": model or ["richardson-lucy"],
-                "backend": backend,
-                "process": process,
-                "memory_mb": memory_mb,
-                "executor": executor,
-            }
-        )
+        if server is not None:
+            if executor != "thread":
+                raise _fail("give --executor process or --server, not both")
+            executor = server
+        try:
+            settings = HookConfig.model_validate(
+                {
+                    "models": model or ["richardson-lucy"],
+                    "backend": backend,
+                    "process": process,
+                    "memory_mb": memory_mb,
+                    "executor": executor,
+                }
+            )
+        except ValueError as e:  # pydantic's ValidationError: a malformed --server
+            raise _fail(f"--server must be grpc://HOST:PORT ({executor!r} is not)") from e
     # the command's own bars show progress; --out names the folder whatever the file says
     settings = settings.model_copy(update={"output": out, "progress": False})
     if not sequence.is_file():
@@ -161,7 +179,11 @@ def acquire(
             hook = build_hook(core, settings)
         except (ValueError, RuntimeError) as e:
             raise _fail(str(e)) from None
-        prepare_out(out, overwrite)  # last: an --overwrite is not spent on a run that cannot start
+        try:
+            prepare_out(out, overwrite)  # last: an --overwrite is not spent on a failed start
+        except BaseException:
+            hook.close()  # a worker process it started goes with it
+            raise
         first = hook.stages[0][0]
         with _progress() as progress:
             acquiring = progress.add_task("acquiring", total=len(list(mda.iter_events())))

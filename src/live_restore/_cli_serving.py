@@ -1,8 +1,7 @@
-"""``live-restore restore``: batch restoration of a finished acquisition on Dask."""
+"""``live-restore restore`` (batch restoration on Dask) and ``serve`` (a Triton server)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from rich.table import Table
 from ._cli_common import console, fail, progress
 from ._cli_options import BackendOption, check_backend
 
-__all__ = ["restore"]
+__all__ = ["restore", "serve"]
 
 
 def restore(
@@ -42,7 +41,11 @@ def restore(
     frames_per_task: Annotated[int, typer.Option(min=1, help="Output frames per Dask task.")] = 1,
     backend: BackendOption = "auto",
     overwrite: Annotated[
-        bool, typer.Option(help="Replace OUTPUT; without it a rerun resumes where it stopped.")
+        bool,
+        typer.Option(
+            help="Replace an earlier restoration at OUTPUT (never anything else); without it "
+            "a rerun resumes where it stopped."
+        ),
     ] = False,
 ) -> None:
     """Restore every frame of a finished acquisition with any model, on Dask.
@@ -55,8 +58,6 @@ def restore(
     from .serving import ZarrImageError, restore_store
 
     check_backend(backend)
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
     with progress() as bar:
         task = bar.add_task(f"restoring ({model})", total=None)
         try:
@@ -68,6 +69,7 @@ def restore(
                 workers=workers,
                 backend=backend,
                 frames_per_task=frames_per_task,
+                overwrite=overwrite,
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         except (ZarrImageError, ValueError, ConnectionError) as e:
@@ -82,3 +84,95 @@ def restore(
         console.print(f"failed {label}: {why}", soft_wrap=True, markup=False)
     if not report.complete:
         raise typer.Exit(code=1)
+
+
+def _serve_python() -> Path | None:
+    """The interpreter of the server environment (see ``serve``), or None."""
+    import importlib.util
+    import os
+    import sys
+
+    given = os.environ.get("LIVE_RESTORE_SERVE_PYTHON")
+    if given:
+        return Path(given)
+    if importlib.util.find_spec("pytriton") is not None:
+        import numpy
+
+        if int(numpy.__version__.split(".")[0]) < 2:
+            return Path(sys.executable)  # this environment can serve (NumPy 1, PyTriton)
+    beside = Path(sys.prefix).parent / ".venv-serve" / "bin" / "python"  # `make serve-env`
+    return beside if beside.is_file() else None
+
+
+def serve(
+    model: Annotated[
+        list[str],
+        typer.Option("-m", "--model", help="A shipped model to serve (again for each)."),
+    ],
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (what clients use).")] = 8001,
+    http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = 8002,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Interface to bind: loopback by default; 0.0.0.0 (or a LAN address) lets other "
+            "machines in: only on a network you trust (there is no authentication)."
+        ),
+    ] = "127.0.0.1",
+    backend: BackendOption = "auto",
+    max_batch: Annotated[
+        int, typer.Option(min=1, help="Largest batch Triton's dynamic batcher forms.")
+    ] = 8,
+) -> None:
+    """Serve models to several microscopes from one machine: a Triton inference server.
+
+    Starts NVIDIA Triton (PyTriton) with each model under its own name and dynamic batching,
+    on the GPU where there is one. Clients: `acquire --server grpc://HOST:8001`, a HookConfig
+    with `executor: grpc://HOST:8001`, or `load_model(NAME, server="grpc://HOST:8001")`; every
+    answer carries the sha256 of the weights that made it, and clients refuse other weights.
+    Runs until Ctrl-C or SIGTERM. PyTriton needs NumPy 1 and the rest of live-restore NumPy 2,
+    so the server runs in its own environment: `make serve-env` (or set
+    LIVE_RESTORE_SERVE_PYTHON to an interpreter with nvidia-pytriton, torch and live-restore).
+    """
+    import os
+    import sysconfig
+
+    from .acquisition import shipped_model_names
+
+    check_backend(backend)
+    unknown = [m for m in model if m not in shipped_model_names() or m == "focus-est"]
+    if unknown:
+        served = ", ".join(n for n in shipped_model_names() if n != "focus-est")
+        raise fail(f"cannot serve {', '.join(unknown)}: the shipped models are {served}")
+    python = _serve_python()
+    if python is None or not python.is_file():
+        raise fail(
+            "no server environment: run `make serve-env` (PyTriton needs NumPy 1, which this "
+            "environment cannot have), or set LIVE_RESTORE_SERVE_PYTHON"
+        )
+    import subprocess
+
+    libdir = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip() or str(sysconfig.get_config_var("LIBDIR"))
+    env = dict(os.environ)
+    # PyTriton's stub links a libpython; the server interpreter's own, not the system's
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [libdir, env.get("LD_LIBRARY_PATH")]))
+    args = [str(python), "-m", "live_restore.serving._triton_server", "--models", *model]
+    args += ["--host", host, "--grpc-port", str(grpc_port), "--http-port", str(http_port)]
+    args += ["--metrics-port", str(metrics_port), "--backend", backend]
+    args += ["--max-batch", str(max_batch)]
+    console.print(f"serving {', '.join(model)} on grpc://{host}:{grpc_port} (Ctrl-C stops it)")
+    sys_stdout_flush()
+    os.execve(str(python), args, env)  # the server takes this process: its PID is ours
+
+
+def sys_stdout_flush() -> None:
+    """Flush before exec: what was printed must not be lost with the old process image."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,30 @@ class HangsOnce:
                 return super().__call__(frame)
 
         return _Hangs()
+
+
+@dataclass(frozen=True)
+class KillsItselfOnce:
+    """Identity whose process SIGKILLs itself on call ``on_call`` (0-based), once per marker."""
+
+    marker: Path
+    on_call: int
+
+    def __call__(self) -> IdentityRestorer:
+        marker, on_call = self.marker, self.on_call
+
+        class _Killed(IdentityRestorer):
+            name = "killed"
+            calls = 0
+
+            def __call__(self, frame: np.ndarray) -> np.ndarray:
+                call, self.calls = self.calls, self.calls + 1
+                if call == on_call and not marker.exists():
+                    marker.write_text(str(os.getpid()))
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return super().__call__(frame)
+
+        return _Killed()
 
 
 @dataclass(frozen=True)

@@ -160,3 +160,77 @@ def test_restore_command_writes_and_reports(raw_store, tmp_path, cli):
     assert again.exit_code == 0 and "0 / 6" in again.output
     bad = cli("restore", str(tmp_path / "nope.zarr"), "-m", "identity", "--out", str(out))
     assert bad.exit_code == 2 and "input not found" in bad.output
+
+
+def test_a_frame_that_fails_is_named_not_recorded_done_and_exits_1(
+    raw_store, tmp_path, threads_cluster, cli
+):
+    from live_restore.acquisition import RESTORERS, IdentityRestorer, register_restorer
+
+    calls: list[int] = []
+
+    class FailsThird(IdentityRestorer):
+        name = "fails-third"
+
+        def __call__(self, frame):
+            calls.append(1)
+            if len(calls) == 3:
+                return np.full(frame.shape, np.nan, np.float32)
+            return super().__call__(frame)
+
+    register_restorer("fails-third", lambda instrument: FailsThird(), "test only")
+    try:
+        out = tmp_path / "f.ome.zarr"
+        report = restore_store(raw_store, "fails-third", out, scheduler=threads_cluster)
+        assert len(report.failed) == 1 and report.written_now == 5 and not report.complete
+        ((label, why),) = report.failed.items()
+        assert "non-finite" in why
+        record = dict(zarr.open_group(str(out), mode="r").attrs["live_restore"])
+        assert record["missing"] == [label] and label not in record["done"]
+        assert record["finished"] == "incomplete"
+        again = cli("restore", str(raw_store), "-m", "fails-third", "--out", str(out),
+                    "--scheduler", threads_cluster)  # fmt: skip
+        assert again.exit_code == 0, again.output  # the rerun does just that frame, and it works
+        assert "1 / 5" in again.output
+    finally:
+        del RESTORERS["fails-third"]
+
+
+def test_a_changed_input_is_not_resumed_and_overwrite_replaces_only_ours(
+    raw_store, tmp_path, threads_cluster
+):
+    import shutil
+
+    copy = tmp_path / "in.ome.zarr"
+    shutil.copytree(raw_store, copy)
+    out = tmp_path / "o.ome.zarr"
+    restore_store(copy, "identity", out, scheduler=threads_cluster)
+    # the input re-acquired at the same path with one more time point
+    shutil.rmtree(copy)
+    from live_restore import demo_core, release_core
+
+    core = demo_core()
+    try:
+        core.setProperty("Camera", "FrameSize", FRAME)
+        core.setExposure(5.0)
+        sequence = useq.MDASequence(
+            time_plan={"interval": 0, "loops": 4},
+            stage_positions=[(0, 0, 0), (5, 5, 0)],
+            axis_order="tpcz",
+        )
+        core.mda.run(sequence, output=str(copy))
+    finally:
+        release_core(core)
+    with pytest.raises(ZarrImageError, match="input_shapes"):
+        restore_store(copy, "identity", out, scheduler=threads_cluster)
+    report = restore_store(copy, "identity", out, scheduler=threads_cluster, overwrite=True)
+    assert report.written_now == 8 and _array(out).shape[1] == 4
+    with pytest.raises(ZarrImageError, match="into the input"):
+        restore_store(copy, "identity", copy, overwrite=True)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ZarrImageError, match="not a restoration this tool wrote"):
+        restore_store(raw_store, "identity", other, overwrite=True)
+    assert (other / "keep.txt").read_text() == "mine"
+    assert open_inputs(copy)  # the input is untouched throughout

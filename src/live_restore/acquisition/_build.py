@@ -14,7 +14,13 @@ from live_restore.frames import Executor, Restorer, check_restorer
 from ._config import HookConfig
 from ._executor import InThreadExecutor
 from ._process import ProcessExecutor
-from ._registry import Instrument, instrument_of, make_restorer, restorer_for
+from ._registry import (
+    Instrument,
+    instrument_of,
+    make_restorer,
+    restorer_for,
+    shipped_model_names,
+)
 
 __all__ = ["HookParts", "StageRecipe", "build_parts", "parts_from_keywords"]
 
@@ -70,6 +76,9 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         process = ProcessExecutor(recipes, call_timeout_s=max(60.0, 3 * config.stall_timeout_s))
         stages: list[Restorer] = list(process.start())
         executor = process
+    elif config.executor.startswith("grpc://"):
+        stages = [_served(name, config.executor) for name in config.models]
+        executor = InThreadExecutor()  # the calls wait on the network, outside the GIL
     else:
         stages = [
             make_restorer(name, core, backend, str(config.precision)) for name in config.models
@@ -81,6 +90,17 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         executor.close()  # no worker process outlives a hook that could not be built
         raise
     return HookParts(stages, focus, hold, executor)
+
+
+def _served(name: str, server: str) -> Restorer:
+    from live_restore.inference import TritonSession
+
+    if name not in shipped_model_names():
+        raise ValueError(
+            f"{name!r} is not a served model (a Triton server serves the shipped models: "
+            f"{', '.join(shipped_model_names())}); run it with executor 'thread' or 'process'"
+        )
+    return TritonSession(name, server)
 
 
 def _focus_parts(config: HookConfig, backend: str) -> tuple[FocusMonitor | None, FocusHold | None]:

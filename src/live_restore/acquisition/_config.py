@@ -8,7 +8,7 @@ one front end runs the same in another. YAML or JSON; unknown keys are refused.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -88,11 +88,12 @@ class HookConfig(_Strict):
     progress: bool = Field(True, description="A progress bar while pending work finishes.")
     stats_interval_s: float = Field(0.5, gt=0.0, description="How often stats are emitted (s).")
     focus: FocusConfig | None = Field(None, description="The focus monitor; None: off.")
-    executor: Literal["thread", "process"] = Field(
+    executor: str = Field(
         "thread",
         description="Where stages run: 'thread', the hook's worker thread; 'process', a worker "
         "process that owns the models (frames cross by shared memory; the camera keeps its "
-        "cores and the GIL).",
+        "cores and the GIL); 'grpc://HOST:PORT', a Triton server (`live-restore serve`).",
+        pattern=r"^(thread|process|grpc://[^\s:/]+:\d+)$",
     )
 
     @classmethod

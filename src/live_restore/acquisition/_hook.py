@@ -26,7 +26,7 @@ import useq
 from live_restore.focus import DefocusReading, FocusHold, FocusMonitor
 from live_restore.frames import Executor, Restorer, index_key
 
-from ._build import build_parts, parts_from_keywords
+from ._build import HookParts, build_parts, parts_from_keywords
 from ._config import HookConfig
 from ._counters import HookReport, HookStats
 from ._events import HookEvents, RawFrame, RestoredFrame
@@ -77,6 +77,13 @@ class RestoreHook:
             config, parts = models, build_parts(core, models)
         else:
             config, parts = parts_from_keywords(models, focus, hold, executor, options)
+        try:
+            self._set_up(core, config, parts)
+        except BaseException:
+            parts.executor.close()  # a worker process must not outlive a hook that failed
+            raise
+
+    def _set_up(self, core: Any, config: HookConfig, parts: HookParts) -> None:
         self.config = config
         self.core = core
         self.output = config.output
@@ -93,6 +100,7 @@ class RestoreHook:
         self.focus = parts.focus
         self.hold = parts.hold
         self._executor = parts.executor
+        self._executor_closed = False
         self._intake = Intake(config.process, int(config.memory_mb * 2**20))
         self._live = LivePoller(core) if config.live else None
         self._worker = Worker(
@@ -176,6 +184,9 @@ class RestoreHook:
                     # a stage that never returned may hold the very lock its close() needs
                     if stage.name != stalled:
                         self._close_quietly(stage.name, stage.restorer.close)
+            # also for a hook never opened (or whose open failed): its worker process goes
+            if not self._executor_closed:
+                self._executor_closed = True
                 self._close_quietly("executor", self._executor.close)
             if self.hold is not None:
                 self.hold.detach()

@@ -2,7 +2,7 @@
 
 Why a process: a CPU-bound stage in the hook's thread shares the GIL with the camera thread and
 the MDA runner (Richardson-Lucy slowed acquisition to 1.27x hook-off on 2 cores). In its own
-process, lowered in priority (``nice``), the stage competes only for cores, and the camera wins.
+process, scheduled at idle priority, the stage competes only for cores, and the camera wins.
 
 How frames cross: the parent owns two shared-memory blocks per executor, one for inputs and one
 for outputs, grown as needed. A call copies the input into the first, sends a few numbers down a
@@ -11,9 +11,13 @@ creates and unlinks every block, a worker that dies (SIGKILL, the OOM killer) le
 
 What goes wrong is reported as the stage's failure, with the frames named by the stage runner:
 a worker that dies or hangs past ``call_timeout_s`` is killed, and the next call starts a fresh
-one after a back-off (0.5 s, 1 s, 2 s, ...). After ``max_restarts`` deaths without one call
-succeeding in between, calls fail at once, and the stage runner disables the stage. The raw
-data never pass through here, so they stay complete whatever happens.
+one after a back-off (0.5 s, 1 s, 2 s, ...). Once ``max_restarts`` restarts have each died
+without one call succeeding in between, calls fail at once, and the stage runner disables the
+stage. All stages of one executor share its worker. The raw data never pass through here.
+
+Threads: ``run`` is called by the hook's worker thread, ``close`` by whoever closes the hook,
+possibly while a call is in flight. A lock guards the process and the blocks; the wait for a
+reply holds no lock, so that ``close`` can kill the worker under a hung call.
 """
 
 from __future__ import annotations
@@ -26,18 +30,19 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import traceback
+import threading
+import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from multiprocessing import resource_tracker
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import numpy as np
 
-from live_restore.frames import Grouping, Restorer, check_restorer
+from live_restore.frames import Restorer, check_restorer
+
+from ._process_worker import Described
 
 __all__ = ["ProcessExecutor", "RemoteStage", "StageProcessError", "shared_memory_prefix"]
 
@@ -52,23 +57,11 @@ def shared_memory_prefix() -> str:
 
 
 class StageProcessError(RuntimeError):
-    """The worker process died, hung, or will not start."""
+    """The worker process died, hung, will not start, or the executor was closed."""
 
 
 class _RemoteTraceback(Exception):
     """The worker's traceback, chained under the error it raised (as concurrent.futures does)."""
-
-
-@dataclass(frozen=True)
-class _Described:
-    """What the parent needs to know of a restorer that lives in the worker."""
-
-    name: str
-    scale: int
-    grouping: Grouping
-    max_batch: int
-    writes_input: bool
-    provenance: dict[str, str]
 
 
 class RemoteStage:
@@ -78,7 +71,7 @@ class RemoteStage:
     runs the real one in the worker.
     """
 
-    def __init__(self, executor: ProcessExecutor, slot: int, described: _Described) -> None:
+    def __init__(self, executor: ProcessExecutor, slot: int, described: Described) -> None:
         self.executor = executor
         self.slot = slot
         self.name = described.name
@@ -104,12 +97,60 @@ class RemoteStage:
         """The worker closes the real restorer when the executor closes."""
 
 
+@dataclass
+class _Held:
+    """What the executor holds outside Python objects: reaped by close() or at collection."""
+
+    process: subprocess.Popen[bytes] | None = None
+    conn: Connection | None = None
+    blocks: dict[str, SharedMemory] = field(default_factory=dict)
+
+    def reap(self) -> None:
+        """Kill the worker at once and unlink the blocks (the finaliser's last resort)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        _unlink(self.blocks)
+
+
+def _unlink(blocks: dict[str, SharedMemory]) -> None:
+    for block in blocks.values():
+        try:
+            block.unlink()
+        except FileNotFoundError:
+            pass
+        try:
+            block.close()
+        except BufferError:  # a call in flight still has a view; the mapping goes with it
+            pass
+    blocks.clear()
+
+
+def _check_factories(factories: Sequence[Callable[[], Restorer]]) -> bytes:
+    for factory in factories:
+        if getattr(factory, "__module__", None) == "__main__" or (
+            type(factory).__module__ == "__main__"
+        ):
+            raise ValueError(
+                f"{factory!r} is defined in your script (__main__), which the worker process "
+                "cannot import; define it in a module of its own"
+            )
+    try:  # here, so that what cannot cross fails before any process starts
+        return pickle.dumps(list(factories))
+    except (pickle.PicklingError, AttributeError, TypeError) as e:
+        raise ValueError(
+            f"the stages cannot be sent to a worker process ({e}); give factories that can be "
+            "pickled: a StageRecipe, or a function or class defined at module level"
+        ) from None
+
+
 class ProcessExecutor:
     """Runs restorers in one worker process; see the module docstring.
 
     ``factories`` are picklable callables that build each restorer in the worker (a
-    :class:`StageRecipe` for restorers by name, or a module-level function). :meth:`start`
-    launches the worker and returns a :class:`RemoteStage` per factory.
+    :class:`StageRecipe` for restorers by name, or a function defined in an importable
+    module). :meth:`start` launches the worker and returns a :class:`RemoteStage` per factory.
+    ``priority``: "idle" (``SCHED_IDLE``: only CPU time nothing else wants) or a nice value.
     """
 
     name = "process"
@@ -123,15 +164,16 @@ class ProcessExecutor:
         max_restarts: int = 3,
         priority: str | int = "idle",
     ) -> None:
+        if os.name != "posix":
+            raise ValueError(
+                "the process executor needs Linux or macOS (it passes the worker a socket); "
+                "use executor 'thread' here"
+            )
         if not factories:
             raise ValueError("a process executor needs at least one restorer factory")
-        try:  # here, so that what cannot cross fails before any process starts
-            self._factories_pickled = pickle.dumps(list(factories))
-        except (pickle.PicklingError, AttributeError, TypeError) as e:
-            raise ValueError(
-                f"the stages cannot be sent to a worker process ({e}); give factories that "
-                "can be pickled: a StageRecipe, or a function or class defined at module level"
-            ) from None
+        if priority != "idle" and not (isinstance(priority, int) and 0 <= priority <= 19):
+            raise ValueError(f"priority must be 'idle' or a nice value 0-19, not {priority!r}")
+        self._factories_pickled = _check_factories(factories)
         self.call_timeout_s = call_timeout_s
         self.start_timeout_s = start_timeout_s
         self.max_restarts = max_restarts
@@ -139,11 +181,12 @@ class ProcessExecutor:
         self.stages: list[RemoteStage] = []
         self.restarts = 0
         self._deaths_in_a_row = 0
-        self._process: Any = None
-        self._conn: Connection | None = None
-        self._blocks: dict[str, SharedMemory | None] = {"in": None, "out": None}
+        self._held = _Held()
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
         self._in_call = False
-        self._closed = False
+        # a hook dropped without close() (or a failed open) still leaves nothing behind
+        self._finalizer = weakref.finalize(self, self._held.reap)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -151,66 +194,78 @@ class ProcessExecutor:
         """Start the worker, build the restorers there, and return their stand-ins.
 
         ValueError carries the worker's message when a restorer cannot be built (unknown
-        name, corrupt weights); StageProcessError when the worker does not come up.
+        name, corrupt weights); StageProcessError when the worker does not come up. Either
+        way nothing is left running.
         """
-        described = self._launch()
-        self.stages = [RemoteStage(self, slot, d) for slot, d in enumerate(described)]
-        for stage in self.stages:
-            check_restorer(stage)
+        try:
+            with self._lock:
+                described = self._launch()
+            self.stages = [RemoteStage(self, slot, d) for slot, d in enumerate(described)]
+            for stage in self.stages:
+                check_restorer(stage)
+        except BaseException:
+            self.close()
+            raise
         return list(self.stages)
 
-    def _launch(self) -> list[_Described]:
+    def _launch(self) -> list[Described]:
         # A fresh interpreter, not multiprocessing's spawn: spawn re-runs the user's main
         # script (a script without ``if __name__ == "__main__"`` would start acquiring again),
         # and fork would copy Qt, torch and camera threads. The socket pair is the pipe.
         ours, theirs = socket.socketpair()
+        # the worker imports live_restore and the factories from the same paths as this process
+        paths = os.pathsep.join(p for p in sys.path if p)
         with theirs:
             process = subprocess.Popen(
                 [sys.executable, "-m", "live_restore._stage_worker", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": paths},
             )
         conn = Connection(ours.detach())
-        self._process, self._conn = process, conn
-        # the worker imports the factories' modules from the same paths as this process
-        conn.send(list(sys.path))
-        conn.send((self._factories_pickled, self.priority))
+        self._held.process, self._held.conn = process, conn
+        try:
+            conn.send(list(sys.path))
+            conn.send((self._factories_pickled, self.priority))
+        except OSError:
+            pass  # it died at once: _await says how
         reply = self._await(self.start_timeout_s, "starting")
         if reply[0] == "failed":
             self._stop_process()
             raise ValueError(reply[1])
-        described: list[_Described] = reply[1]
+        described: list[Described] = reply[1]
         return described
 
     def close(self) -> None:
-        """Stop the worker (politely, then SIGKILL) and unlink the shared memory."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop_process()
-        for key, block in self._blocks.items():
-            if block is not None:
-                block.close()
-                block.unlink()
-                self._blocks[key] = None
+        """Stop the worker (politely, then SIGKILL) and unlink the shared memory.
+
+        Safe while a call is in flight in another thread: that call fails as "closed".
+        """
+        self._closing.set()  # wakes a back-off, stops a relaunch
+        with self._lock:
+            self._stop_process()
+            _unlink(self._held.blocks)
+        self._finalizer.detach()
 
     @property
     def pid(self) -> int | None:
         """The worker's process id (None when none runs)."""
-        process = self._process
+        process = self._held.process
         return int(process.pid) if process is not None and process.poll() is None else None
 
     def _stop_process(self) -> None:
-        process, conn = self._process, self._conn
-        self._process = self._conn = None
+        process, conn = self._held.process, self._held.conn
+        self._held.process = self._held.conn = None
         if process is None:
             return
-        if conn is not None and not self._in_call and process.poll() is None:
+        polite = conn is not None and not self._in_call and process.poll() is None
+        if polite:
             try:
-                conn.send(("close",))
+                conn.send(("close",))  # type: ignore[union-attr]
             except OSError:
-                pass
-        for stop, grace_s in ((None, 5.0), (process.terminate, 2.0), (process.kill, None)):
+                polite = False
+        steps = ((None, 5.0), (process.terminate, 2.0)) if polite else ((process.terminate, 2.0),)
+        for stop, grace_s in (*steps, (process.kill, None)):
             if stop is not None:
                 stop()
             try:
@@ -227,17 +282,21 @@ class ProcessExecutor:
         """Run ``restorer`` on ``inputs`` in the worker; a restorer made elsewhere runs here."""
         if not isinstance(restorer, RemoteStage) or restorer.executor is not self:
             return restorer.restore_batch(inputs) if batched else restorer(inputs)
-        if self._closed:
-            raise StageProcessError("the stage process was closed")
-        self._ensure_running(restorer.name)
         inputs = np.ascontiguousarray(inputs)
         height, width = inputs.shape[-2:]
         out_shape: tuple[int, ...] = (height * restorer.scale, width * restorer.scale)
         if batched:
             out_shape = (inputs.shape[0], *out_shape)
-        block_in = self._block("in", inputs.nbytes)
-        block_out = self._block("out", int(np.prod(out_shape)) * 4)
-        np.ndarray(inputs.shape, inputs.dtype, buffer=block_in.buf)[...] = inputs
+        self._wait_out_backoff()
+        with self._lock:
+            self._check_open()
+            self._ensure_running(restorer.name)
+            block_in = self._block("in", inputs.nbytes)
+            block_out = self._block("out", int(np.prod(out_shape)) * 4)
+            np.ndarray(inputs.shape, inputs.dtype, buffer=block_in.buf)[...] = inputs
+            conn = self._held.conn
+            assert conn is not None
+            self._in_call = True
         message = (
             "call",
             restorer.slot,
@@ -245,69 +304,98 @@ class ProcessExecutor:
             (block_in.name, inputs.shape, inputs.dtype.str),
             (block_out.name, out_shape),
         )
-        assert self._conn is not None
-        self._in_call = True
         try:
-            self._conn.send(message)
+            try:
+                conn.send(message)
+            except OSError:
+                pass  # it died between calls: _await says how
             timeout = self.call_timeout_s * (inputs.shape[0] if batched else 1)
             reply = self._await(timeout, f"restoring with {restorer.name!r}")
         finally:
             self._in_call = False
         self._deaths_in_a_row = 0
+        return self._result(reply, block_out, out_shape)
+
+    def _result(
+        self, reply: tuple[Any, ...], block_out: SharedMemory, out_shape: tuple[int, ...]
+    ) -> np.ndarray:
         if reply[0] == "raised":
             _, type_name, text, remote_trace = reply
             error: Exception = (
-                MemoryError(text)
-                if type_name == "MemoryError"
-                else RuntimeError(f"{type_name}: {text}")
-            )
+                MemoryError(text) if type_name == "MemoryError" else RuntimeError(
+                    f"{type_name}: {text}"
+                )
+            )  # fmt: skip
             raise error from _RemoteTraceback(remote_trace)
-        if reply[0] == "odd":  # not the expected array: the stage runner says what is wrong
+        if reply[0] == "not-an-array":
+            raise StageProcessError(f"the stage returned {reply[1]}, not a numpy array")
+        if reply[0] == "odd":  # the wrong array: the stage runner says what is wrong with it
             odd: np.ndarray = reply[1]
             return odd
-        view = np.ndarray(out_shape, np.float32, buffer=block_out.buf)
-        return np.array(view, copy=True)  # the block is reused by the next call
+        with self._lock:
+            self._check_open()
+            view = np.ndarray(out_shape, np.float32, buffer=block_out.buf)
+            return np.array(view, copy=True)  # the block is reused by the next call
+
+    def _check_open(self) -> None:
+        if self._closing.is_set():
+            raise StageProcessError("the stage process was closed (the hook is closing)")
 
     def _block(self, key: str, nbytes: int) -> SharedMemory:
-        block = self._blocks[key]
+        block = self._held.blocks.get(key)
         if block is None or block.size < nbytes:
             if block is not None:
-                block.close()
-                block.unlink()
+                _unlink({key: block})
             name = f"{shared_memory_prefix()}{next(_BLOCK_COUNTER)}"
             block = SharedMemory(name=name, create=True, size=max(nbytes, 1))
-            self._blocks[key] = block
+            self._held.blocks[key] = block
         return block
 
+    def _wait_out_backoff(self) -> None:
+        process = self._held.process
+        if process is not None and process.poll() is None:
+            return
+        if self._deaths_in_a_row > self.max_restarts or self._deaths_in_a_row == 0:
+            return  # given up (said under the lock), or never died: start now
+        backoff_s = min(0.5 * 2 ** (self._deaths_in_a_row - 1), 8.0)
+        log.warning("restarting the stage process in %.1f s", backoff_s)
+        self._closing.wait(backoff_s)  # close() cuts it short
+
     def _ensure_running(self, stage: str) -> None:
-        if self._process is not None and self._process.poll() is None:
+        process = self._held.process
+        if process is not None and process.poll() is None:
             return
         if self._deaths_in_a_row > self.max_restarts:
             raise StageProcessError(
                 f"the stage process died {self._deaths_in_a_row} times in a row; "
                 f"{stage!r} is given up"
             )
-        backoff_s = min(0.5 * 2 ** max(self._deaths_in_a_row - 1, 0), 8.0)
-        log.warning("restarting the stage process in %.1f s", backoff_s)
-        time.sleep(backoff_s)
         self._stop_process()
         self.restarts += 1
-        self._launch()  # the same factories: the same restorers in the same slots
+        try:
+            self._launch()  # the same factories: the same restorers in the same slots
+        except ValueError as e:  # it came up but could not build them (GPU memory, a file)
+            self._deaths_in_a_row += 1
+            raise StageProcessError(f"the restarted stage process failed: {e}") from None
 
     def _await(self, timeout_s: float, doing: str) -> tuple[Any, ...]:
-        process, conn = self._process, self._conn
-        assert process is not None and conn is not None
+        process, conn = self._held.process, self._held.conn
+        if process is None or conn is None:  # close() took them
+            raise StageProcessError("the stage process was closed (the hook is closing)")
         # a worker that dies closes its end of the socket: the pipe turns readable at once
-        ready = conn.poll(timeout_s)
-        if ready:
-            try:
+        try:
+            ready = conn.poll(timeout_s)
+            if ready:
                 reply: tuple[Any, ...] = conn.recv()
                 return reply
-            except (EOFError, OSError):
-                pass  # the worker went away mid-reply: reported below
+        except (EOFError, OSError):
+            ready = True  # the worker went away mid-reply (or close() closed the pipe)
+        self._check_open()
         self._deaths_in_a_row += 1
         if not ready:
-            self._kill()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
             raise StageProcessError(
                 f"the stage process hung ({doing} took over {timeout_s:.0f} s); it was killed "
                 "and restarts on the next call"
@@ -315,130 +403,22 @@ class ProcessExecutor:
         try:
             process.wait(5.0)
         except subprocess.TimeoutExpired:
-            self._kill()
+            process.kill()
+            process.wait()
         raise StageProcessError(
             f"the stage process died while {doing} ({_exit_reason(process.returncode)}); it "
             "restarts on the next call"
         )
-
-    def _kill(self) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def _exit_reason(exitcode: int | None) -> str:
     if exitcode is None:
         return "still running"
     if exitcode < 0:
-        name = signal.Signals(-exitcode).name
-        hint = ", perhaps out of memory" if name == "SIGKILL" else ""
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:  # a real-time signal has no name
+            name = f"signal {-exitcode}"
+        hint = " (by someone, or by the kernel's OOM killer)" if name == "SIGKILL" else ""
         return f"killed by {name}{hint}"
     return f"exit code {exitcode}"
-
-
-# -- the worker -------------------------------------------------------------------------------
-
-
-def _describe(restorer: Restorer) -> _Described:
-    check_restorer(restorer)
-    return _Described(
-        restorer.name,
-        restorer.scale,
-        restorer.grouping,
-        restorer.max_batch,
-        restorer.writes_input,
-        dict(restorer.provenance()),
-    )
-
-
-def _lower_priority(priority: str | int) -> None:
-    """First thing in the worker, so that every thread it starts (torch's too) inherits it."""
-    if priority == "idle" and hasattr(os, "SCHED_IDLE"):
-        # the worker runs only on CPU time nothing else wants: the camera, the MDA runner and
-        # the writer always come first (on a busy machine restoration falls behind instead)
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif priority == "idle":
-        os.nice(19)
-    elif int(priority):
-        os.nice(int(priority))
-
-
-def worker_main(conn: Connection) -> None:
-    """The worker: build the restorers, then answer calls until told to close or orphaned."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    sys.path[:] = conn.recv()
-    factories: list[Callable[[], Restorer]]
-    pickled, priority = conn.recv()
-    try:
-        factories = pickle.loads(pickled)
-    except Exception as e:  # a factory whose module this process cannot import
-        conn.send(("failed", f"the stage process cannot load the stages: {e}"))
-        return
-    _lower_priority(priority)
-    try:
-        restorers = [factory() for factory in factories]
-        described = [_describe(r) for r in restorers]
-    except Exception as e:
-        conn.send(
-            ("failed", f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e))
-        )
-        return
-    conn.send(("ready", described))
-    attached: dict[str, SharedMemory] = {}
-    try:
-        while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                break  # the parent is gone
-            if message[0] == "close":
-                break
-            conn.send(_answer(message, restorers, attached))
-    finally:
-        for block in attached.values():
-            block.close()
-        for restorer in restorers:
-            try:
-                restorer.close()
-            except Exception:
-                log.exception("closing %s in the stage process", restorer.name)
-
-
-def _attach(attached: dict[str, SharedMemory], role: str, name: str) -> SharedMemory:
-    block = attached.get(role)
-    if block is None or block.name.lstrip("/") != name:
-        if block is not None:  # the parent replaced a block that grew
-            try:
-                block.close()
-            except BufferError:  # a restorer kept a view of it; the mapping goes with the process
-                pass
-        block = attached[role] = SharedMemory(name=name)
-        # the parent made the block and unlinks it; this process's tracker must not
-        resource_tracker.unregister(block._name, "shared_memory")  # type: ignore[attr-defined]
-    return block
-
-
-def _answer(
-    message: tuple[Any, ...], restorers: list[Restorer], attached: dict[str, SharedMemory]
-) -> tuple[Any, ...]:
-    _, slot, batched, (in_name, in_shape, in_dtype), (out_name, out_shape) = message
-    restorer = restorers[slot]
-    inputs = np.ndarray(in_shape, np.dtype(in_dtype), buffer=_attach(attached, "in", in_name).buf)
-    inputs.flags.writeable = restorer.writes_input  # the parent made a copy for those
-    try:
-        output = restorer.restore_batch(inputs) if batched else restorer(inputs)
-    except BaseException as e:
-        return ("raised", type(e).__name__, str(e), traceback.format_exc())
-    finally:
-        del inputs  # no view may outlive the call (the block can be replaced)
-    if (
-        not isinstance(output, np.ndarray)
-        or output.shape != tuple(out_shape)
-        or output.dtype.kind not in "uif"
-    ):
-        return ("odd", output)
-    out_block = _attach(attached, "out", out_name)
-    np.ndarray(out_shape, np.float32, buffer=out_block.buf)[...] = output
-    return ("done",)

@@ -25,6 +25,7 @@ from ._session import (
 )
 from ._tensorrt_ops import TENSORRT_ONNX_OPERATORS, tensorrt_unsupported
 from ._tiling import tile_starts, tiled_apply, tiled_apply_stack
+from ._triton_client import ServerError, TritonSession, server_address
 
 __all__ = [
     "BACKENDS",
@@ -38,13 +39,16 @@ __all__ = [
     "FocusEstimate",
     "FocusSession",
     "ModelSession",
+    "ServerError",
     "SimSession",
+    "TritonSession",
     "available_backends",
     "create_backend",
     "default_cache_dir",
     "export_onnx",
     "load_model",
     "resolve_backend",
+    "server_address",
     "session_tile",
     "tensorrt_unsupported",
     "tile_starts",

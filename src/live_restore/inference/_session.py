@@ -25,6 +25,7 @@ from live_restore.models import ModelSpec, ModelTask, frame_scale, load_network
 from ._backend import Backend, create_backend, resolve_backend
 from ._cache import EngineCache
 from ._tiling import tiled_apply_stack
+from ._triton_client import TritonSession
 
 __all__ = [
     "CPU_VARIANTS",
@@ -231,9 +232,14 @@ def load_model(
     cache: EngineCache | None = None,
     tile_px: int | None = None,
     cpu_variant: bool = True,
+    server: str | None = None,
     **options: Any,
-) -> ModelSession | SimSession | FocusSession:
+) -> ModelSession | SimSession | FocusSession | TritonSession:
     """A ready inference session for a shipped model name or a model folder.
+
+    ``server="grpc://HOST:PORT"``: the model runs on that Triton server (``live-restore
+    serve``), with the same call signature; every answer is checked against this machine's
+    model.yaml weights sha256 (see ``TritonSession``).
 
     ``backend``: ``auto`` (the fastest here), ``tensorrt``, ``torch-cuda``, ``torch-cpu`` or
     ``onnxruntime``; ``precision``: ``auto`` (fp16 on a GPU, else fp32), ``fp32``, ``fp16``,
@@ -244,6 +250,8 @@ def load_model(
     ``cpu_variant`` is False, as for evaluation), and ``auto`` takes the model's measured
     faster CPU runtime (``cpu_backend`` in model.yaml); the log says so.
     """
+    if server is not None:
+        return TritonSession(name, server)
     resolved, _ = resolve_backend(backend, precision)
     chosen = str(name)
     if cpu_variant and resolved in _CPU_BACKENDS and chosen in CPU_VARIANTS:

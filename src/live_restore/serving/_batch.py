@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -154,10 +156,10 @@ def _restore_items(job: _Job, items: list[_Item]) -> list[tuple[_Item, str | Non
                 raise ValueError(f"returned shape {output.shape}, expected {expected}")
             if not np.isfinite(output).all():
                 raise ValueError("returned non-finite pixels (NaN/inf)")
+            target[item.output] = output  # a write that fails (disk full) fails the frame
         except Exception as e:
             done.append((item, f"{type(e).__name__}: {e}"))
             continue
-        target[item.output] = output
         done.append((item, None))
     return done
 
@@ -173,26 +175,57 @@ def _instrument(image: InputImage) -> Instrument:
     return Instrument(OpticsParams(magnification=default.camera_pixel_um / pixel_um))
 
 
+def _ours(output: Path) -> dict[str, Any] | None:
+    """The record of a restoration this tool wrote at ``output``, or None."""
+    try:
+        record = attributes_of(zarr.open_group(str(output), mode="r")).get("live_restore")
+    except Exception:
+        return None
+    return dict(record) if isinstance(record, dict) else None
+
+
+def _make_room(output: Path, input_path: Path, overwrite: bool) -> None:
+    """Refuse an output that is (or holds, or is inside) the input; remove an old one if asked."""
+    out, source = output.resolve(), input_path.resolve()
+    if out == source or source.is_relative_to(out) or out.is_relative_to(source):
+        raise ZarrImageError(f"--out {output} would write into the input {input_path}")
+    if not output.exists():
+        return
+    record = _ours(output)
+    if record is not None and record.get("state") == "creating":
+        shutil.rmtree(output)  # an earlier run stopped while creating it: nothing was written
+    elif overwrite:
+        if record is None:
+            raise ZarrImageError(
+                f"{output} is not a restoration this tool wrote; not removing it (give another "
+                "--out)"
+            )
+        shutil.rmtree(output)
+
+
 def _open_or_create(
     output: Path, images: dict[str, InputImage], restorer: Restorer, attributes: dict[str, Any]
 ) -> set[str]:
     """The labels already done (resume), after checking the output is this job's."""
     if not output.exists():
         removed, scale = restorer.grouping.removed_axis, restorer.scale
+        # the record says "creating" until every array exists: a rerun then starts afresh
+        creating = {**attributes, "state": "creating"}
         if list(images) == [""]:
-            create_output(output, images[""], removed, scale, attributes)
+            create_output(output, images[""], removed, scale, creating)
         else:
-            create_container(output, attributes)
+            create_container(output, creating)
             for series, image in images.items():
                 create_output(output / series, image, removed, scale, {})
+        group = zarr.open_group(str(output), mode="r+")
+        group.attrs["live_restore"] = {**attributes, "state": "created"}
         return set()
-    try:
-        earlier = dict(attributes_of(zarr.open_group(str(output), mode="r"))["live_restore"])
-    except Exception:
+    earlier = _ours(output)
+    if earlier is None:
         raise ZarrImageError(
             f"{output} exists and is not a restoration this tool wrote; give another --out"
-        ) from None
-    for key in ("input", "model", "weights_sha256", "scale"):
+        )
+    for key in ("input", "input_shapes", "model", "weights_sha256", "scale"):
         if str(earlier.get(key)) != str(attributes.get(key)):
             raise ZarrImageError(
                 f"{output} holds another restoration ({key}: {earlier.get(key)!r}, this run: "
@@ -230,12 +263,15 @@ def restore_store(
     backend: str = "auto",
     precision: str = "auto",
     frames_per_task: int = 1,
+    overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> BatchReport:
     """Restore every frame of ``input_path`` with ``model`` into ``output`` (see module doc).
 
     ``on_progress(done, total)`` is called as frames finish. ZarrImageError for an input or
     output that cannot be used, ValueError for a model that does not fit the image.
+    ``overwrite`` replaces an earlier restoration at ``output`` (only once the input and the
+    model are found good, and never anything this tool did not write).
     """
     if importlib.util.find_spec("distributed") is None:
         raise ValueError(
@@ -258,9 +294,11 @@ def restore_store(
             **restorer.provenance(),
             "input": str(Path(input_path).resolve()),
             "input_axes": "".join(first.axes),
+            "input_shapes": {series: list(image.shape) for series, image in images.items()},
             "scale": restorer.scale,
             "done": [],
         }
+        _make_room(output, Path(input_path), overwrite)
         done = _open_or_create(output, images, restorer, attributes)
         grouped = not isinstance(restorer.grouping, SingleFrame)
     finally:
@@ -270,11 +308,13 @@ def restore_store(
     report.resumed = len(items) - len(todo)
     if on_progress:
         on_progress(report.resumed, report.total)
-    if todo:
-        datasets = {series: image.dataset for series, image in images.items()}
-        job = _Job(recipe, str(Path(input_path)), datasets, str(output), grouped, None)
-        _run(todo, done, report, job, scheduler, workers, frames_per_task, on_progress)
-    _finish(output, done, report)
+    try:
+        if todo:
+            datasets = {series: image.dataset for series, image in images.items()}
+            job = _Job(recipe, str(Path(input_path)), datasets, str(output), grouped, None)
+            _run(todo, done, report, job, scheduler, workers, frames_per_task, on_progress)
+    finally:  # also on Ctrl-C: what was written is recorded, and a rerun resumes from it
+        _finish(output, done, report)
     return report
 
 
@@ -299,18 +339,28 @@ def _run(
     job = replace(job, threads=threads)
     group = zarr.open_group(job.output_path, mode="r+")
     try:
-        chunks = _chunks(todo, frames_per_task)
+        chunks = list(_chunks(todo, frames_per_task))
         futures = [client.submit(_restore_items, job, chunk, pure=False) for chunk in chunks]
+        chunk_of = {future.key: chunk for future, chunk in zip(futures, chunks, strict=True)}
+        recorded_at = time.monotonic()
         for future in as_completed(futures):  # type: ignore[no-untyped-call]
-            for item, error in future.result():
+            try:
+                results = future.result()
+            except Exception as e:  # a worker lost, the model not loading there: name them
+                why = f"{type(e).__name__}: {e}"
+                results = [(item, why) for item in chunk_of[future.key]]
+            for item, error in results:
                 if error is None:
                     done.add(item.label)
                     report.written_now += 1
                 else:
                     report.failed[item.label] = error
-            # the driver alone writes the record, after each task: a rerun resumes from it
-            record = attributes_of(group)["live_restore"]
-            group.attrs["live_restore"] = {**record, "done": sorted(done)}
+            # the driver alone writes the record (every 2 s, and at the end): a rerun resumes
+            # from it, and redoes at most what finished since
+            if time.monotonic() - recorded_at > 2.0:
+                record = attributes_of(group)["live_restore"]
+                group.attrs["live_restore"] = {**record, "done": sorted(done)}
+                recorded_at = time.monotonic()
             if on_progress:
                 on_progress(report.resumed + report.written_now + len(report.failed), report.total)
     finally:
@@ -326,6 +376,6 @@ def _finish(output: Path, done: set[str], report: BatchReport) -> None:
         done=sorted(done),
         missing=sorted(report.failed),
         failed=report.failed,
-        finished="completed" if report.complete else "incomplete",
+        finished="completed" if len(done) == report.total else "incomplete",
     )
     group.attrs["live_restore"] = record

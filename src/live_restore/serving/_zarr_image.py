@@ -47,8 +47,8 @@ class InputImage:
     @property
     def pixel_um(self) -> float | None:
         """The x pixel size in µm, when the store says so."""
-        unit = self.units[-1]
-        if unit in ("micrometer", None) and self.scale[-1] > 0:
+        # only an explicit unit: a bare scale of 1.0 is a default, not a 1 µm pixel
+        if self.units[-1] == "micrometer" and self.scale[-1] > 0:
             return float(self.scale[-1])
         return None
 

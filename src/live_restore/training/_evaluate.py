@@ -239,6 +239,8 @@ def evaluate(
         return "sim", evaluate_sim(session, structures, fields=fields, seed=seed)
     if isinstance(session, FocusSession):
         return "focus", evaluate_focus(session, structures, fields=fields, seed=seed)
+    if not isinstance(session, ModelSession):
+        raise ValueError(f"{name} is evaluated locally, not on a server")
     if session.scale == 1:
         return "refocus", evaluate_refocus(session, structures, fields=fields, seed=seed)
     return "sr", evaluate_sr(session, structures, fields=fields, seed=seed)

@@ -1,0 +1,193 @@
+"""A real Triton server on loopback (`live-restore serve`): same answers, wrong weights refused."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import useq
+import yaml
+import zarr
+
+from live_restore import HookConfig, build_hook
+from live_restore._cli_serving import _serve_python
+from live_restore.inference import ServerError, load_model
+from live_restore.models import engines_dir
+
+MODEL = "dfcan-sr2x-tiny"
+
+if _serve_python() is None:
+    if os.environ.get("LIVE_RESTORE_REQUIRE_SERVER_TESTS"):
+        raise RuntimeError(
+            "no server environment (make serve-env) and the server tests are required"
+        )
+    pytest.skip("no server environment: make serve-env", allow_module_level=True)
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _tritonserver_pids() -> set[int]:
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"tritonserver" in cmdline.read_bytes().split(b"\0")[0]:
+                found.add(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+class Server:
+    """`live-restore serve` in a subprocess; its PID is the server's (the command execs it)."""
+
+    def __init__(self, tmp: Path, *models: str) -> None:
+        grpc, http, metrics = _free_ports(3)
+        self.url = f"grpc://127.0.0.1:{grpc}"
+        self.log = tmp / f"serve-{grpc}.log"
+        args = [sys.executable, "-m", "live_restore", "serve", "--backend", "torch-cpu"]
+        for model in models:
+            args += ["-m", model]
+        args += ["--grpc-port", str(grpc), "--http-port", str(http)]
+        args += ["--metrics-port", str(metrics)]
+        self.before = _tritonserver_pids()
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240  # a loaded CI machine imports torch slowly
+        while "live-restore serve: ready" not in self.log.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the server did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        """SIGTERM by PID; the exit code (0: a clean shutdown)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    running = Server(tmp_path_factory.mktemp("triton"), MODEL, "dfcan-sim")
+    yield running
+    assert running.stop() == 0, running.log.read_text()[-2000:]
+    assert _tritonserver_pids() <= running.before  # Triton's own process went too
+
+
+@pytest.fixture(scope="module")
+def local():
+    return load_model(MODEL, "torch-cpu")
+
+
+def _frame(seed: int, shape=(96, 80)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.poisson(40, shape) + 100).astype(np.uint16)
+
+
+def test_a_served_model_answers_as_the_local_one(server, local):
+    remote = load_model(MODEL, server=server.url)
+    assert remote.scale == 2 and remote.provenance()["executor"] == f"triton {server.url}"
+    frame = _frame(0)
+    np.testing.assert_allclose(remote(frame), local(frame), atol=1e-4)
+    stack = np.stack([_frame(1), _frame(2)])
+    np.testing.assert_allclose(remote.restore_batch(stack)[1], local(stack[1]), atol=1e-4)
+    sim = load_model("dfcan-sim", server=server.url)
+    sim_set = np.stack([_frame(s, (64, 64)) for s in range(9)])
+    np.testing.assert_allclose(
+        sim(sim_set), load_model("dfcan-sim", "torch-cpu")(sim_set), atol=1e-4
+    )
+
+
+def test_an_acquisition_restored_through_the_server(server, local, tmp_path, cli):
+    sequence = tmp_path / "seq.yaml"
+    sequence.write_text("time_plan: {interval: 0, loops: 3}\n")
+    out = tmp_path / "acq"
+    args = ["--sequence", str(sequence), "-m", MODEL, "--server", server.url, "--out", str(out)]
+    result = cli("acquire", *args)
+    assert result.exit_code == 0, result.output
+    raw = np.asarray(zarr.open_group(str(out / "raw.ome.zarr"), mode="r")["0"][:])
+    restored = np.asarray(zarr.open_group(str(out / f"{MODEL}.ome.zarr"), mode="r")["0"][:])
+    assert restored.shape == (3, 2 * raw.shape[-2], 2 * raw.shape[-1])
+    for t in range(3):
+        np.testing.assert_allclose(restored[t], local(raw[t]), atol=1e-4)
+
+
+def test_several_clients_share_one_server(server, local):
+    frames = [_frame(s) for s in range(2)]
+    results: dict[int, list[np.ndarray]] = {}
+
+    def _client(k: int) -> None:  # a microscope of its own
+        session = load_model(MODEL, server=server.url)
+        results[k] = [session(f) for f in frames]
+
+    threads = [threading.Thread(target=_client, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == [0, 1, 2]
+    for outputs in results.values():
+        for frame, output in zip(frames, outputs, strict=True):
+            np.testing.assert_allclose(output, local(frame), atol=1e-4)
+
+
+def test_an_answer_from_other_weights_is_refused(server, tmp_path):
+    folder = tmp_path / MODEL
+    shutil.copytree(engines_dir() / MODEL, folder)
+    spec = yaml.safe_load((folder / "model.yaml").read_text())
+    spec["weights_sha256"] = "0" * 64  # this machine's model.yaml names other weights
+    (folder / "model.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    session = load_model(folder, server=server.url)
+    with pytest.raises(ServerError, match="other weights"):
+        session(_frame(0))
+
+
+def test_a_model_not_served_or_a_server_not_there_is_a_clear_error(server):
+    with pytest.raises(ServerError, match="does not serve 'refocus'"):
+        load_model("refocus", server=server.url)
+    (dead,) = _free_ports(1)
+    with pytest.raises(ServerError, match=f"no Triton server answers at grpc://127.0.0.1:{dead}"):
+        load_model(MODEL, server=f"grpc://127.0.0.1:{dead}")
+    with pytest.raises(ValueError, match="not a served model"):
+        build_hook(None, HookConfig(models=["richardson-lucy"], executor=server.url))
+
+
+def test_a_server_that_goes_down_costs_frames_named_never_raw(core, tmp_path):
+    own = Server(tmp_path, MODEL)
+    core.setProperty("Camera", "FrameSize", 64)
+    core.setExposure(5.0)
+    out = tmp_path / "run"
+    hook = build_hook(core, HookConfig(models=[MODEL], executor=own.url, output=out))
+    assert own.stop() == 0  # SIGTERM by PID: a clean exit
+    assert _tritonserver_pids() <= own.before
+    errors = []
+    with hook:
+        hook.events.error.connect(errors.append)
+        hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 4}))
+    raw = np.asarray(zarr.open_group(str(out / "raw.ome.zarr"), mode="r")["0"][:])
+    assert raw.shape[0] == 4 and raw.min() > 0
+    failed = [e for e in errors if e.kind == "exception"]
+    assert [e.frame for e in failed] == [0, 1, 2, 3]
+    assert all(own.url in e.message for e in failed)
