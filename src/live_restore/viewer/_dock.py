@@ -125,6 +125,14 @@ class LiveRestoreDock(QWidget):
             "all: every frame is restored and saved (catching up from the raw store);\n"
             "latest: the newest frame wins (display), skipped frames are counted"
         )
+        self.executor = QComboBox()
+        self.executor.setEditable(True)  # or a server: grpc://HOST:PORT
+        self.executor.addItems(["thread", "process"])
+        self.executor.setToolTip(
+            "thread: in this process's restoration thread;\n"
+            "process: a worker process that owns the models (the camera keeps its cores);\n"
+            "grpc://HOST:8001: a Triton server started with `live-restore serve`"
+        )
         self.estimate_focus = QCheckBox(f"estimate focus ({FOCUS_MODEL})")
         self.estimate_focus.setChecked(estimate_focus)
         self.output = QLineEdit("" if output is None else str(output))
@@ -140,6 +148,7 @@ class LiveRestoreDock(QWidget):
         settings.addRow("models", self.models)
         settings.addRow("backend", self.backend)
         settings.addRow("policy", self.process)
+        settings.addRow("run in", self.executor)
         settings.addRow("save to", self.output)
         settings.addRow(self.estimate_focus)
         self.hold_focus = QCheckBox("hold focus (moves the focus stage)")
@@ -208,6 +217,7 @@ class LiveRestoreDock(QWidget):
                 "output": self.output.text().strip() or None,
                 "progress": False,  # no terminal bar behind a window
                 "focus": focus,
+                "executor": self.executor.currentText().strip() or "thread",
             }
         )
 
@@ -227,6 +237,7 @@ class LiveRestoreDock(QWidget):
                 row.setCheckState(Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
         self.backend.setCurrentText(str(config.backend))
         self.process.setCurrentText(str(config.process))
+        self.executor.setCurrentText(config.executor)
         self.output.setText("" if config.output is None else str(config.output))
         self.estimate_focus.setChecked(config.focus is not None)
         self.hold_focus.setChecked(config.focus is not None and config.focus.hold is not None)
@@ -282,11 +293,14 @@ class LiveRestoreDock(QWidget):
         """Open the hook with the chosen settings; on a bad choice, say why and stay stopped."""
         if self.hook is not None or self._closer is not None:
             return self.hook is not None
+        hook = None
         try:
             config = self.hook_config()
             hook = build_hook(self.core, config)
             hook.open()
         except Exception as e:  # a wrong model, backend or folder: shown, nothing started
+            if hook is not None:
+                hook.close()  # a worker process it started goes with it
             self.status.setText(f"not started: {e}")
             self.start_button.setChecked(False)
             log.warning("Live Restore not started: %s", e)
@@ -371,6 +385,7 @@ class LiveRestoreDock(QWidget):
             self.models,
             self.backend,
             self.process,
+            self.executor,
             self.output,
             self.estimate_focus,
             self.hold_focus,
