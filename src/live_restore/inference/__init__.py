@@ -26,6 +26,7 @@ from ._session import (
 from ._tensorrt_ops import TENSORRT_ONNX_OPERATORS, tensorrt_unsupported
 from ._tiling import tile_starts, tiled_apply, tiled_apply_stack
 from ._triton_client import ServerError, TritonSession, server_address
+from ._trust import Trust, TrustCalibration, dihedral_passes, trust_of
 
 __all__ = [
     "BACKENDS",
@@ -42,9 +43,12 @@ __all__ = [
     "ServerError",
     "SimSession",
     "TritonSession",
+    "Trust",
+    "TrustCalibration",
     "available_backends",
     "create_backend",
     "default_cache_dir",
+    "dihedral_passes",
     "export_onnx",
     "load_model",
     "resolve_backend",
@@ -54,4 +58,5 @@ __all__ = [
     "tile_starts",
     "tiled_apply",
     "tiled_apply_stack",
+    "trust_of",
 ]

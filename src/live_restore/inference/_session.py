@@ -26,6 +26,7 @@ from ._backend import Backend, create_backend, resolve_backend
 from ._cache import EngineCache
 from ._tiling import tiled_apply_stack
 from ._triton_client import TritonSession
+from ._trust import Trust, TrustCalibration, dihedral_passes, trust_of
 
 __all__ = [
     "CPU_VARIANTS",
@@ -108,6 +109,21 @@ class ModelSession(_Session, RestorerBase):
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         return self._restore([self._counts(frame)])[0]
+
+    def with_trust(self, frame: np.ndarray) -> Trust:
+        """The restored frame with ``sigma``, its per-pixel expected absolute error.
+
+        Eight passes (the square's symmetries; ``image`` is their mean), their spread scaled
+        by the model's calibration (``trust.yaml``, see ``inference/_trust.py``).
+        ValueError when the model has no calibration. ``session(frame)`` is unchanged.
+        """
+        calibration = TrustCalibration.read(self.folder)
+        if calibration.details.get("weights_sha256") != self.spec.weights_sha256:
+            raise ValueError(
+                f"{self.folder / 'trust.yaml'} was calibrated for other weights than "
+                f"{self.name}'s; recalibrate: python benchmarks/calibrate_trust.py {self.name}"
+            )
+        return trust_of(dihedral_passes(self, self._counts(frame)), calibration.sigma_scale)
 
     def restore_batch(self, frames: np.ndarray) -> np.ndarray:
         """Several inputs stacked on a new first axis -> their outputs, stacked.
