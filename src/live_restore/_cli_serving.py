@@ -135,6 +135,7 @@ def serve(
     LIVE_RESTORE_SERVE_PYTHON to an interpreter with nvidia-pytriton, torch and live-restore).
     """
     import os
+    import sys
     import sysconfig
 
     from .acquisition import shipped_model_names
@@ -166,13 +167,7 @@ def serve(
     args += ["--metrics-port", str(metrics_port), "--backend", backend]
     args += ["--max-batch", str(max_batch)]
     console.print(f"serving {', '.join(model)} on grpc://{host}:{grpc_port} (Ctrl-C stops it)")
-    sys_stdout_flush()
-    os.execve(str(python), args, env)  # the server takes this process: its PID is ours
-
-
-def sys_stdout_flush() -> None:
-    """Flush before exec: what was printed must not be lost with the old process image."""
-    import sys
-
+    # flush before exec: what was printed must not be lost with the old process image
     sys.stdout.flush()
     sys.stderr.flush()
+    os.execve(str(python), args, env)  # the server takes this process: its PID is ours

@@ -17,18 +17,16 @@ from live_restore.serving import ZarrImageError, open_inputs, plan_outputs, rest
 FRAME = 64
 
 
-@pytest.fixture(scope="module")
-def raw_store(tmp_path_factory) -> Path:
-    """A pymmcore-plus raw store (its own writer, no hook): 2 positions x 3 time points."""
+def _acquire(path: Path, time_points: int) -> Path:
+    """A pymmcore-plus raw store (its own writer, no hook): 2 positions x ``time_points``."""
     from live_restore import demo_core, release_core
 
     core = demo_core()
     try:
         core.setProperty("Camera", "FrameSize", FRAME)
         core.setExposure(5.0)
-        path = tmp_path_factory.mktemp("batch") / "raw.ome.zarr"
         sequence = useq.MDASequence(
-            time_plan={"interval": 0, "loops": 3},
+            time_plan={"interval": 0, "loops": time_points},
             stage_positions=[(0, 0, 0), (5, 5, 0)],
             axis_order="tpcz",
         )
@@ -36,6 +34,11 @@ def raw_store(tmp_path_factory) -> Path:
     finally:
         release_core(core)
     return path
+
+
+@pytest.fixture(scope="module")
+def raw_store(tmp_path_factory) -> Path:
+    return _acquire(tmp_path_factory.mktemp("batch") / "raw.ome.zarr", time_points=3)
 
 
 @pytest.fixture(scope="module")
@@ -207,20 +210,7 @@ def test_a_changed_input_is_not_resumed_and_overwrite_replaces_only_ours(
     restore_store(copy, "identity", out, scheduler=threads_cluster)
     # the input re-acquired at the same path with one more time point
     shutil.rmtree(copy)
-    from live_restore import demo_core, release_core
-
-    core = demo_core()
-    try:
-        core.setProperty("Camera", "FrameSize", FRAME)
-        core.setExposure(5.0)
-        sequence = useq.MDASequence(
-            time_plan={"interval": 0, "loops": 4},
-            stage_positions=[(0, 0, 0), (5, 5, 0)],
-            axis_order="tpcz",
-        )
-        core.mda.run(sequence, output=str(copy))
-    finally:
-        release_core(core)
+    _acquire(copy, time_points=4)
     with pytest.raises(ZarrImageError, match="input_shapes"):
         restore_store(copy, "identity", out, scheduler=threads_cluster)
     report = restore_store(copy, "identity", out, scheduler=threads_cluster, overwrite=True)

@@ -10,6 +10,7 @@ from ._process import ProcessExecutor, RemoteStage, StageProcessError
 from ._registry import (
     RESTORERS,
     Instrument,
+    instrument_for_pixel,
     instrument_of,
     make_restorer,
     register_restorer,
@@ -45,6 +46,7 @@ __all__ = [
     "StageRecipe",
     "build_hook",
     "build_parts",
+    "instrument_for_pixel",
     "instrument_of",
     "make_restorer",
     "register_restorer",

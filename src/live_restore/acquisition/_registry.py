@@ -25,6 +25,7 @@ from ._restorers import IdentityRestorer, RichardsonLucyRestorer
 __all__ = [
     "RESTORERS",
     "Instrument",
+    "instrument_for_pixel",
     "instrument_of",
     "make_restorer",
     "register_restorer",
@@ -85,13 +86,17 @@ def instrument_of(core: Any) -> Instrument:
     try:
         scope = microscope_of(core)
     except LookupError:
-        pixel_um = float(core.getPixelSizeUm())
-        if pixel_um <= 0:
-            return Instrument()
-        default = OpticsParams()
-        # same camera, the magnification that gives the core's pixel size at the sample
-        return Instrument(OpticsParams(magnification=default.camera_pixel_um / pixel_um))
+        return instrument_for_pixel(float(core.getPixelSizeUm()))
     return Instrument(scope.optics, scope.camera, scope.sim)
+
+
+def instrument_for_pixel(pixel_um: float | None) -> Instrument:
+    """The default optics at ``pixel_um`` at the sample (defaults when unknown or <= 0)."""
+    if not pixel_um or pixel_um <= 0:
+        return Instrument()
+    default = OpticsParams()
+    # same camera, the magnification that gives that pixel size at the sample
+    return Instrument(OpticsParams(magnification=default.camera_pixel_um / pixel_um))
 
 
 def restorer_names() -> list[str]:

@@ -28,9 +28,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from live_restore.acquisition import Instrument, StageRecipe
+from live_restore.acquisition import StageRecipe, instrument_for_pixel
 from live_restore.frames import AxisSet, Grouping, Restorer, SingleFrame, TemporalWindow
-from live_restore.simulate import OpticsParams
 
 from ._zarr_image import (
     InputImage,
@@ -167,14 +166,6 @@ def _restore_items(job: _Job, items: list[_Item]) -> list[tuple[_Item, str | Non
 # -- the driver -------------------------------------------------------------------------------
 
 
-def _instrument(image: InputImage) -> Instrument:
-    pixel_um = image.pixel_um
-    if not pixel_um:
-        return Instrument()
-    default = OpticsParams()
-    return Instrument(OpticsParams(magnification=default.camera_pixel_um / pixel_um))
-
-
 def _ours(output: Path) -> dict[str, Any] | None:
     """The record of a restoration this tool wrote at ``output``, or None."""
     try:
@@ -281,7 +272,7 @@ def restore_store(
     images = open_inputs(input_path)
     output = Path(output)
     first = next(iter(images.values()))
-    recipe = StageRecipe(model, _instrument(first), backend, precision)
+    recipe = StageRecipe(model, instrument_for_pixel(first.pixel_um), backend, precision)
     restorer = recipe()  # here first: an unknown model or corrupt weights fail before a cluster
     try:
         items: list[_Item] = []
