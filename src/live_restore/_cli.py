@@ -116,6 +116,16 @@ def acquire(
             "machine for several microscopes.",
         ),
     ] = None,
+    interp_factor: Annotated[
+        int,
+        typer.Option(
+            min=2,
+            max=16,
+            help="With -m interp-t (or interp-z): full-rate frames per acquired step. Acquire "
+            "every k-th time point (plane), with the light of k times fewer frames; k-1 are "
+            "filled in between, saved in OUT/interp-t.ome.zarr on the full-rate axis.",
+        ),
+    ] = 2,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Run any MDA on any Micro-Manager config, restoring every frame while it acquires.
@@ -155,6 +165,7 @@ def acquire(
                     "process": process,
                     "memory_mb": memory_mb,
                     "executor": executor,
+                    "interp_factor": interp_factor,
                 }
             )
         except ValueError as e:  # pydantic's ValidationError: a malformed --server

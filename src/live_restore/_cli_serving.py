@@ -141,10 +141,13 @@ def serve(
     from .acquisition import shipped_model_names
 
     check_backend(backend)
-    unknown = [m for m in model if m not in shipped_model_names() or m == "focus-est"]
+    # not served: the focus estimator, and interpolation (a pair and a fraction per call)
+    servable = [n for n in shipped_model_names() if n != "focus-est" and not n.startswith("interp")]
+    unknown = [m for m in model if m not in servable]
     if unknown:
-        served = ", ".join(n for n in shipped_model_names() if n != "focus-est")
-        raise fail(f"cannot serve {', '.join(unknown)}: the shipped models are {served}")
+        raise fail(
+            f"cannot serve {', '.join(unknown)}: the servable models are {', '.join(servable)}"
+        )
     python = _serve_python()
     if python is None or not python.is_file():
         raise fail(

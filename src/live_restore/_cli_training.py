@@ -27,7 +27,7 @@ def train(
         str,
         typer.Argument(
             help="Model to train: dfcan-sr2x, dfcan-sr2x-lite, "
-            "focus-est, refocus (refocus needs focus-est)."
+            "focus-est, refocus (refocus needs focus-est), interp-t, interp-z."
         ),
     ],
     out: Annotated[
@@ -79,7 +79,12 @@ def train(
     """
     from .models import ModelLoadError, engines_dir
     from .training import RECIPES, train_model
+    from .training._interp import INTERP_MODELS
 
+    if name in INTERP_MODELS:
+        _train_interp(name, out or engines_dir() / name, steps, batch_size, learning_rate, seed,
+                      resume)  # fmt: skip
+        return
     if name not in RECIPES:
         raise fail(f"no training recipe for {name!r}; known: {', '.join(RECIPES)}")
     folder = out or engines_dir() / name
@@ -108,6 +113,67 @@ def train(
     )
 
 
+def _train_interp(
+    name: str,
+    folder: Path,
+    steps: int | None,
+    batch_size: int | None,
+    learning_rate: float | None,
+    seed: int,
+    resume: bool,
+) -> None:
+    from .training._interp import train_interp
+
+    try:
+        _, result = train_interp(
+            name,
+            folder,
+            steps=steps or 5000,
+            batch_size=batch_size or 16,
+            learning_rate=learning_rate or 1e-3,
+            seed=seed,
+            resume=resume,
+        )
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        raise fail(str(e)) from None
+    validation = ", ".join(f"{k} {v:.4g}" for k, v in result.validation.items())
+    console.print(
+        f"trained {name}: {result.steps_done} steps in {result.seconds / 60:.1f} min, "
+        f"final loss {result.final_loss:.4g}, {validation}; written to {folder}"
+    )
+
+
+def _evaluate_interp(name: str, out: Path, seed: int | None) -> None:
+    import numpy as np
+
+    from .training._evaluate import write_table
+    from .training._interp_eval import EVALUATION_SEED, evaluate_interp, plot_interp
+
+    try:
+        rows = evaluate_interp(name, seed=EVALUATION_SEED if seed is None else seed)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    stem = Path(name).name
+    table = Table(title=f"{stem} on held-out simulated triplets (PSNR dB / MS-SSIM vs truth)")
+    keys = list(rows[0].condition) + [k for k in rows[0].scores if k.endswith("psnr_db")]
+    for key in keys:
+        table.add_column(key.replace("_psnr_db", " dB"))
+    for row in rows:
+        values = [*row.condition.values()] + [row.scores[k] for k in keys[len(row.condition) :]]
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values))
+    console.print(table)
+    gains = [r.scores["network_psnr_db"] - r.scores["linear_psnr_db"] for r in rows]
+    flow = [r.scores["network_psnr_db"] - r.scores["tv-l1_psnr_db"] for r in rows]
+    console.print(
+        f"network vs linear: {np.mean(gains):+.2f} dB on average (cells won: "
+        f"{sum(g > 0 for g in gains)}/{len(gains)}); vs TV-L1 flow: {np.mean(flow):+.2f} dB "
+        f"({sum(g > 0 for g in flow)}/{len(flow)})"
+    )
+    console.print(f"table: {write_table(rows, out / f'{stem}.csv')}")
+    plot = plot_interp(rows, out / f"{stem}.png", f"{stem}: held-out simulated triplets")
+    console.print(f"plot: {plot}")
+
+
 def evaluate_model(
     name: Annotated[str, typer.Argument(help="Shipped model name or model folder.")],
     fields: Annotated[int, typer.Option(min=1, help="Held-out fields per structure.")] = 3,
@@ -124,6 +190,10 @@ def evaluate_model(
 ) -> None:
     """Score a model on held-out simulated data against the ground truth.
 
+    Interpolation (interp-t, interp-z): the network vs a linear blend vs TV-L1 optical-flow
+    interpolation, PSNR and MS-SSIM of the middle frame per structure x motion (or z step) x
+    light, with a plot.
+
     Super-resolution: PSNR and MS-SSIM per structure x photon level for the input (bicubic
     widefield), Richardson-Lucy and the model, plus an evaluation-matrix PNG. Focus: error in
     µm and in/out-of-focus accuracy. Refocus: PSNR gain per defocus distance. SIM
@@ -133,6 +203,9 @@ def evaluate_model(
     from .models import ModelLoadError
     from .training._evaluate import evaluate, plot_sr_matrix, write_table
 
+    if Path(name).name in ("interp-t", "interp-z"):
+        _evaluate_interp(name, out, None if seed == 0 else seed)
+        return
     try:
         kind, rows = evaluate(
             name, fields=fields, seed=seed, structures=[s.strip() for s in structures.split(",")]

@@ -22,10 +22,18 @@ from live_restore.inference import (
     tensorrt_unsupported,
 )
 from live_restore.inference._bench import bench_cells
-from live_restore.models import file_sha256, load_network
+from live_restore.models import ModelTask, file_sha256, load_network
 from live_restore.simulate import ManualClock, SimMicroscope
 
-SHIPPED = ["dfcan-sr2x", "dfcan-sr2x-lite", "dfcan-sr2x-tiny", "refocus", "focus-est"]
+SHIPPED = [
+    "dfcan-sr2x",
+    "dfcan-sr2x-lite",
+    "dfcan-sr2x-tiny",
+    "refocus",
+    "focus-est",
+    "interp-t",
+    "interp-z",
+]
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 requires_tensorrt = pytest.mark.skipif(
@@ -44,7 +52,11 @@ def _tiles(spec, count=3, seed=0):
     low, high = np.percentile(frame, [0.1, 99.9])
     image = (frame - low) / (high - low)
     tiles = [image[i * 40 : i * 40 + height, i * 30 : i * 30 + width] for i in range(count)]
-    return torch.from_numpy(np.stack(tiles)[:, None].repeat(channels, 1).astype(np.float32))
+    batch = np.stack(tiles)[:, None].repeat(channels, 1).astype(np.float32)
+    if spec.task is ModelTask.INTERPOLATION:  # before, after (moved 2 px), the fraction
+        batch[:, 1] = np.roll(batch[:, 0], 2, axis=-1)
+        batch[:, 2] = 0.5
+    return torch.from_numpy(batch)
 
 
 @pytest.fixture

@@ -5,7 +5,15 @@ import yaml
 
 from live_restore.models import ModelLoadError, file_sha256, load_network, model_dir, read_spec
 
-SHIPPED = ["dfcan-sr2x", "dfcan-sr2x-lite", "dfcan-sr2x-tiny", "focus-est", "refocus"]
+SHIPPED = [
+    "dfcan-sr2x",
+    "dfcan-sr2x-lite",
+    "dfcan-sr2x-tiny",
+    "focus-est",
+    "refocus",
+    "interp-t",
+    "interp-z",
+]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

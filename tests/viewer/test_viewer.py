@@ -329,6 +329,47 @@ def test_a_sim_timelapse_shows_each_reconstruction_beside_its_raw_set(
             dock.view.stop()
 
 
+def test_an_interpolated_timelapse_shows_at_the_full_rate_beside_raw(
+    make_napari_viewer, core, qtbot, tmp_path
+):
+    time_points = 3
+    viewer = make_napari_viewer(show=True)
+    win = build_window(viewer, core, output=tmp_path / "restored", models=["interp-t"])
+    dock = win.dock
+    try:
+        assert dock.start()
+        raw_path = dock.hook.raw_path_for_next_run()
+        raw_path.parent.mkdir(parents=True, exist_ok=True)
+        sequence = useq.MDASequence(time_plan={"interval": 0, "loops": time_points})
+        core.run_mda(sequence, output=str(raw_path))
+
+        def shown() -> None:
+            assert not core.mda.is_running()
+            assert dock.hook.report.frames_done == time_points
+            assert "interp-t" in dock.view.layers.layers
+            assert dock.view.layers.layers["interp-t"].data.shape[0] == 2 * time_points - 1
+
+        qtbot.waitUntil(shown, timeout=WAIT_MS)
+        layers = dock.view.layers.layers
+        raw_layer, full_layer = layers["raw"], layers["interp-t"]
+        assert raw_layer.data.shape[0] == time_points
+        # world time 1.5 (between raw t=1 and t=2) is the interpolated full-rate frame 3
+        assert round(full_layer.world_to_data((1.5, 3.0, 5.0))[0]) == 3
+        assert round(full_layer.world_to_data((2.0, 3.0, 5.0))[0]) == 4
+        dock.close_hook()
+        saved = _store(raw_path.parent / "interp-t.ome.zarr")
+        np.testing.assert_array_equal(full_layer.data[3], saved[3])
+        assert saved[3].std() > 0
+        viewer.dims.current_step = (3, *viewer.dims.current_step[1:])
+        raw_layer.visible = False
+        shot = viewer.screenshot(str(tmp_path / "interp.png"), canvas_only=True, flash=False)
+        assert not screenshot_is_blank(shot)
+    finally:
+        dock.close_hook()
+        if dock.view is not None:
+            dock.view.stop()
+
+
 def test_restored_pixels_tile_the_raw_pixels_in_world_coordinates(make_napari_viewer):
     viewer = make_napari_viewer()
     pixel_um = 0.065

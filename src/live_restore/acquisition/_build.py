@@ -47,10 +47,13 @@ class StageRecipe:
     instrument: Instrument
     backend: str = "auto"
     precision: str = "auto"
+    interp_factor: int = 2
 
     def __call__(self) -> Restorer:
         """Build the restorer (in whichever process calls it)."""
-        return restorer_for(self.name, self.instrument, self.backend, self.precision)
+        return restorer_for(
+            self.name, self.instrument, self.backend, self.precision, self.interp_factor
+        )
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
     if config.executor == "process":
         instrument = instrument_of(core)
         recipes = [
-            StageRecipe(name, instrument, backend, str(config.precision)) for name in config.models
+            StageRecipe(name, instrument, backend, str(config.precision), config.interp_factor)
+            for name in config.models
         ]
         # a hang is a call far beyond any stage's time; the close-time stall rule is stricter
         process = ProcessExecutor(recipes, call_timeout_s=max(60.0, 3 * config.stall_timeout_s))
@@ -81,7 +85,8 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         executor = InThreadExecutor()  # the calls wait on the network, outside the GIL
     else:
         stages = [
-            make_restorer(name, core, backend, str(config.precision)) for name in config.models
+            make_restorer(name, core, backend, str(config.precision), config.interp_factor)
+            for name in config.models
         ]
         executor = InThreadExecutor()
     try:
@@ -95,6 +100,11 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
 def _served(name: str, server: str) -> Restorer:
     from live_restore.inference import TritonSession
 
+    if name.startswith("interp"):
+        raise ValueError(
+            f"{name!r} is not served by Triton here (it takes a pair of frames and fractions); "
+            "run it with executor 'thread' or 'process'"
+        )
     if name not in shipped_model_names():
         raise ValueError(
             f"{name!r} is not a served model (a Triton server serves the shipped models: "
@@ -106,11 +116,14 @@ def _served(name: str, server: str) -> Restorer:
 def _focus_parts(config: HookConfig, backend: str) -> tuple[FocusMonitor | None, FocusHold | None]:
     focus = hold = None
     if config.focus is not None:
-        from live_restore.inference import load_model
+        from live_restore.inference import FocusSession, load_model
 
+        estimator = load_model(config.focus.estimator, backend)
+        if not isinstance(estimator, FocusSession):
+            raise ValueError(f"{config.focus.estimator!r} is not a focus estimator (focus-est)")
         policy = FlagPolicy(threshold_um=config.focus.threshold_um)
         focus = FocusMonitor(
-            load_model(config.focus.estimator, backend),
+            estimator,
             policy,
             every_nth_when_behind=config.focus.every_nth_when_behind,
         )

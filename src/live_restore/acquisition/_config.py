@@ -84,6 +84,13 @@ class HookConfig(_Strict):
         "(or 5x the slowest call's time per frame times the frames in the call, if longer; "
         "3x this before any call returned); what is left is recorded as undone.",
     )
+    interp_factor: int = Field(
+        2,
+        ge=2,
+        le=16,
+        description="Interpolation stages (interp-t, interp-z): full-rate frames per acquired "
+        "step (acquire every k-th time point or plane; k-1 are filled in between).",
+    )
     live: bool = Field(True, description="Also restore live mode (display only).")
     progress: bool = Field(True, description="A progress bar while pending work finishes.")
     stats_interval_s: float = Field(0.5, gt=0.0, description="How often stats are emitted (s).")

@@ -51,7 +51,13 @@ class Display:
         latency_ms: float,
         live: bool = False,
     ) -> None:
-        """Count the latency, fill the stage's mailbox and emit ``restored``."""
+        """Count the latency, fill the stage's mailbox and emit ``restored``.
+
+        ``restored`` is 2-D, or an interpolation stage's full-rate frames ``(n, H, W)``: then
+        the newest interpolated one (the one before the acquired frame) is shown.
+        """
+        if restored.ndim == 3:
+            restored = restored[max(0, len(restored) - 2)]
         self.latency.add(latency_ms, time.perf_counter())
         frame = RestoredFrame(stage, group.numbers, group.index, raw, restored, latency_ms, live)
         self.latest_restored = {**self.latest_restored, stage: frame}

@@ -20,6 +20,7 @@ import numpy as np
 
 from live_restore._version import __version__
 from live_restore.frames import (
+    AxisPairs,
     FrameGroup,
     FrameIndex,
     FrameStatus,
@@ -30,9 +31,10 @@ from live_restore.frames import (
     index_key,
 )
 
+from ._full_rate_sink import FullRateSink
 from ._intake import SkippedRun
 from ._sinks import FrameTable, MisplacedOutput, RestoredSink, SinkError
-from ._stage import StageRunner
+from ._stage import StageOutcome, StageRunner
 
 __all__ = ["ErrorReporter", "RunRecord"]
 
@@ -55,7 +57,7 @@ class RunRecord:
     frames: int = 0
     raw_shape: tuple[int, ...] | None = None  # (rows, columns) of the camera's frames, once seen
     refused: dict[str, str] = field(default_factory=dict)  # stage -> why it sits this one out
-    sinks: dict[str, RestoredSink | None] = field(default_factory=dict)
+    sinks: dict[str, RestoredSink | FullRateSink | None] = field(default_factory=dict)
     views: dict[str, Any] = field(default_factory=dict)  # stage -> live view of its store
     unsaved: dict[str, list[str]] = field(default_factory=dict)  # stage -> outputs not on disk
     why_unsaved: dict[str, str] = field(default_factory=dict)  # stage -> what stopped its store
@@ -123,7 +125,13 @@ class RunRecord:
         sink = self.sinks.get(stage.name)
         if sink is not None:
             try:
-                sink.append(restored, group.index)
+                if isinstance(sink, FullRateSink):
+                    assert isinstance(stage.grouping, AxisPairs)
+                    outputs = stage.grouping.outputs(group)
+                    for image, output in zip(restored, outputs, strict=True):
+                        sink.write(image, output)
+                else:
+                    sink.append(restored, group.index)
                 return FrameStatus.RESTORED
             except MisplacedOutput as e:  # this output only: the store goes on
                 self.why_unsaved[stage.name] = str(e)
@@ -153,6 +161,8 @@ class RunRecord:
             if stage.name in self.why_unsaved:  # its store stopped: summary.json names it
                 self.unsaved.setdefault(stage.name, []).append(format_index(group.index))
             return
+        if isinstance(sink, FullRateSink):  # positions never written are listed at close
+            return
         try:
             sink.skip(group.index)
         except SinkError as e:
@@ -171,13 +181,24 @@ class RunRecord:
             "policy": str(self.policy),
             "live_restore_version": __version__,
         }
-        sink = RestoredSink(
-            self.folder / f"{stage.name}.ome.zarr",
-            (raw_shape[0] * stage.scale, raw_shape[1] * stage.scale),
-            None if raw_pixel_um is None else raw_pixel_um / stage.scale,
-            stage.grouping.removed_axis,
-            provenance,
-        )
+        sink: RestoredSink | FullRateSink
+        if isinstance(stage.grouping, AxisPairs):
+            sink = FullRateSink(
+                self.folder / f"{stage.name}.ome.zarr",
+                raw_shape,
+                raw_pixel_um,
+                stage.grouping.axis,
+                stage.grouping.factor,
+                provenance,
+            )
+        else:
+            sink = RestoredSink(
+                self.folder / f"{stage.name}.ome.zarr",
+                (raw_shape[0] * stage.scale, raw_shape[1] * stage.scale),
+                None if raw_pixel_um is None else raw_pixel_um / stage.scale,
+                stage.grouping.removed_axis,
+                provenance,
+            )
         try:
             sink.setup(self.sequence)
         except (SinkError, ValueError) as e:
@@ -188,7 +209,9 @@ class RunRecord:
         self.sinks[stage.name] = sink
         self.views = {**self.views, stage.name: sink.view}  # readers see a whole dict
 
-    def _lose_sink(self, stage: str, sink: RestoredSink, frame: int, message: str) -> None:
+    def _lose_sink(
+        self, stage: str, sink: RestoredSink | FullRateSink, frame: int, message: str
+    ) -> None:
         self.sinks[stage] = None
         self.why_unsaved[stage] = f"{sink.path.name} stopped taking frames at frame {frame}"
         self.on_error(stage, frame, "sink", message)
@@ -196,6 +219,44 @@ class RunRecord:
             sink.close({"finished": "write failed"})
         except SinkError:
             pass
+
+    def full_rate_rows(
+        self,
+        stage: StageRunner,
+        group: FrameGroup,
+        status: FrameStatus,
+        message: str,
+        outcome: StageOutcome,
+        timing: dict[str, str],
+    ) -> None:
+        """An interpolation stage's rows: one per full-rate output, one per gap position."""
+        grouping = stage.grouping
+        if not isinstance(grouping, AxisPairs):
+            return
+        newest, index = group.numbers[-1], format_index(group.index)
+        for gap in grouping.gap_before(group):
+            self.row(
+                frame=newest,
+                index=index,
+                output_index=format_index(gap),
+                stage=stage.name,
+                status=FrameStatus.INCOMPLETE_GROUP,
+                error=f"the acquired frame before {index} along '{grouping.axis}' did not "
+                "arrive: nothing interpolated here",
+            )
+        for output in grouping.outputs(group):
+            self.row(
+                frame=newest,
+                index=index,
+                output_index=format_index(output.index),
+                stage=stage.name,
+                status=status,
+                **timing,
+                compute_ms=f"{outcome.compute_ms:.2f}" if outcome.compute_ms else "",
+                batch=outcome.batch,
+                flags="interpolated" if output.interpolated else "acquired",
+                error=message,
+            )
 
     # -- rows for frames no stage ran on ----------------------------------------------------
 

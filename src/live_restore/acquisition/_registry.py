@@ -114,10 +114,13 @@ def shipped_model_names() -> list[str]:
         return []
 
 
-def _trained_model(name: str, optics: OpticsParams, backend: str, precision: str) -> Restorer:
-    from live_restore.inference import ModelSession, load_model
+def _trained_model(
+    name: str, instrument: Instrument, backend: str, precision: str, interp_factor: int
+) -> Restorer:
+    from live_restore.inference import InterpSession, ModelSession, load_model
     from live_restore.models import ModelLoadError
 
+    optics = instrument.optics
     try:
         session = load_model(name, backend, precision)
     except ModelLoadError as error:
@@ -125,38 +128,58 @@ def _trained_model(name: str, optics: OpticsParams, backend: str, precision: str
             f"unknown or unusable model {name!r} ({error}); available: "
             f"{', '.join(sorted(RESTORERS) + shipped_model_names())}"
         ) from error
+    if isinstance(session, InterpSession):
+        from ._interp_stage import InterpolationStage
+
+        session.camera = instrument.camera.photon_conversion
+        return _checked_pixel(InterpolationStage(session, interp_factor), session.spec, optics)
     if not isinstance(session, ModelSession):  # SimSession is one too
         raise ValueError(
             f"{name!r} estimates focus; it is not a restoration stage (the focus monitor uses it)"
         )
-    trained_pixel_um = float(session.spec.optics.get("pixel_um", 0.0))
+    # a SimSession carries its grouping (9-frame sets along the channel axis)
+    return _checked_pixel(session, session.spec, optics)
+
+
+def _checked_pixel(stage: Restorer, spec: Any, optics: OpticsParams) -> Restorer:
+    """``stage``, after a warning if the camera's pixel differs from the trained one by >10 %."""
+    trained_pixel_um = float(spec.optics.get("pixel_um", 0.0))
     if trained_pixel_um and abs(optics.pixel_um / trained_pixel_um - 1.0) > 0.10:
         log.warning(
             "%s was trained for %.1f nm pixels; this camera has %.1f nm at the sample: "
             "expect worse restorations",
-            name,
+            spec.name,
             trained_pixel_um * 1000,
             optics.pixel_um * 1000,
         )
-    return session  # a SimSession carries its grouping (9-frame sets along the channel axis)
+    return stage
 
 
 def make_restorer(
-    name: str, core: Any = None, backend: str = "auto", precision: str = "auto"
+    name: str,
+    core: Any = None,
+    backend: str = "auto",
+    precision: str = "auto",
+    interp_factor: int = 2,
 ) -> Restorer:
     """The restorer called ``name``, set up for ``core`` (see module docstring).
 
     ``backend`` and ``precision`` apply to trained models (``load_model``); the classical
-    restorers run on the CPU in float32 whatever they say.
+    restorers run on the CPU in float32 whatever they say. ``interp_factor``: for an
+    interpolation model (``interp-t``, ``interp-z``), full-rate frames per acquired step.
     """
-    return restorer_for(name, instrument_of(core), backend, precision)
+    return restorer_for(name, instrument_of(core), backend, precision, interp_factor)
 
 
 def restorer_for(
-    name: str, instrument: Instrument, backend: str = "auto", precision: str = "auto"
+    name: str,
+    instrument: Instrument,
+    backend: str = "auto",
+    precision: str = "auto",
+    interp_factor: int = 2,
 ) -> Restorer:
     """The restorer called ``name`` for ``instrument`` (what a worker process builds)."""
     if name not in RESTORERS:
-        return _trained_model(name, instrument.optics, backend, precision)
+        return _trained_model(name, instrument, backend, precision, interp_factor)
     factory, _ = RESTORERS[name]
     return factory(instrument)

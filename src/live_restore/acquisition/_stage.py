@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from live_restore.frames import Executor, FrameGroup, FrameStatus, Restorer, check_restorer
+from live_restore.frames import (
+    AxisPairs,
+    Executor,
+    FrameGroup,
+    FrameStatus,
+    Restorer,
+    check_restorer,
+)
 
 from ._executor import InThreadExecutor
 
@@ -122,7 +129,11 @@ class StageRunner:
             if self.restorer.writes_input:  # its own copy: camera memory stays as delivered
                 frames = np.array(frames, copy=True)
             output = self.executor.run(self.restorer, frames, batched=False)
-            restored = self._checked(output, frames.shape[-2:])
+            # an interpolation stage returns its group's full-rate frames, stacked
+            count = (
+                len(self.grouping.outputs(group)) if isinstance(self.grouping, AxisPairs) else None
+            )
+            restored = self._checked(output, frames.shape[-2:], count)
         except _BadOutput as e:
             return self._failed(group, "bad-output", str(e), started)
         except Exception as e:  # MemoryError included: _failure_kind names it
@@ -134,8 +145,12 @@ class StageRunner:
             group, restored, FrameStatus.RESTORED, compute_ms=compute_ms, batch=batch
         )
 
-    def _checked(self, output: object, input_shape: tuple[int, ...]) -> np.ndarray:
-        expected = (input_shape[0] * self.scale, input_shape[1] * self.scale)
+    def _checked(
+        self, output: object, input_shape: tuple[int, ...], count: int | None = None
+    ) -> np.ndarray:
+        expected: tuple[int, ...] = (input_shape[0] * self.scale, input_shape[1] * self.scale)
+        if count is not None:
+            expected = (count, *expected)
         if not isinstance(output, np.ndarray):
             raise _BadOutput(f"returned {type(output).__name__}, not a numpy array")
         if output.shape != expected:

@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 
 from live_restore.focus import FocusHold, FocusMonitor
-from live_restore.frames import FrameGroup, FrameStatus, SingleFrame, format_index, read_only
+from live_restore.frames import (
+    AxisPairs,
+    FrameGroup,
+    FrameStatus,
+    SingleFrame,
+    format_index,
+    read_only,
+)
 
 from ._counters import Counters, HookReport, HookStats, report_of, stats_of
 from ._display import Display
@@ -371,6 +378,16 @@ class Worker(Recovery):
                         self.error(stage.name, newest, "unsaved", message)
                     shown = raw if raw is not None else np.zeros((0, 0))
                     self.display.publish(stage.name, group, shown, outcome.restored, latency_ms)
+                    if isinstance(stage.grouping, AxisPairs):
+                        at = f"{received - run.started_s:.4f}"
+                        timing = {
+                            "received_s": at,
+                            "source": source,
+                            "latency_ms": f"{latency_ms:.2f}",
+                        }
+                        run.full_rate_rows(stage, group, status, message, outcome, timing)
+                        self.fates.resolve(stage.name, group.numbers, status)
+                        continue
                 else:
                     run.mark_missing(stage, group, None if raw is None else raw.shape)
                     self._report_failure(stage, outcome)

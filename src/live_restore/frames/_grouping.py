@@ -3,7 +3,9 @@
 Most stages take one frame at a time (:class:`SingleFrame`). Multi-frame models take a group:
 a SIM set is the frames that differ only along one axis (``AxisSet("c", 9)``: nine pattern
 channels at one time point); a temporal window is each frame with the frames before it at
-the same position, channel and plane (``TemporalWindow(3)``).
+the same position, channel and plane (``TemporalWindow(3)``); an interpolation pair is each
+frame with the one before it along one axis (``AxisPairs("t", 2)``), whose output is the frames
+between them on the full-rate axis.
 
 A grouping sees frames in acquisition order and returns the groups they complete. It never
 guesses: a set that is still incomplete when a frame of the next set arrives (a cancelled or
@@ -19,7 +21,15 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["AxisSet", "FrameGroup", "Grouping", "SingleFrame", "TemporalWindow"]
+__all__ = [
+    "AxisPairs",
+    "AxisSet",
+    "FrameGroup",
+    "FullRateOutput",
+    "Grouping",
+    "SingleFrame",
+    "TemporalWindow",
+]
 
 
 @dataclass(frozen=True)
@@ -193,4 +203,90 @@ class TemporalWindow:
 
     def sequence_problem(self, sequence: object) -> str | None:
         """Any sequence will do (a short series repeats its first frame)."""
+        return None
+
+
+@dataclass(frozen=True)
+class FullRateOutput:
+    """One frame of a full-rate series: where it goes and whether it was acquired."""
+
+    index: dict[str, int]  # on the full-rate axis (real frame i sits at i * factor)
+    interpolated: bool
+    fraction: float  # between the pair's frames (1.0: the newer real frame itself)
+
+
+class AxisPairs:
+    """Each frame with the one before it along ``axis`` (same position, channel, other axes).
+
+    For interpolation by ``factor``: real frame ``i`` goes to ``i * factor`` on the full-rate
+    axis, and a pair ``(i - 1, i)`` fills ``(i - 1) * factor + 1 .. i * factor - 1`` between.
+    A frame whose predecessor did not arrive (the first of a series, or after a gap) is a
+    group of one: it is passed through, and the positions before it stay empty, never guessed.
+    Group frames are ``(2, H, W)`` (older first) or ``(1, H, W)``. Memory: one frame a series.
+    """
+
+    removed_axis: str | None = None
+
+    def __init__(self, axis: str, factor: int) -> None:
+        if axis not in ("t", "z"):
+            raise ValueError(f"interpolation runs along 't' or 'z', not {axis!r}")
+        if not 2 <= int(factor) <= 16:
+            raise ValueError(f"the interpolation factor must be 2..16, got {factor}")
+        self.axis = axis
+        self.factor = int(factor)
+        self._last: dict[tuple[tuple[str, int], ...], tuple[int, int, np.ndarray]] = {}
+
+    def add(self, number: int, index: dict[str, int], frame: np.ndarray) -> list[FrameGroup]:
+        """The frame with its predecessor (a pair), or alone."""
+        key = tuple(sorted((k, v) for k, v in index.items() if k != self.axis))
+        position = int(index.get(self.axis, 0))
+        previous = self._last.get(key)
+        self._last[key] = (number, position, frame)
+        if previous is not None and previous[1] == position - 1:
+            return [FrameGroup((previous[0], number), dict(index), np.stack((previous[2], frame)))]
+        return [FrameGroup((number,), dict(index), frame[None])]
+
+    def outputs(self, group: FrameGroup) -> list[FullRateOutput]:
+        """The full-rate frames a group gives, in order: the ones between, then the real one."""
+        position = int(group.index.get(self.axis, 0))
+        real = FullRateOutput({**group.index, self.axis: position * self.factor}, False, 1.0)
+        if len(group.numbers) < 2:
+            return [real]
+        start = (position - 1) * self.factor
+        between = [
+            FullRateOutput({**group.index, self.axis: start + j}, True, j / self.factor)
+            for j in range(1, self.factor)
+        ]
+        return [*between, real]
+
+    def gap_before(self, group: FrameGroup) -> list[dict[str, int]]:
+        """Full-rate positions left empty before a group of one (not the series' first)."""
+        position = int(group.index.get(self.axis, 0))
+        if len(group.numbers) >= 2 or position == 0:
+            return []
+        start = (position - 1) * self.factor
+        return [{**group.index, self.axis: start + j} for j in range(1, self.factor)]
+
+    def full_rate_length(self, length: int) -> int:
+        """The full-rate axis length for ``length`` acquired positions."""
+        return (length - 1) * self.factor + 1 if length > 0 else 0
+
+    def finish(self) -> list[FrameGroup]:
+        """Forget the series (every frame already had its output)."""
+        self._last.clear()
+        return []
+
+    def sequence_problem(self, sequence: object) -> str | None:
+        """Why ``sequence`` has nothing to interpolate along the axis, or None."""
+        import useq
+
+        if not isinstance(sequence, useq.MDASequence):
+            return None
+        count = int(sequence.sizes.get(self.axis, 0) or 0)
+        if count < 2:
+            what = "time points (time_plan)" if self.axis == "t" else "z planes (z_plan)"
+            return (
+                f"interpolation along '{self.axis}' needs at least 2 {what} and this sequence "
+                f"has {count}"
+            )
         return None

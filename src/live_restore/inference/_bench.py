@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from live_restore.models import (
 from ._backend import create_backend, resolve_backend
 from ._cache import EngineCache
 from ._flops import matmul_flops_per_s, network_flops, tiles_per_frame
-from ._session import make_session, session_tile
+from ._session import InterpSession, make_session, session_tile
 
 __all__ = ["BenchRow", "bench", "bench_cells"]
 
@@ -129,14 +130,20 @@ def bench(
         runtime = create_backend(network, spec, backend, precision, cache, tile_shape=tile_shape)
         session = make_session(spec, Path("."), runtime, tile_shape[1])
         # one camera frame, or a raw set of in_channels frames (SIM) for a multi-frame model
-        frames = (tile_shape[0],) if tile_shape[0] > 1 else ()
+        sim = spec.task is ModelTask.SIM_RECONSTRUCTION
+        frames = (tile_shape[0],) if sim else ()
         frame = np.random.default_rng(0).poisson(100.0, (*frames, size, size)).astype(np.uint16)
+
+        def call(session: Any = session, frame: np.ndarray = frame) -> None:
+            # an interpolation model takes a pair and a fraction: the middle of two frames
+            _ = session(frame, frame, 0.5) if isinstance(session, InterpSession) else session(frame)
+
         for _ in range(warmup):
-            session(frame)
+            call()
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            session(frame)
+            call()
             times.append(1e3 * (time.perf_counter() - start))
         if model not in flops_per_tile:
             flops_per_tile[model] = network_flops(network, (1, *tile_shape))

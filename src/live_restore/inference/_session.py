@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from live_restore._version import __version__
-from live_restore.frames import AxisSet, RestorerBase, as_frame
-from live_restore.models import ModelSpec, ModelTask, frame_scale, load_network
+from live_restore.frames import AxisSet, PhotonConversion, RestorerBase, as_frame
+from live_restore.models import ModelSpec, ModelTask, frame_scale, interp_inputs, load_network
 
 from ._backend import Backend, create_backend, resolve_backend
 from ._cache import EngineCache
@@ -32,6 +32,7 @@ __all__ = [
     "CPU_VARIANTS",
     "FocusEstimate",
     "FocusSession",
+    "InterpSession",
     "ModelSession",
     "SimSession",
     "load_model",
@@ -54,6 +55,8 @@ def session_tile(spec: ModelSpec, tile_px: int | None = None) -> tuple[int, int,
     quality); a patch-wise model (focus-est) gets its patches, whatever ``tile_px`` says.
     """
     channels = int(spec.arguments.get("in_channels", 1))
+    if spec.task is ModelTask.INTERPOLATION:
+        channels = 3  # before, after and the fraction's plane
     if spec.task is ModelTask.FOCUS_ESTIMATION:
         patch = int(spec.patch_size or 64)
         return channels, patch, patch
@@ -184,6 +187,64 @@ class SimSession(ModelSession):
         return np.stack([as_frame(f) for f in array])
 
 
+class InterpSession(_Session):
+    """Two frames (raw counts) and a fraction -> the frame between them, float32 photons.
+
+    ``session(before, after, fraction=0.5)``: ``before`` and ``after`` are two times (``interp-t``)
+    or two planes (``interp-z``) of the same field, same shape; ``fraction`` in (0, 1) is where
+    the wanted frame lies between them. :meth:`between` gives several fractions of one pair at
+    once (their tiles share the network calls). Counts become photons with ``camera``'s offset
+    and gain (default: the simulated camera's, 100 ADU and 1 ADU per electron).
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        folder: Path,
+        backend: Backend,
+        tile_px: int | None = None,
+        camera: PhotonConversion | None = None,
+    ) -> None:
+        super().__init__(spec, folder, backend, tile_px)
+        self.axis = spec.axis or "t"
+        self.camera = camera or PhotonConversion()
+
+    def provenance(self) -> dict[str, str]:
+        """The model's, with the pair's joint normalisation and the photon conversion."""
+        return super().provenance() | {
+            "normalisation": "percentiles of the pair together -> 0/1; output in those units",
+            "photons": self.camera.describe(),
+        }
+
+    def __call__(self, before: np.ndarray, after: np.ndarray, fraction: float = 0.5) -> np.ndarray:
+        return self.between(before, after, [fraction])[0]
+
+    def between(self, before: np.ndarray, after: np.ndarray, fractions: list[float]) -> np.ndarray:
+        """The frames at each of ``fractions`` between ``before`` and ``after``: ``(F, H, W)``."""
+        first, second = as_frame(before), as_frame(after)
+        if first.shape != second.shape:
+            raise ValueError(
+                f"{self.name} interpolates between frames of one shape; got {first.shape} and "
+                f"{second.shape}"
+            )
+        if not fractions:
+            raise ValueError("give at least one fraction in (0, 1)")
+        for fraction in fractions:
+            if not (isinstance(fraction, (int, float)) and 0.0 < float(fraction) < 1.0):
+                raise ValueError(
+                    f"fraction must be a number strictly between 0 and 1 (where the wanted "
+                    f"frame lies between before and after), got {fraction!r}"
+                )
+        planes, scale = interp_inputs(
+            first, second, [float(f) for f in fractions], self.spec.normalisation
+        )
+        outputs = tiled_apply_stack(
+            self._run, planes, self.tile, self.overlap, 1, self.spec.multiple_of
+        )
+        counts = scale.inverse(outputs, self.spec.normalisation.output_range)
+        return self.camera.photons(counts)
+
+
 @dataclass(frozen=True)
 class FocusEstimate:
     """Defocus of a frame: magnitude with its 1-σ uncertainty and confidence, and its sign.
@@ -250,7 +311,7 @@ def load_model(
     cpu_variant: bool = True,
     server: str | None = None,
     **options: Any,
-) -> ModelSession | SimSession | FocusSession | TritonSession:
+) -> ModelSession | SimSession | FocusSession | InterpSession | TritonSession:
     """A ready inference session for a shipped model name or a model folder.
 
     ``server="grpc://HOST:PORT"``: the model runs on that Triton server (``live-restore
@@ -293,8 +354,10 @@ def load_model(
 
 def make_session(
     spec: ModelSpec, folder: Path, runtime: Backend, tile_px: int | None = None
-) -> ModelSession | SimSession | FocusSession:
+) -> ModelSession | SimSession | FocusSession | InterpSession:
     """The session for ``spec``'s task around a ready backend."""
+    if spec.task is ModelTask.INTERPOLATION:
+        return InterpSession(spec, folder, runtime, tile_px)
     if spec.task is ModelTask.FOCUS_ESTIMATION:
         return FocusSession(spec, folder, runtime)
     if spec.task is ModelTask.SIM_RECONSTRUCTION:

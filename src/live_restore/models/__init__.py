@@ -1,7 +1,7 @@
 """The restoration networks (PyTorch is their source of truth) and their shipped files."""
 
 from ._grow import grow_dfcan
-from ._normalise import FrameScale, frame_scale
+from ._normalise import FrameScale, frame_scale, interp_inputs
 from ._registry import ARCHITECTURES, build_network, load_network, register_architecture
 from ._spec import (
     Architecture,
@@ -17,6 +17,7 @@ from ._spec import (
 )
 from .dfcan import DFCAN, DFGANDiscriminator
 from .focusnet import FocusNet
+from .interp import InterpNet
 from .unet import RefocusUNet
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "DFGANDiscriminator",
     "FocusNet",
     "FrameScale",
+    "InterpNet",
     "ModelLoadError",
     "ModelSpec",
     "ModelTask",
@@ -36,6 +38,7 @@ __all__ = [
     "file_sha256",
     "frame_scale",
     "grow_dfcan",
+    "interp_inputs",
     "load_network",
     "model_dir",
     "read_spec",

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._spec import Normalisation
 
-__all__ = ["FrameScale", "frame_scale"]
+__all__ = ["FrameScale", "frame_scale", "interp_inputs"]
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,23 @@ def frame_scale(counts: np.ndarray, normalisation: Normalisation) -> FrameScale:
     # a blank frame: keep the map finite and the output flat rather than dividing by zero
     high = max(float(high), float(low) + 1.0)
     return FrameScale(float(low), high)
+
+
+def interp_inputs(
+    before_counts: np.ndarray,
+    after_counts: np.ndarray,
+    fractions: list[float],
+    normalisation: Normalisation,
+) -> tuple[np.ndarray, FrameScale]:
+    """Interpolation network inputs ``(F, 3, H, W)`` for a pair in counts, and their scale.
+
+    One scale for both frames (their joint percentiles), so that a change of brightness between
+    them stays one; planes: before, after, and the fraction, constant (one input per fraction).
+    """
+    scale = frame_scale(np.stack((before_counts, after_counts)), normalisation)
+    planes = np.empty((len(fractions), 3, *before_counts.shape), np.float32)
+    planes[:, 0] = scale.forward(before_counts)
+    planes[:, 1] = scale.forward(after_counts)
+    for i, fraction in enumerate(fractions):
+        planes[i, 2] = fraction
+    return planes, scale

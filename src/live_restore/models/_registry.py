@@ -11,6 +11,7 @@ from torch import nn
 from ._spec import ModelLoadError, ModelSpec, file_sha256, model_dir, read_spec
 from .dfcan import DFCAN
 from .focusnet import FocusNet
+from .interp import InterpNet
 from .unet import RefocusUNet
 
 __all__ = ["ARCHITECTURES", "build_network", "load_network", "register_architecture"]
@@ -19,6 +20,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "dfcan": DFCAN,
     "refocus-unet": RefocusUNet,
     "focusnet": FocusNet,
+    "interp": InterpNet,
 }
 
 

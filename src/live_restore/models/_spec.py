@@ -49,6 +49,7 @@ class ModelTask(StrEnum):
     REFOCUS = "refocus"
     FOCUS_ESTIMATION = "focus-estimation"
     SIM_RECONSTRUCTION = "sim-reconstruction"  # a 9-frame SIM raw set in, 2x image out
+    INTERPOLATION = "interpolation"  # two frames (times or planes) + a fraction -> between
 
 
 class Normalisation(BaseModel):
@@ -94,6 +95,9 @@ class Architecture(BaseModel):
         "measured faster for it (onnxruntime only where it is installed).",
     )
     normalisation: Normalisation = Normalisation()
+    axis: Literal["t", "z"] | None = Field(
+        None, description="The MDA axis an interpolation model fills in (t: time, z: planes)."
+    )
 
 
 class ModelSpec(Architecture):

@@ -21,7 +21,7 @@ from torch import nn
 
 from ._checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["BatchSource", "TrainResult", "TrainSettings", "Trainer"]
+__all__ = ["BatchSource", "TrainResult", "TrainSettings", "Trainer", "Validation"]
 
 
 class BatchSource(Protocol):

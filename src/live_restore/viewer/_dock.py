@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -133,6 +134,12 @@ class LiveRestoreDock(QWidget):
             "process: a worker process that owns the models (the camera keeps its cores);\n"
             "grpc://HOST:8001: a Triton server started with `live-restore serve`"
         )
+        self.interp_factor = QSpinBox()
+        self.interp_factor.setRange(2, 16)
+        self.interp_factor.setToolTip(
+            "interp-t / interp-z: full-rate frames per acquired step (acquire every k-th time "
+            "point or plane; k-1 are filled in)"
+        )
         self.estimate_focus = QCheckBox(f"estimate focus ({FOCUS_MODEL})")
         self.estimate_focus.setChecked(estimate_focus)
         self.output = QLineEdit("" if output is None else str(output))
@@ -149,6 +156,7 @@ class LiveRestoreDock(QWidget):
         settings.addRow("backend", self.backend)
         settings.addRow("policy", self.process)
         settings.addRow("run in", self.executor)
+        settings.addRow("interpolate x", self.interp_factor)
         settings.addRow("save to", self.output)
         settings.addRow(self.estimate_focus)
         self.hold_focus = QCheckBox("hold focus (moves the focus stage)")
@@ -218,6 +226,7 @@ class LiveRestoreDock(QWidget):
                 "progress": False,  # no terminal bar behind a window
                 "focus": focus,
                 "executor": self.executor.currentText().strip() or "thread",
+                "interp_factor": self.interp_factor.value(),
             }
         )
 
@@ -238,6 +247,7 @@ class LiveRestoreDock(QWidget):
         self.backend.setCurrentText(str(config.backend))
         self.process.setCurrentText(str(config.process))
         self.executor.setCurrentText(config.executor)
+        self.interp_factor.setValue(config.interp_factor)
         self.output.setText("" if config.output is None else str(config.output))
         self.estimate_focus.setChecked(config.focus is not None)
         self.hold_focus.setChecked(config.focus is not None and config.focus.hold is not None)
@@ -386,6 +396,7 @@ class LiveRestoreDock(QWidget):
             self.backend,
             self.process,
             self.executor,
+            self.interp_factor,
             self.output,
             self.estimate_focus,
             self.hold_focus,

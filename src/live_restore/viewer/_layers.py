@@ -125,11 +125,16 @@ class StreamLayers:
         return self.raw_pixel_um / self.scales.get(name, 1)
 
     def _placement(
-        self, name: str, ndim: int, spans: Mapping[int, int] | None = None
+        self,
+        name: str,
+        ndim: int,
+        spans: Mapping[int, int] | None = None,
+        steps: Mapping[int, float] | None = None,
     ) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The layer's scale and translate.
 
         ``spans``: axis -> the raw length that the layer's length-1 axis there covers.
+        ``steps``: axis -> the layer's step there in raw steps (an interpolated axis: 1/k).
         """
         lead = ndim - 2
         pixel = self._pixel_um(name)
@@ -139,6 +144,8 @@ class StreamLayers:
         for axis, length in (spans or {}).items():
             # one plane stretched over raw's positions 0..length-1 of that axis
             scale[axis], translate[axis] = float(length), (length - 1) / 2
+        for axis, step in (steps or {}).items():
+            scale[axis] = step  # a full-rate axis: k of its frames per raw step
         return tuple(scale), tuple(translate)
 
     @staticmethod
@@ -163,7 +170,11 @@ class StreamLayers:
         limits: tuple[float, float],
         spans: Mapping[int, int] | None = None,
     ) -> None:
-        scale, translate = self._placement(name, len(data.shape), spans)
+        view = getattr(data, "view", None)
+        finer = getattr(view, "axis_scale", {})  # a full-rate store (interpolation)
+        dims = [str(d) for d in getattr(view, "dims", ())]
+        steps = {dims.index(a): float(f) for a, f in finer.items() if a in dims}
+        scale, translate = self._placement(name, len(data.shape), spans, steps)
         self.layers[name] = self.viewer.add_image(
             data,
             name=name,
