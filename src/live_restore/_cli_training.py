@@ -143,14 +143,23 @@ def _train_interp(
     )
 
 
-def _evaluate_interp(name: str, out: Path, seed: int | None) -> None:
+def _is_interpolation(name: str) -> bool:
+    from .models import ModelLoadError, ModelTask, model_dir, read_spec
+
+    try:
+        return read_spec(model_dir(name)).task is ModelTask.INTERPOLATION
+    except ModelLoadError:
+        return False  # evaluate() names the problem
+
+
+def _evaluate_interp(name: str, out: Path, seed: int) -> None:
     import numpy as np
 
     from .training._evaluate import write_table
     from .training._interp_eval import EVALUATION_SEED, evaluate_interp, plot_interp
 
     try:
-        rows = evaluate_interp(name, seed=EVALUATION_SEED if seed is None else seed)
+        rows = evaluate_interp(name, seed=EVALUATION_SEED + seed)
     except ValueError as e:
         raise fail(str(e)) from None
     stem = Path(name).name
@@ -203,8 +212,8 @@ def evaluate_model(
     from .models import ModelLoadError
     from .training._evaluate import evaluate, plot_sr_matrix, write_table
 
-    if Path(name).name in ("interp-t", "interp-z"):
-        _evaluate_interp(name, out, None if seed == 0 else seed)
+    if _is_interpolation(name):
+        _evaluate_interp(name, out, seed)
         return
     try:
         kind, rows = evaluate(

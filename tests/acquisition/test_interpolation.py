@@ -141,6 +141,25 @@ def test_a_timelapse_is_saved_at_the_full_rate_per_position(core, tmp_path):
     assert hook.report.errors == 0 and hook.report.frames_restored == 6
 
 
+def test_a_canceled_timelapse_names_what_was_never_filled_in(core, tmp_path):
+    def cancel_at_t2(image, event, meta):
+        if event.index["t"] == 2:
+            core.mda.cancel()
+
+    core.mda.events.frameReady.connect(cancel_at_t2)
+    out = tmp_path / "run"
+    try:
+        with RestoreHook(core, make_restorer("interp-t", core, interp_factor=2), output=out):
+            core.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 5}))
+    finally:
+        core.mda.events.frameReady.disconnect(cancel_at_t2)
+    full, attrs = _store(out / "interp-t.ome.zarr")
+    assert full.shape == (9, FRAME, FRAME)  # the sequence's full-rate length, 2 * (5 - 1) + 1
+    assert attrs["acquired"] == ["t=0", "t=2", "t=4"] and attrs["interpolated"] == ["t=1", "t=3"]
+    assert attrs["missing"] == ["t=5-8"]  # after the cancel: named, as one run
+    assert not full[5:].any()
+
+
 def test_a_sequence_without_time_points_is_refused_up_front(core, tmp_path):
     stage = make_restorer("interp-t", core)
     out = tmp_path / "run"

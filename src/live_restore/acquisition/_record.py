@@ -125,13 +125,8 @@ class RunRecord:
         sink = self.sinks.get(stage.name)
         if sink is not None:
             try:
-                if isinstance(sink, FullRateSink):
-                    assert isinstance(stage.grouping, AxisPairs)
-                    outputs = stage.grouping.outputs(group)
-                    for image, output in zip(restored, outputs, strict=True):
-                        sink.write(image, output)
-                else:
-                    sink.append(restored, group.index)
+                assert isinstance(sink, RestoredSink)  # full-rate stores: save_full_rate
+                sink.append(restored, group.index)
                 return FrameStatus.RESTORED
             except MisplacedOutput as e:  # this output only: the store goes on
                 self.why_unsaved[stage.name] = str(e)
@@ -220,34 +215,45 @@ class RunRecord:
         except SinkError:
             pass
 
-    def full_rate_rows(
+    def save_full_rate(
         self,
         stage: StageRunner,
-        group: FrameGroup,
-        status: FrameStatus,
-        message: str,
         outcome: StageOutcome,
         timing: dict[str, str],
-    ) -> None:
-        """An interpolation stage's rows: one per full-rate output, one per gap position."""
-        grouping = stage.grouping
-        if not isinstance(grouping, AxisPairs):
-            return
-        newest, index = group.numbers[-1], format_index(group.index)
-        for gap in grouping.gap_before(group):
+    ) -> FrameStatus:
+        """Write an interpolation group's full-rate frames, a frames.csv row each.
+
+        RESTORED once every one is in the store, else UNSAVED (each row says which).
+        """
+        group, restored, grouping = outcome.group, outcome.restored, stage.grouping
+        assert isinstance(grouping, AxisPairs) and restored is not None
+        self.gap_rows(stage, group)
+        if self.folder is not None and stage.name not in self.sinks:
+            self._open_sink(stage, (restored.shape[-2], restored.shape[-1]))
+        sink = self.sinks.get(stage.name)
+        overall = FrameStatus.RESTORED
+        for image, output in zip(restored, grouping.outputs(group), strict=True):
+            status, message = FrameStatus.RESTORED, ""
+            if self.folder is not None:
+                try:
+                    if not isinstance(sink, FullRateSink):
+                        raise SinkError(self.why_unsaved.get(stage.name, "no store"))
+                    sink.write(image, output)
+                except MisplacedOutput as e:  # this output only: the store goes on
+                    status, message = FrameStatus.UNSAVED, str(e)
+                except SinkError as e:
+                    status, message = FrameStatus.UNSAVED, str(e)
+                    if isinstance(sink, FullRateSink):
+                        lost = f"{e}; no more frames are saved for this stage (raw is not affected)"
+                        self._lose_sink(stage.name, sink, group.numbers[-1], lost)
+                        sink = None
+            if status is not FrameStatus.RESTORED:
+                overall = status
+                self.why_unsaved[stage.name] = message
+                self.unsaved.setdefault(stage.name, []).append(format_index(output.index))
             self.row(
-                frame=newest,
-                index=index,
-                output_index=format_index(gap),
-                stage=stage.name,
-                status=FrameStatus.INCOMPLETE_GROUP,
-                error=f"the acquired frame before {index} along '{grouping.axis}' did not "
-                "arrive: nothing interpolated here",
-            )
-        for output in grouping.outputs(group):
-            self.row(
-                frame=newest,
-                index=index,
+                frame=group.numbers[-1],
+                index=format_index(group.index),
                 output_index=format_index(output.index),
                 stage=stage.name,
                 status=status,
@@ -256,6 +262,24 @@ class RunRecord:
                 batch=outcome.batch,
                 flags="interpolated" if output.interpolated else "acquired",
                 error=message,
+            )
+        return overall
+
+    def gap_rows(self, stage: StageRunner, group: FrameGroup) -> None:
+        """Rows for the full-rate positions a missing predecessor leaves empty (never guessed)."""
+        grouping = stage.grouping
+        if not isinstance(grouping, AxisPairs):
+            return
+        index = format_index(group.index)
+        for gap in grouping.gap_before(group):
+            self.row(
+                frame=group.numbers[-1],
+                index=index,
+                output_index=format_index(gap),
+                stage=stage.name,
+                status=FrameStatus.INCOMPLETE_GROUP,
+                error=f"the acquired frame before {index} along '{grouping.axis}' did not "
+                "arrive: nothing interpolated here",
             )
 
     # -- rows for frames no stage ran on ----------------------------------------------------

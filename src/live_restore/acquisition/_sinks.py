@@ -266,7 +266,6 @@ class RestoredSink:
 TABLE_COLUMNS = (
     "frame",  # arrival number within the acquisition (0-based)
     "index",  # the MDA event index, e.g. t=3;c=0
-    "output_index",  # interpolation stages: the output's index on the full-rate axis
     "received_s",  # when the hook received it, seconds from the acquisition's start
     "source",  # memory | raw-store | skipped | dropped
     "stage",
@@ -278,6 +277,7 @@ TABLE_COLUMNS = (
     "defocus_um",  # stage "focus": the estimator's signed defocus
     "flags",  # out-of-focus (stage "focus", after hysteresis); interpolated | acquired
     "error",
+    "output_index",  # interpolation stages: the output's index on the full-rate axis
 )
 
 

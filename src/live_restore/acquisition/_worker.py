@@ -371,7 +371,12 @@ class Worker(Recovery):
                 latency_ms = (now - received) * 1000
                 status, message = outcome.status, outcome.message
                 if status is FrameStatus.RESTORED and outcome.restored is not None:
-                    status = run.save(stage, group, outcome.restored)
+                    if isinstance(stage.grouping, AxisPairs):  # a row per full-rate frame
+                        at, ms = f"{received - run.started_s:.4f}", f"{latency_ms:.2f}"
+                        timing = {"received_s": at, "source": source, "latency_ms": ms}
+                        status = run.save_full_rate(stage, outcome, timing)
+                    else:
+                        status = run.save(stage, group, outcome.restored)
                     self.display.store_views = run.views
                     if status is FrameStatus.UNSAVED:
                         message = f"restored and shown, not saved: {run.why_unsaved[stage.name]}"
@@ -379,17 +384,11 @@ class Worker(Recovery):
                     shown = raw if raw is not None else np.zeros((0, 0))
                     self.display.publish(stage.name, group, shown, outcome.restored, latency_ms)
                     if isinstance(stage.grouping, AxisPairs):
-                        at = f"{received - run.started_s:.4f}"
-                        timing = {
-                            "received_s": at,
-                            "source": source,
-                            "latency_ms": f"{latency_ms:.2f}",
-                        }
-                        run.full_rate_rows(stage, group, status, message, outcome, timing)
                         self.fates.resolve(stage.name, group.numbers, status)
                         continue
                 else:
                     run.mark_missing(stage, group, None if raw is None else raw.shape)
+                    run.gap_rows(stage, group)
                     self._report_failure(stage, outcome)
                 self.fates.resolve(stage.name, group.numbers, status)
                 run.row(

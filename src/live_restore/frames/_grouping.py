@@ -282,7 +282,16 @@ class AxisPairs:
 
         if not isinstance(sequence, useq.MDASequence):
             return None
-        count = int(sequence.sizes.get(self.axis, 0) or 0)
+        try:
+            sizes = sequence.sizes
+        except (ZeroDivisionError, ValueError, TypeError):  # e.g. a duration with interval 0
+            return None
+        if int(sizes.get("g", 0) or 0) > 1:
+            return (
+                "interpolation with a grid plan is not built (its tiles share the position "
+                "axis of the stores); give the tiles as stage_positions"
+            )
+        count = int(sizes.get(self.axis, 0) or 0)
         if count < 2:
             what = "time points (time_plan)" if self.axis == "t" else "z planes (z_plan)"
             return (

@@ -208,7 +208,7 @@ def _validation(examples: InterpExamples, seed: int) -> tuple[Validation, float]
 def train_interp(
     name: str,
     folder: Path,
-    steps: int = 4000,
+    steps: int = 5000,
     batch_size: int = 16,
     learning_rate: float = 1e-3,
     examples: int = 1500,

@@ -268,8 +268,11 @@ class StreamLayers:
         offset = world_ndim - (len(labels) + 2)  # other layers may add leading world axes
         if offset < 0:
             return
-        step = list(self.viewer.dims.current_step)
+        # in world units: a full-rate layer (interpolation) makes the world's step 1/k of raw's
+        point = list(self.viewer.dims.point)
         for axis, label in enumerate(labels):
-            step[offset + axis] = int(index.get(label, 0))
-        if tuple(step) != tuple(self.viewer.dims.current_step):
-            self.viewer.dims.current_step = tuple(step)
+            point[offset + axis] = float(index.get(label, 0))
+        if tuple(point) != tuple(self.viewer.dims.point):
+            for axis, value in enumerate(point):
+                if value != self.viewer.dims.point[axis]:
+                    self.viewer.dims.set_point(axis, value)
