@@ -207,6 +207,20 @@ def test_acquire_runs_a_yaml_sequence_on_the_cpp_democamera(tmp_path, cli):
     assert len(rows) == 1 + 6 and all(",restored," in r for r in rows[1:])
 
 
+def test_acquire_with_interp_t_saves_the_full_rate_series(tmp_path, cli):
+    sequence = tmp_path / "seq.yaml"
+    sequence.write_text("time_plan:\n  interval: 0\n  loops: 3\n")
+    out = tmp_path / "acq"
+    args = ["--sequence", str(sequence), "-m", "interp-t", "--interp-factor", "3"]
+    result = cli("acquire", *args, "--out", str(out))
+    assert result.exit_code == 0, _why(result)
+    full = zarr.open_group(str(out / "interp-t.ome.zarr"), mode="r")
+    assert full["0"].shape[0] == 7  # 3 acquired, 2 x 2 filled in
+    assert full.attrs["live_restore"]["interpolated"] == ["t=1", "t=2", "t=4", "t=5"]
+    rows = (out / "frames.csv").read_text().splitlines()
+    assert sum(",interpolated," in r for r in rows) == 4
+
+
 @pytest.mark.parametrize(
     ("content", "args", "message"),
     [

@@ -126,6 +126,14 @@ def acquire(
             "filled in between, saved in OUT/interp-t.ome.zarr on the full-rate axis.",
         ),
     ] = 2,
+    window_mode: Annotated[
+        str,
+        typer.Option(
+            help="With -m mfsr-sr2x: centred (each frame fused with 2 before and 2 after it: "
+            "better, 2 frames of latency) or causal (the newest frame with the ones before it: "
+            "no added latency)."
+        ),
+    ] = "centred",
     overwrite: OverwriteOption = False,
 ) -> None:
     """Run any MDA on any Micro-Manager config, restoring every frame while it acquires.
@@ -166,9 +174,12 @@ def acquire(
                     "memory_mb": memory_mb,
                     "executor": executor,
                     "interp_factor": interp_factor,
+                    "window_mode": window_mode,
                 }
             )
         except ValueError as e:  # pydantic's ValidationError: a malformed --server
+            if window_mode not in ("centred", "causal"):
+                raise _fail(f"--window-mode must be centred or causal, not {window_mode!r}") from e
             raise _fail(f"--server must be grpc://HOST:PORT ({executor!r} is not)") from e
     # the command's own bars show progress; --out names the folder whatever the file says
     settings = settings.model_copy(update={"output": out, "progress": False})

@@ -141,8 +141,12 @@ def serve(
     from .acquisition import shipped_model_names
 
     check_backend(backend)
-    # not served: the focus estimator, and interpolation (a pair and a fraction per call)
-    servable = [n for n in shipped_model_names() if n != "focus-est" and not n.startswith("interp")]
+    # not served: the focus estimator, interpolation (a pair and fractions), multi-frame windows
+    servable = [
+        n
+        for n in shipped_model_names()
+        if n != "focus-est" and not n.startswith(("interp", "mfsr"))
+    ]
     unknown = [m for m in model if m not in servable]
     if unknown:
         raise fail(

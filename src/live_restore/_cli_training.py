@@ -27,7 +27,7 @@ def train(
         str,
         typer.Argument(
             help="Model to train: dfcan-sr2x, dfcan-sr2x-lite, "
-            "focus-est, refocus (refocus needs focus-est), interp-t, interp-z."
+            "focus-est, refocus (refocus needs focus-est), interp-t, interp-z, mfsr-sr2x."
         ),
     ],
     out: Annotated[
@@ -81,6 +81,9 @@ def train(
     from .training import RECIPES, train_model
     from .training._interp import INTERP_MODELS
 
+    if name == "mfsr-sr2x":
+        _train_mfsr(out or engines_dir() / name, steps, batch_size, learning_rate, seed, resume)
+        return
     if name in INTERP_MODELS:
         _train_interp(name, out or engines_dir() / name, steps, batch_size, learning_rate, seed,
                       resume)  # fmt: skip
@@ -141,6 +144,61 @@ def _train_interp(
         f"trained {name}: {result.steps_done} steps in {result.seconds / 60:.1f} min, "
         f"final loss {result.final_loss:.4g}, {validation}; written to {folder}"
     )
+
+
+def _train_mfsr(
+    folder: Path,
+    steps: int | None,
+    batch_size: int | None,
+    learning_rate: float | None,
+    seed: int,
+    resume: bool,
+) -> None:
+    from .training._mfsr import train_mfsr
+
+    try:
+        _, result = train_mfsr(
+            folder,
+            steps=steps or 3000,
+            batch_size=batch_size or 8,
+            learning_rate=learning_rate or 1e-3,
+            seed=seed,
+            resume=resume,
+        )
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        raise fail(str(e)) from None
+    console.print(
+        f"trained mfsr-sr2x: {result.steps_done} steps in {result.seconds / 60:.1f} min, "
+        f"final loss {result.final_loss:.4g}; written to {folder}"
+    )
+
+
+def _evaluate_mfsr(name: str, out: Path, seed: int) -> None:
+    import numpy as np
+
+    from .training._evaluate import write_table
+    from .training._mfsr_eval import EVALUATION_SEED, evaluate_mfsr
+
+    try:
+        rows = evaluate_mfsr(name, seed=EVALUATION_SEED + seed)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    stem = Path(name).name
+    table = Table(title=f"{stem} on held-out simulated windows (PSNR dB after affine fit)")
+    keys = [k for k in rows[0].scores if k.endswith("_psnr")]
+    for key in [*rows[0].condition, *keys]:
+        table.add_column(key.replace("_psnr", "").replace("motion_px_per_frame", "px/frame"))
+    for row in rows:
+        values = [*row.condition.values(), *(row.scores[k] for k in keys)]
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values))
+    console.print(table)
+    for other in ("dfcan", "dfcan-mean"):
+        gains = [r.scores["mfsr_psnr"] - r.scores[f"{other}_psnr"] for r in rows]
+        console.print(
+            f"mfsr vs {other}: {np.mean(gains):+.2f} dB on average (cells won: "
+            f"{sum(g > 0 for g in gains)}/{len(gains)})"
+        )
+    console.print(f"table: {write_table(rows, out / f'{stem}.csv')}")
 
 
 def _is_interpolation(name: str) -> bool:
@@ -214,6 +272,9 @@ def evaluate_model(
 
     if _is_interpolation(name):
         _evaluate_interp(name, out, seed)
+        return
+    if Path(name).name == "mfsr-sr2x":
+        _evaluate_mfsr(name, out, seed)
         return
     try:
         kind, rows = evaluate(

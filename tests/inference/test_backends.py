@@ -33,6 +33,7 @@ SHIPPED = [
     "focus-est",
     "interp-t",
     "interp-z",
+    "mfsr-sr2x",
 ]
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -13,6 +13,7 @@ SHIPPED = [
     "refocus",
     "interp-t",
     "interp-z",
+    "mfsr-sr2x",
 ]
 
 

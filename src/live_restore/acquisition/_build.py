@@ -48,11 +48,17 @@ class StageRecipe:
     backend: str = "auto"
     precision: str = "auto"
     interp_factor: int = 2
+    window_mode: str = "centred"
 
     def __call__(self) -> Restorer:
         """Build the restorer (in whichever process calls it)."""
         return restorer_for(
-            self.name, self.instrument, self.backend, self.precision, self.interp_factor
+            self.name,
+            self.instrument,
+            self.backend,
+            self.precision,
+            self.interp_factor,
+            self.window_mode,
         )
 
 
@@ -73,7 +79,14 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
     if config.executor == "process":
         instrument = instrument_of(core)
         recipes = [
-            StageRecipe(name, instrument, backend, str(config.precision), config.interp_factor)
+            StageRecipe(
+                name,
+                instrument,
+                backend,
+                str(config.precision),
+                config.interp_factor,
+                config.window_mode,
+            )
             for name in config.models
         ]
         # a hang is a call far beyond any stage's time; the close-time stall rule is stricter
@@ -85,7 +98,14 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         executor = InThreadExecutor()  # the calls wait on the network, outside the GIL
     else:
         stages = [
-            make_restorer(name, core, backend, str(config.precision), config.interp_factor)
+            make_restorer(
+                name,
+                core,
+                backend,
+                str(config.precision),
+                config.interp_factor,
+                config.window_mode,
+            )
             for name in config.models
         ]
         executor = InThreadExecutor()
@@ -100,9 +120,9 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
 def _served(name: str, server: str) -> Restorer:
     from live_restore.inference import TritonSession
 
-    if name.startswith("interp"):
+    if name.startswith(("interp", "mfsr")):
         raise ValueError(
-            f"{name!r} is not served by Triton here (it takes a pair of frames and fractions); "
+            f"{name!r} is not served by Triton here (it takes a pair or a window of frames); "
             "run it with executor 'thread' or 'process'"
         )
     if name not in shipped_model_names():

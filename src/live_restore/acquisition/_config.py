@@ -8,7 +8,7 @@ one front end runs the same in another. YAML or JSON; unknown keys are refused.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -90,6 +90,12 @@ class HookConfig(_Strict):
         le=16,
         description="Interpolation stages (interp-t, interp-z): full-rate frames per acquired "
         "step (acquire every k-th time point or plane; k-1 are filled in between).",
+    )
+    window_mode: Literal["centred", "causal"] = Field(
+        "centred",
+        description="Multi-frame stages (mfsr-sr2x): 'centred' fuses each frame with the ones "
+        "on both sides (better, window//2 frames of latency); 'causal' with the ones before "
+        "it (no added latency).",
     )
     live: bool = Field(True, description="Also restore live mode (display only).")
     progress: bool = Field(True, description="A progress bar while pending work finishes.")

@@ -115,9 +115,14 @@ def shipped_model_names() -> list[str]:
 
 
 def _trained_model(
-    name: str, instrument: Instrument, backend: str, precision: str, interp_factor: int
+    name: str,
+    instrument: Instrument,
+    backend: str,
+    precision: str,
+    interp_factor: int,
+    window_mode: str,
 ) -> Restorer:
-    from live_restore.inference import InterpSession, ModelSession, load_model
+    from live_restore.inference import InterpSession, MFSRSession, ModelSession, load_model
     from live_restore.models import ModelLoadError
 
     optics = instrument.optics
@@ -133,7 +138,9 @@ def _trained_model(
 
         session.camera = instrument.camera.photon_conversion
         return _checked_pixel(InterpolationStage(session, interp_factor), session.spec, optics)
-    if not isinstance(session, ModelSession):  # SimSession is one too
+    if isinstance(session, MFSRSession):
+        session.use_mode(window_mode)
+    if not isinstance(session, ModelSession):  # SimSession and MFSRSession are ones too
         raise ValueError(
             f"{name!r} estimates focus; it is not a restoration stage (the focus monitor uses it)"
         )
@@ -161,14 +168,16 @@ def make_restorer(
     backend: str = "auto",
     precision: str = "auto",
     interp_factor: int = 2,
+    window_mode: str = "centred",
 ) -> Restorer:
     """The restorer called ``name``, set up for ``core`` (see module docstring).
 
     ``backend`` and ``precision`` apply to trained models (``load_model``); the classical
     restorers run on the CPU in float32 whatever they say. ``interp_factor``: for an
-    interpolation model (``interp-t``, ``interp-z``), full-rate frames per acquired step.
+    interpolation model (``interp-t``, ``interp-z``), full-rate frames per acquired step;
+    ``window_mode``: for a multi-frame model (``mfsr-sr2x``), ``centred`` or ``causal``.
     """
-    return restorer_for(name, instrument_of(core), backend, precision, interp_factor)
+    return restorer_for(name, instrument_of(core), backend, precision, interp_factor, window_mode)
 
 
 def restorer_for(
@@ -177,9 +186,10 @@ def restorer_for(
     backend: str = "auto",
     precision: str = "auto",
     interp_factor: int = 2,
+    window_mode: str = "centred",
 ) -> Restorer:
     """The restorer called ``name`` for ``instrument`` (what a worker process builds)."""
     if name not in RESTORERS:
-        return _trained_model(name, instrument, backend, precision, interp_factor)
+        return _trained_model(name, instrument, backend, precision, interp_factor, window_mode)
     factory, _ = RESTORERS[name]
     return factory(instrument)

@@ -12,7 +12,6 @@ can always take over from a stage that never returns.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from live_restore.frames import (
     FrameGroup,
     FrameStatus,
     SingleFrame,
+    TemporalWindow,
     format_index,
     read_only,
 )
@@ -36,6 +36,7 @@ from ._counters import Counters, HookReport, HookStats, report_of, stats_of
 from ._display import Display
 from ._events import HookEvents, RawFrame, StageError
 from ._fates import FrameFates
+from ._focus_watch import FocusWatch
 from ._intake import Intake, IntakeFrame, IntakeItem, SequenceEnd, SequenceStart, SkippedRun
 from ._live import LivePoller
 from ._raw_reader import NoRawStore, RawReader
@@ -52,7 +53,7 @@ logger = logging.getLogger("live_restore")
 _Taken = tuple[IntakeFrame, np.ndarray, str]
 
 
-class Worker(Recovery):
+class Worker(Recovery, FocusWatch):
     """The hook's worker thread and everything only it touches (see module docstring)."""
 
     def __init__(
@@ -262,12 +263,23 @@ class Worker(Recovery):
             run.open()
 
     def _end_run(self, end: SequenceEnd) -> None:
+        self._flush_windows()
         with self.lock:
             if self.run is None or self.abandoned.is_set():
                 return
             self._end_groups()  # groups cut short (a SIM set at cancel): reported, never restored
             reason = end.reason or ("canceled" if end.canceled else "completed")
             self.finish_run(end.canceled, reason)
+
+    def _flush_windows(self) -> None:
+        """Centred windows' last outputs wait for frames that will not come: make them now."""
+        for stage in self.stages:
+            if self.run is None or stage.name in self.run.refused:
+                continue
+            if isinstance(stage.grouping, TemporalWindow) and (groups := stage.grouping.flush()):
+                outcomes = self._call(stage, groups)  # outside the lock, as every stage call
+                if outcomes is not None:
+                    self._record(stage, outcomes, {})
 
     def finish_run(self, canceled: bool, reason: str) -> None:
         """Close the current run's records (stores, table, summary.json)."""
@@ -401,6 +413,7 @@ class Worker(Recovery):
                     latency_ms=f"{latency_ms:.2f}" if status is FrameStatus.RESTORED else "",
                     compute_ms=f"{outcome.compute_ms:.2f}" if outcome.compute_ms else "",
                     batch=outcome.batch,
+                    flags=f"fused {','.join(map(str, group.sources))}" if group.sources else "",
                     error=message,
                 )
 
@@ -437,40 +450,6 @@ class Worker(Recovery):
             if focus.wanted(f.index, newest[focus.series_of(f.index)] == f.number):
                 self._watch_focus(image, f.number, f.index, f.z_um)
 
-    def _watch_focus(
-        self,
-        image: np.ndarray,
-        number: int,
-        index: dict[str, int],
-        z_um: float | None,
-        live: bool = False,
-    ) -> None:
-        if self.focus is None:
-            return
-        try:
-            reading = self.focus.observe(image, number, index, z_um, live=live)
-        except Exception as e:  # a focus model must never stop restoration
-            self.error("focus", number if number >= 0 else None, "exception", f"{e!r}")
-            return
-        self.display.latest_defocus = reading
-        if self.hold is not None:
-            try:
-                self.hold.offer(reading)
-            except Exception as e:  # nor may a stage that refuses to move
-                self.error("focus-hold", number if number >= 0 else None, "exception", f"{e!r}")
-        if not live and self.run is not None:
-            with self.lock:
-                self.run.row(
-                    frame=number,
-                    index=format_index(index),
-                    stage="focus",
-                    status=reading.state,
-                    defocus_um=_format_um(reading.defocus_um),
-                    flags="out-of-focus" if reading.flagged else "",
-                    error=reading.note,
-                )
-        self.display.emit("defocus", reading)
-
     def _restore_live(self, image: np.ndarray, received_s: float) -> None:
         image = read_only(image)
         with self.lock:
@@ -492,7 +471,3 @@ class Worker(Recovery):
             latency_ms = (time.perf_counter() - received_s) * 1000
             self.display.publish(stage.name, group, image, outcome.restored, latency_ms, True)
         self.display.latest_raw = RawFrame(-1, {}, image, received_s, live=True)
-
-
-def _format_um(value: float) -> str:
-    return "" if math.isnan(value) else f"{value:.3f}"

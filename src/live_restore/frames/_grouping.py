@@ -44,6 +44,7 @@ class FrameGroup:
     numbers: tuple[int, ...]
     index: dict[str, int]
     frames: np.ndarray | None = field(repr=False)
+    sources: tuple[int, ...] = ()  # every frame the output was made from, when not ``numbers``
 
     @property
     def complete(self) -> bool:
@@ -172,38 +173,87 @@ class AxisSet:
 
 
 class TemporalWindow:
-    """Each frame with the ``size - 1`` frames before it at the same position/channel/plane.
+    """Windows of ``size`` consecutive frames at one position, channel and plane (``t`` varies).
 
-    Output goes to the newest frame's index, so the restored array has raw's axes. The first
-    frames of a series repeat the earliest frame to fill the window, so every frame has an
-    output. Memory: ``size`` frames per (position, channel, plane) series.
+    - causal (default): each frame with the ``size - 1`` before it; the output goes to that
+      (the newest) frame's index, with no added latency;
+    - centred (``centred=True``): each frame with ``size // 2`` on each side; its output is
+      made when the last of them arrives, ``size // 2`` frames later, at the centre's index;
+    - centred without waiting (``centred=True, wait=False``): the newest frame at the centre,
+      its future the newest repeated (as at a series' end): for a model trained on centred
+      windows, with no added latency.
+
+    Where the series has no frame (its start, its end, a gap left by a skipped or missing
+    time point) the nearest frame of the run is repeated, never one from across the gap: a
+    window is never built from frames that are not consecutive. A group's ``numbers`` is the
+    output frame alone (its fate); ``sources`` lists every frame fused, oldest first. A
+    centred series' last outputs come from :meth:`flush` (or :meth:`finish`) at its end.
+    Memory: ``size`` frames per (position, channel, plane) series.
     """
 
     removed_axis: str | None = None
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, centred: bool = False, wait: bool = True) -> None:
         if size < 2:
             raise ValueError(f"a temporal window needs at least 2 frames, got {size}")
+        if centred and size % 2 == 0:
+            raise ValueError(f"a centred window needs an odd number of frames, got {size}")
         self.size = int(size)
-        self._series: dict[tuple[tuple[str, int], ...], deque[np.ndarray]] = {}
+        self.centred = bool(centred)
+        self.wait = bool(wait) and self.centred
+        self.latency_frames = self.size // 2 if self.wait else 0
+        # series -> the run of consecutive frames so far: (number, t, index, frame)
+        self._series: dict[tuple[tuple[str, int], ...], deque[_Held]] = {}
+
+    def _window(self, run: list[_Held], centre: int) -> FrameGroup:
+        """The group for ``run[centre]``, the run's ends repeated where frames are missing."""
+        half = self.size // 2 if self.centred else self.size - 1
+        after = half if self.centred else 0
+        picks = [min(max(centre + d, 0), len(run) - 1) for d in range(-half, after + 1)]
+        number, _, index, _ = run[centre]
+        frames = np.stack([run[i][3] for i in picks])
+        return FrameGroup((number,), dict(index), frames, tuple(run[i][0] for i in picks))
 
     def add(self, number: int, index: dict[str, int], frame: np.ndarray) -> list[FrameGroup]:
-        """The frame and its predecessors, oldest first, shape ``(size, rows, columns)``."""
+        """The groups this frame completes (a gap first flushes the run it ends)."""
         key = tuple(sorted((k, v) for k, v in index.items() if k != "t"))
-        window = self._series.setdefault(key, deque(maxlen=self.size))
-        window.append(frame)
-        frames = list(window)
-        frames = [frames[0]] * (self.size - len(frames)) + frames
-        return [FrameGroup((number,), dict(index), np.stack(frames))]
+        t = int(index.get("t", 0))
+        held = self._series.setdefault(key, deque(maxlen=self.size))
+        out: list[FrameGroup] = []
+        if held and held[-1][1] != t - 1:  # not consecutive: the run ends here
+            out += self._flush_run(held)
+            held.clear()
+        held.append((number, t, dict(index), frame))
+        run = list(held)
+        if not self.wait:
+            out.append(self._window(run, len(run) - 1))
+        elif len(run) > self.size // 2:  # the frame size // 2 back now has its future
+            out.append(self._window(run, len(run) - 1 - self.size // 2))
+        return out
+
+    def _flush_run(self, held: deque[_Held]) -> list[FrameGroup]:
+        if not self.wait:
+            return []
+        run = list(held)
+        waiting = min(self.size // 2, len(run))  # the frames whose future never came
+        return [self._window(run, i) for i in range(len(run) - waiting, len(run))]
+
+    def flush(self) -> list[FrameGroup]:
+        """Every series' outputs still waiting for frames that will not come (the end)."""
+        out = [g for held in self._series.values() for g in self._flush_run(held)]
+        self._series.clear()
+        return sorted(out, key=lambda g: g.numbers)  # acquisition order, as stores expect
 
     def finish(self) -> list[FrameGroup]:
-        """Forget the series (every frame already had its output)."""
-        self._series.clear()
-        return []
+        """The acquisition ended: what :meth:`flush` gives (complete, padded groups)."""
+        return self.flush()
 
     def sequence_problem(self, sequence: object) -> str | None:
-        """Any sequence will do (a short series repeats its first frame)."""
+        """Any sequence will do (a short series repeats its frames)."""
         return None
+
+
+_Held = tuple[int, int, dict[str, int], np.ndarray]
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ def bench(
         runtime = create_backend(network, spec, backend, precision, cache, tile_shape=tile_shape)
         session = make_session(spec, Path("."), runtime, tile_shape[1])
         # one camera frame, or a raw set of in_channels frames (SIM) for a multi-frame model
-        sim = spec.task is ModelTask.SIM_RECONSTRUCTION
+        sim = spec.task in (ModelTask.SIM_RECONSTRUCTION, ModelTask.MULTI_FRAME_SR)
         frames = (tile_shape[0],) if sim else ()
         frame = np.random.default_rng(0).poisson(100.0, (*frames, size, size)).astype(np.uint16)
 

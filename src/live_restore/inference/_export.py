@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from live_restore.models import DFCAN
+from live_restore.models.dfcan import FourierChannelAttention
 
 __all__ = ["export_onnx"]
 
@@ -23,8 +23,7 @@ OPSET = 17
 def export_onnx(network: nn.Module, path: Path, example_shape: tuple[int, ...]) -> Path:
     """Write ``network`` as ONNX to ``path`` for inputs of ``example_shape`` (N, C, H, W)."""
     network = network.eval()
-    if isinstance(network, DFCAN):
-        network.set_spectrum_method("dft")
+    _spectrum_method(network, "dft")
     example = torch.rand(*example_shape)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -44,6 +43,12 @@ def export_onnx(network: nn.Module, path: Path, example_shape: tuple[int, ...]) 
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
             )
     finally:
-        if isinstance(network, DFCAN):
-            network.set_spectrum_method("fft")
+        _spectrum_method(network, "fft")
     return path
+
+
+def _spectrum_method(network: nn.Module, method: str) -> None:
+    """Every Fourier channel attention (DFCAN's, or a trunk of one in another network)."""
+    for module in network.modules():
+        if isinstance(module, FourierChannelAttention):
+            module.spectrum_method = method  # type: ignore[assignment]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from live_restore._version import __version__
-from live_restore.frames import AxisSet, PhotonConversion, RestorerBase, as_frame
+from live_restore.frames import AxisSet, PhotonConversion, RestorerBase, TemporalWindow, as_frame
 from live_restore.models import ModelSpec, ModelTask, frame_scale, interp_inputs, load_network
 
 from ._backend import Backend, create_backend, resolve_backend
@@ -33,6 +33,7 @@ __all__ = [
     "FocusEstimate",
     "FocusSession",
     "InterpSession",
+    "MFSRSession",
     "ModelSession",
     "SimSession",
     "load_model",
@@ -54,7 +55,7 @@ def session_tile(spec: ModelSpec, tile_px: int | None = None) -> tuple[int, int,
     quarter of a tile overlaps on each side; see ``_tiling.py`` for what the size does to
     quality); a patch-wise model (focus-est) gets its patches, whatever ``tile_px`` says.
     """
-    channels = int(spec.arguments.get("in_channels", 1))
+    channels = int(spec.arguments.get("in_channels", spec.arguments.get("window", 1)))
     if spec.task is ModelTask.INTERPOLATION:
         channels = 3  # before, after and the fraction's plane
     if spec.task is ModelTask.FOCUS_ESTIMATION:
@@ -187,6 +188,53 @@ class SimSession(ModelSession):
         return np.stack([as_frame(f) for f in array])
 
 
+class MFSRSession(ModelSession):
+    """A window of frames ``(window, H, W)`` (raw counts, time order) -> 2x of the centre one.
+
+    One normalisation for the whole window (its joint percentiles, as in training); float32
+    counts out, like ``dfcan-sr2x``. As a hook stage it takes windows of consecutive frames at
+    each position and channel (``grouping``): ``mode="centred"`` waits ``window // 2`` frames
+    for each frame's future (better); ``mode="causal"`` puts the newest frame at the centre with
+    its future repeated (no added latency, as at the end of a series).
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        folder: Path,
+        backend: Backend,
+        tile_px: int | None = None,
+        mode: str = "centred",
+    ) -> None:
+        super().__init__(spec, folder, backend, tile_px)
+        self.window = int(spec.arguments.get("window", 5))
+        self.use_mode(mode)
+
+    def use_mode(self, mode: str) -> None:
+        """``centred`` or ``causal`` windows from now on (for a hook stage)."""
+        if mode not in ("centred", "causal"):
+            raise ValueError(f"mode must be 'centred' or 'causal', got {mode!r}")
+        self.mode = mode
+        self.windows = TemporalWindow(self.window, centred=True, wait=mode == "centred")
+        self.grouping = self.windows
+
+    def provenance(self) -> dict[str, str]:
+        """The model's, with the window and its mode."""
+        return super().provenance() | {
+            "window": f"{self.window} frames, {self.mode} ({self.windows.latency_frames} "
+            "frames of added latency); the frames fused are in frames.csv (flags)",
+        }
+
+    def _counts(self, frame: object) -> np.ndarray:
+        array = np.asarray(frame)
+        if array.ndim != 3 or array.shape[0] != self.window:
+            raise ValueError(
+                f"{self.name} takes a window of {self.window} consecutive frames as "
+                f"({self.window}, rows, columns), in time order, got shape {array.shape}"
+            )
+        return np.stack([as_frame(f) for f in array])
+
+
 class InterpSession(_Session):
     """Two frames (raw counts) and a fraction -> the frame between them, float32 photons.
 
@@ -311,7 +359,7 @@ def load_model(
     cpu_variant: bool = True,
     server: str | None = None,
     **options: Any,
-) -> ModelSession | SimSession | FocusSession | InterpSession | TritonSession:
+) -> ModelSession | FocusSession | InterpSession | TritonSession:
     """A ready inference session for a shipped model name or a model folder.
 
     ``server="grpc://HOST:PORT"``: the model runs on that Triton server (``live-restore
@@ -358,6 +406,8 @@ def make_session(
     """The session for ``spec``'s task around a ready backend."""
     if spec.task is ModelTask.INTERPOLATION:
         return InterpSession(spec, folder, runtime, tile_px)
+    if spec.task is ModelTask.MULTI_FRAME_SR:
+        return MFSRSession(spec, folder, runtime, tile_px)
     if spec.task is ModelTask.FOCUS_ESTIMATION:
         return FocusSession(spec, folder, runtime)
     if spec.task is ModelTask.SIM_RECONSTRUCTION:

@@ -18,6 +18,7 @@ from ._spec import (
 from .dfcan import DFCAN, DFGANDiscriminator
 from .focusnet import FocusNet
 from .interp import InterpNet
+from .mfsr import MFSRNet
 from .unet import RefocusUNet
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "FocusNet",
     "FrameScale",
     "InterpNet",
+    "MFSRNet",
     "ModelLoadError",
     "ModelSpec",
     "ModelTask",

@@ -12,6 +12,7 @@ from ._spec import ModelLoadError, ModelSpec, file_sha256, model_dir, read_spec
 from .dfcan import DFCAN
 from .focusnet import FocusNet
 from .interp import InterpNet
+from .mfsr import MFSRNet
 from .unet import RefocusUNet
 
 __all__ = ["ARCHITECTURES", "build_network", "load_network", "register_architecture"]
@@ -21,6 +22,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "refocus-unet": RefocusUNet,
     "focusnet": FocusNet,
     "interp": InterpNet,
+    "mfsr": MFSRNet,
 }
 
 

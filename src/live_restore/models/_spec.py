@@ -50,6 +50,7 @@ class ModelTask(StrEnum):
     FOCUS_ESTIMATION = "focus-estimation"
     SIM_RECONSTRUCTION = "sim-reconstruction"  # a 9-frame SIM raw set in, 2x image out
     INTERPOLATION = "interpolation"  # two frames (times or planes) + a fraction -> between
+    MULTI_FRAME_SR = "multi-frame-super-resolution"  # N consecutive frames -> 2x of the centre
 
 
 class Normalisation(BaseModel):

@@ -108,9 +108,14 @@ def plan_outputs(image: InputImage, grouping: Grouping) -> tuple[tuple[str, ...]
         where = lead_axes.index("t")
         items = []
         for out in itertools.product(*map(range, lead_shape)):
-            first = max(out[where] - grouping.size + 1, 0)
-            times = [first] * (grouping.size - (out[where] - first + 1))
-            times += list(range(first, out[where] + 1))
+            if grouping.centred:  # the series' ends repeated, as live (no waiting: no future)
+                half = grouping.size // 2
+                last = lead_shape[where] - 1 if grouping.wait else out[where]
+                times = [min(max(out[where] + d, 0), last) for d in range(-half, half + 1)]
+            else:
+                first = max(out[where] - grouping.size + 1, 0)
+                times = [first] * (grouping.size - (out[where] - first + 1))
+                times += list(range(first, out[where] + 1))
             inputs = tuple((*out[:where], t, *out[where + 1 :]) for t in times)
             items.append(_Item(out, inputs))
         return lead_axes, items

@@ -26,7 +26,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from ._grids import band_limit_to_coarse
-from ._optics import OpticsParams, otf_rfft
+from ._optics import OpticsParams, otf_rfft, sr_otf_rfft
 from ._samples import STRUCTURES, make_sample
 
 __all__ = ["LayeredSample", "MovingScene", "axial_nyquist_um", "smooth_displacement"]
@@ -146,10 +146,30 @@ class MovingScene:
         return _crop(_to_camera(self._fine_at(fraction), self.optics, 0.0), self.margin_px)
 
     def photons(self, fraction: float) -> np.ndarray:
-        """Expected photons per camera pixel at ``fraction`` of the interval (0: before)."""
+        """Expected photons per camera pixel at ``fraction`` of the interval (0: before).
+
+        Any real fraction renders: -2 is two intervals before, as for a window of frames.
+        """
         survival = float(np.exp2(-fraction * self.bleach_per_interval))
         image: np.ndarray = self._density_image(fraction) * np.float32(self.scale * survival)
         return image
+
+    def sr_photons(self, fraction: float) -> np.ndarray:
+        """The 2x ground truth at ``fraction``: the sample through an ideal 2x OTF (4·NA/λ).
+
+        Per camera-pixel area, as the device's ``sr_2x`` truth, so its mean matches
+        :meth:`photons`; shape twice the frame's.
+        """
+        fine = self._fine_at(fraction)
+        spectrum = sfft.rfft2(fine.astype(np.float32), workers=1)
+        spectrum *= sr_otf_rfft(fine.shape, self.optics.sr_pixel_um, self.optics)
+        image = np.maximum(sfft.irfft2(spectrum, s=fine.shape, workers=1), 0.0)
+        survival = float(np.exp2(-fraction * self.bleach_per_interval))
+        cropped = _crop(image, _FINE * self.margin_px) * np.float32(
+            _FINE * _FINE * self.scale * survival
+        )
+        result: np.ndarray = cropped.astype(np.float32)
+        return result
 
 
 @dataclass(frozen=True)
