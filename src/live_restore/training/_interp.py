@@ -60,6 +60,7 @@ _NETWORK = Architecture(
     arguments={"features": [16, 24, 32, 48]},
     multiple_of=16,
     tile_px=512,
+    cpu_backend="onnxruntime",  # 345 vs 383 ms a 512x512 pair on 2 cores (RESULTS.md)
     normalisation=Normalisation(low_percentile=0.1, high_percentile=99.9, output_range=1.0),
 )
 _PATCH_PX = 64
@@ -215,6 +216,7 @@ def train_interp(
     seed: int = 0,
     resume: bool = False,
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> tuple[ModelSpec, TrainResult]:
     """Train ``interp-t`` or ``interp-z`` on simulated triplets; write its model folder."""
     if name not in INTERP_MODELS:
@@ -234,6 +236,7 @@ def train_interp(
         seed=seed,
         validate_every=max(1, min(250, steps // 10)),
         checkpoint_every=250,
+        max_seconds=max_seconds,
     )
     trainer = Trainer(
         network,

@@ -76,14 +76,18 @@ def _scores(image: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 def evaluate_interp(
     name: str,
-    examples_per_cell: int = 1,
+    examples_per_cell: int | None = None,
     photons: Sequence[float] = (20.0, 100.0, 1000.0),
     motions_px: Sequence[float] = (1.0, 2.0, 3.0, 4.0),
     steps_um: Sequence[float] = (0.43, 0.65),
     seed: int = EVALUATION_SEED,
     progress: bool = True,
 ) -> list[EvalRow]:
-    """Rows of (condition, scores per method) for ``name`` (``interp-t`` or ``interp-z``)."""
+    """Rows of (condition, scores per method) for ``name`` (``interp-t`` or ``interp-z``).
+
+    ``examples_per_cell``: default 1 for time (72 cells: 6 structures x 4 motions x 3 lights),
+    6 for z (6 cells: 2 steps x 3 lights, each example a new mix of structures).
+    """
     session = load_model(name, tile_px=_SIDE_PX)
     if not isinstance(session, InterpSession):
         raise ValueError(f"{name!r} is not an interpolation model (interp-t, interp-z)")
@@ -95,6 +99,7 @@ def evaluate_interp(
         cells = [(s, m, p) for s in STRUCTURES for m in motions_px for p in photons]
     else:
         cells = [("mixed", z, p) for z in steps_um for p in photons]
+    per_cell = examples_per_cell or (1 if axis == "t" else 6)
     from rich.progress import track
 
     rows = []
@@ -102,7 +107,7 @@ def evaluate_interp(
         track(cells, description=f"evaluating {name}", disable=not progress)
     ):
         totals: dict[str, dict[str, list[float]]] = {m: {} for m in _METHODS}
-        for j in range(examples_per_cell):
+        for j in range(per_cell):
             example = render_interp_examples(
                 axis,
                 1,

@@ -195,6 +195,7 @@ def train_mfsr(
     seed: int = 0,
     resume: bool = False,
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> tuple[ModelSpec, TrainResult]:
     """Train ``mfsr-sr2x`` on simulated windows; write its model folder."""
     from safetensors.torch import save_file

@@ -372,6 +372,7 @@ def train_model(
     init_from: str | Path | None = None,
     photon_range: tuple[float, float] | None = None,
     warmup_steps: int = 0,
+    max_seconds: float | None = None,
 ) -> tuple[ModelSpec, TrainResult]:
     """Train the model ``name`` and write its files into ``folder``.
 
@@ -400,6 +401,7 @@ def train_model(
         seed=seed,
         validate_every=max(1, min(100, (steps or recipe.steps) // 10)),
         warmup_steps=warmup_steps,
+        max_seconds=max_seconds,
     )
     changes |= {k: getattr(settings, k) for k in ("steps", "batch_size", "learning_rate")}
     if fields_per_structure:

@@ -46,6 +46,9 @@ class TrainSettings:
     # a linear ramp to the peak rate: a run that starts from trained weights (--init-from) is
     # otherwise knocked back by Adam's first steps at the full rate
     warmup_steps: int = 0
+    # a wall-clock cap (a lent GPU's minutes): stop at the first step past it, checkpoint and
+    # report the steps done; the cosine is not finished then, and the record says so
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or not self.learning_rate > 0:
@@ -82,7 +85,11 @@ class Trainer:
         validate: Validation,
         settings: TrainSettings,
         folder: Path,
+        device: str | None = None,
     ) -> None:
+        # a GPU when there is one: batches are drawn on the CPU and moved; validation runs on
+        # the CPU (its tensors live there), checkpoints are written from the CPU
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.network = network
         self.loss = loss
         self.source = source
@@ -131,6 +138,7 @@ class Trainer:
                 self.checkpoint_path, self.network, self.optimizer, self.loss_module
             )
             start_step, seconds_before = int(info["step"]), float(info.get("seconds", 0.0))
+        self._to(self.device)
         torch.manual_seed(self.settings.seed)
         history_path = self.folder / "history.csv"
         mode = "a" if resume and history_path.is_file() else "w"
@@ -157,6 +165,7 @@ class Trainer:
                     group["lr"] = rate
                 rng = np.random.default_rng([self.settings.seed, step])
                 inputs, targets = self.source.batch(self.settings.batch_size, rng)
+                inputs, targets = inputs.to(self.device), targets.to(self.device)
                 loss = self.loss(self.network, inputs, targets)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"the loss became {loss.item()} at step {step}")
@@ -177,6 +186,16 @@ class Trainer:
                     history_file.flush()
                     self._save(done, seconds_before + time.perf_counter() - started)
                 bar.update(task, completed=done, status=f"loss {loss_value:.4g} {validation_text}")
+                cap = self.settings.max_seconds
+                if cap is not None and time.perf_counter() - started > cap and done < last_step:
+                    validation = self._validation()
+                    scores = " ".join(f"{k}={v:.4g}" for k, v in validation.items())
+                    history.writerow([done, f"{rate:.3g}", f"{loss_value:.6g}", f"cap {scores}"])
+                    history_file.flush()
+                    self._save(done, seconds_before + time.perf_counter() - started)
+                    last_step = done
+                    break
+        self._to("cpu")
         self.network.eval()
         return TrainResult(
             steps_done=last_step,
@@ -185,13 +204,27 @@ class Trainer:
             validation=validation,
         )
 
+    def _to(self, device: str) -> None:
+        """The network, the loss's parameters and Adam's state on ``device``."""
+        self.network.to(device)
+        if self.loss_module is not None:
+            self.loss_module.to(device)
+        for state in self.optimizer.state.values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and key != "step":
+                    state[key] = value.to(device)
+
     def _validation(self) -> dict[str, float]:
         self.network.eval()
+        self._to("cpu")
         with torch.no_grad():
             scores = self.validate(self.network)
+        self._to(self.device)
         self.network.train()
         return scores
 
     def _save(self, step: int, seconds: float) -> None:
         info = {"step": step, "seconds": seconds, "seed": self.settings.seed}
+        self._to("cpu")
         save_checkpoint(self.checkpoint_path, self.network, self.optimizer, info, self.loss_module)
+        self._to(self.device)
