@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dfcan import ResidualGroup
+from .dfcan import DFCAN, ResidualGroup
 from .interp import warp
 
 __all__ = ["MFSRNet"]
@@ -88,11 +88,8 @@ class MFSRNet(nn.Module):
             raise ValueError(f"the window must be an odd number of frames >= 3, got {window}")
         self.window = window
         self.extract = nn.Sequential(
-            nn.Conv2d(1, features, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(features, features, 3, padding=1),
-            nn.GELU(),
-        )
+            nn.Conv2d(1, features, 3, padding=1), nn.GELU()
+        )  # DFCAN's head
         self.flow = _FlowEstimator(flow_features)
         self.embed = nn.Conv2d(features, features, 1)  # 1x1: a 3x3 cost 7 GFLOP a 512 px frame
         self.fuse = nn.Conv2d(window * features, features, 1)
@@ -105,6 +102,30 @@ class MFSRNet(nn.Module):
         self.tail = nn.Conv2d(features, features * 4, 3, padding=1)
         self.shuffle = nn.PixelShuffle(2)
         self.out = nn.Conv2d(features, 1, 3, padding=1)
+
+    @torch.no_grad()
+    def start_from_dfcan(self, dfcan: DFCAN) -> None:
+        """Start as single-frame DFCAN on the centre frame (a trained one of the trunk's size).
+
+        The trunk, tail, output and feature conv (DFCAN's head) are copied; every aligned frame is
+        weighted ~1 and the fusion passes the centre frame's features alone. Training
+        then learns what the neighbours add (on 2 CPU cores, from scratch, the network was
+        still 1.1 dB behind single-frame DFCAN after 750 steps).
+        """
+        self.groups.load_state_dict(dfcan.groups.state_dict())
+        self.tail.load_state_dict(dfcan.tail.state_dict())
+        self.out.load_state_dict(dfcan.out.state_dict())
+        self.extract[0].load_state_dict(dfcan.head.state_dict())
+        features = self.fuse.weight.shape[0]
+        # every frame weighted ~1 (sigmoid of 16 * 0.25), the fusion passing the centre alone
+        assert self.embed.bias is not None and self.fuse.bias is not None
+        nn.init.zeros_(self.embed.weight)
+        nn.init.constant_(self.embed.bias, 0.5)
+        nn.init.zeros_(self.fuse.weight)
+        nn.init.zeros_(self.fuse.bias)
+        centre = self.window // 2
+        for channel in range(features):
+            self.fuse.weight[channel, centre * features + channel, 0, 0] = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, window, rows, cols = x.shape
@@ -120,7 +141,7 @@ class MFSRNet(nn.Module):
                 aligned = warp(aligned, self.flow(reference, x[:, j : j + 1]))
             similarity = (self.embed(aligned) * anchor).sum(dim=1, keepdim=True)
             weighted.append(aligned * torch.sigmoid(similarity))
-        fused = F.gelu(self.fuse(torch.cat(weighted, 1)))
-        trunk = fused + self.groups(fused)
+        fused = self.fuse(torch.cat(weighted, 1))  # linear: the centre alone is DFCAN's input
+        trunk = self.groups(fused)  # as DFCAN's (its groups carry their own skips)
         result: torch.Tensor = torch.sigmoid(self.out(self.shuffle(F.gelu(self.tail(trunk)))))
         return result

@@ -24,13 +24,16 @@ from torch import nn
 
 from live_restore._version import __version__
 from live_restore.models import (
+    DFCAN,
     Architecture,
+    MFSRNet,
     ModelSpec,
     ModelTask,
     Normalisation,
     build_network,
     file_sha256,
     frame_scale,
+    load_network,
     write_spec,
 )
 from live_restore.simulate import CameraParams, MovingScene, OpticsParams, expose
@@ -56,6 +59,7 @@ MFSR_NETWORK = Architecture(
     scale=2,
     multiple_of=8,
     tile_px=512,
+    cpu_backend="onnxruntime",  # 1.34 vs 1.81 s a 512x512 window on 2 cores (RESULTS.md)
     normalisation=Normalisation(low_percentile=0.1, high_percentile=99.9, output_range=4.0),
 )
 _PATCH_PX = 64
@@ -202,6 +206,10 @@ def train_mfsr(
 
     torch.manual_seed(seed)
     network = build_network(MFSR_NETWORK.architecture, MFSR_NETWORK.arguments)
+    # from single-frame DFCAN (the CPU tier, the trunk's size): it learns what neighbours add
+    _, dfcan, _ = load_network("dfcan-sr2x-tiny")
+    assert isinstance(network, MFSRNet) and isinstance(dfcan, DFCAN)
+    network.start_from_dfcan(dfcan)
     data = render_windows(examples, seed, progress=progress)
     held_out = render_windows(24, seed + 10_000, size_px=_PATCH_PX, photon_range=(10, 30))
     settings = TrainSettings(
@@ -227,6 +235,8 @@ def train_mfsr(
             "description": "multi-frame 2x SR, CPU size: SPyNet-style flow (3 levels), "
             "grid_sample alignment, EDVR temporal attention, DFCAN trunk (16 features, 2x2 "
             "FCABs); window of 5, output for the centre",
+            "initialised_from": "dfcan-sr2x-tiny (trunk, tail, head; fusion passing the "
+            "centre frame): single-frame DFCAN at step 0",
             "data": f"simulated: {examples} windows of 5 frames, {_RENDER_PX} px; every layer "
             "moves 0-2 px per frame, deformation up to 1 px per frame, 2 % bleaching per "
             "frame; peak photons log-uniform 10-300; fresh camera noise per batch; 64 px crops, "
