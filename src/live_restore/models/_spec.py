@@ -119,6 +119,8 @@ class ModelSpec(Architecture):
     def _name_first(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # inherited fields come first in pydantic's order; model.yaml has always begun with name
         data: dict[str, Any] = handler(self)
+        if data.get("axis") is None:  # only interpolation models have one; the others' files
+            data.pop("axis", None)  # stay as they were written before the field existed
         return {key: data[key] for key in ("name",) if key in data} | data
 
     @property
