@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from ._cli_common import console, fail, progress
+
+if TYPE_CHECKING:
+    from .training import TrainResult
 
 __all__ = ["evaluate_model", "simulate", "train"]
 
@@ -91,13 +94,9 @@ def train(
 
     max_seconds = None if max_minutes is None else 60.0 * max_minutes
 
-    if name == "mfsr-sr2x":
-        _train_mfsr(out or engines_dir() / name, steps, batch_size, learning_rate, seed, resume,
-                    max_seconds)  # fmt: skip
-        return
-    if name in INTERP_MODELS:
-        _train_interp(name, out or engines_dir() / name, steps, batch_size, learning_rate, seed,
-                      resume, max_seconds)  # fmt: skip
+    if name == "mfsr-sr2x" or name in INTERP_MODELS:
+        _train_new(name, out or engines_dir() / name, steps, batch_size, learning_rate, seed,
+                   resume, max_seconds)  # fmt: skip
         return
     if name not in RECIPES:
         raise fail(f"no training recipe for {name!r}; known: {', '.join(RECIPES)}")
@@ -121,14 +120,10 @@ def train(
         )
     except (ValueError, FileNotFoundError, FloatingPointError, ModelLoadError) as e:
         raise fail(str(e)) from None
-    validation = ", ".join(f"{k} {v:.4g}" for k, v in result.validation.items())
-    console.print(
-        f"trained {name}: {result.steps_done} steps in {result.seconds / 60:.1f} min, "
-        f"final loss {result.final_loss:.4g}, {validation}; written to {folder}"
-    )
+    _trained(name, result, folder)
 
 
-def _train_interp(
+def _train_new(
     name: str,
     folder: Path,
     steps: int | None,
@@ -138,54 +133,29 @@ def _train_interp(
     resume: bool,
     max_seconds: float | None,
 ) -> None:
+    """interp-t, interp-z, mfsr-sr2x: their own trainers, with their own defaults."""
     from .training._interp import train_interp
+    from .training._mfsr import train_mfsr
 
+    given = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate}
+    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     try:
-        _, result = train_interp(
-            name,
-            folder,
-            steps=steps or 5000,
-            batch_size=batch_size or 16,
-            learning_rate=learning_rate or 1e-3,
-            seed=seed,
-            resume=resume,
-            max_seconds=max_seconds,
-        )
+        if name == "mfsr-sr2x":
+            _, result = train_mfsr(folder, seed=seed, resume=resume, max_seconds=max_seconds,
+                                   **options)  # fmt: skip
+        else:
+            _, result = train_interp(name, folder, seed=seed, resume=resume,
+                                     max_seconds=max_seconds, **options)  # fmt: skip
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         raise fail(str(e)) from None
+    _trained(name, result, folder)
+
+
+def _trained(name: str, result: TrainResult, folder: Path) -> None:
     validation = ", ".join(f"{k} {v:.4g}" for k, v in result.validation.items())
     console.print(
         f"trained {name}: {result.steps_done} steps in {result.seconds / 60:.1f} min, "
         f"final loss {result.final_loss:.4g}, {validation}; written to {folder}"
-    )
-
-
-def _train_mfsr(
-    folder: Path,
-    steps: int | None,
-    batch_size: int | None,
-    learning_rate: float | None,
-    seed: int,
-    resume: bool,
-    max_seconds: float | None,
-) -> None:
-    from .training._mfsr import train_mfsr
-
-    try:
-        _, result = train_mfsr(
-            folder,
-            steps=steps or 3000,
-            batch_size=batch_size or 8,
-            learning_rate=learning_rate or 1e-3,
-            seed=seed,
-            resume=resume,
-            max_seconds=max_seconds,
-        )
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        raise fail(str(e)) from None
-    console.print(
-        f"trained mfsr-sr2x: {result.steps_done} steps in {result.seconds / 60:.1f} min, "
-        f"final loss {result.final_loss:.4g}; written to {folder}"
     )
 
 

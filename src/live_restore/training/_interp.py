@@ -14,8 +14,6 @@ noise-free frame in the same units. Fractions: half at 1/2, the rest uniform in 
 
 from __future__ import annotations
 
-import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from live_restore._version import __version__
 from live_restore.models import (
     Architecture,
     ModelSpec,
@@ -43,7 +40,7 @@ from live_restore.simulate import (
     expose,
 )
 
-from ._trainer import Trainer, TrainResult, TrainSettings, Validation
+from ._trainer import Trainer, TrainResult, TrainSettings, Validation, run_facts
 
 __all__ = [
     "INTERP_MODELS",
@@ -275,17 +272,10 @@ def train_interp(
             "patch_size": _PATCH_PX,
             "learning_rate": f"{learning_rate} cosine to 0.05x",
             "seed": seed,
-            "seconds": round(result.seconds, 1),
-            "device": f"cpu ({platform.processor() or platform.machine()}, "
-            f"{torch.get_num_threads()} threads)",
-            "torch": torch.__version__,
-            "live_restore": __version__,
-            "date": time.strftime("%Y-%m-%d"),
-            "final_loss": round(result.final_loss, 6),
-            "validation": {k: round(v, 4) for k, v in result.validation.items()}
-            | {"linear_psnr_db": round(baseline, 4)},
+            **run_facts(result, digits=4),
         },
         weights_sha256=file_sha256(weights),
     )
+    spec.training["validation"]["linear_psnr_db"] = round(baseline, 4)
     write_spec(folder, spec)
     return spec, result

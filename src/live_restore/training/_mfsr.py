@@ -13,8 +13,6 @@ past (a series' start): the live stage's edges are in the training data.
 
 from __future__ import annotations
 
-import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from live_restore._version import __version__
 from live_restore.models import (
     DFCAN,
     Architecture,
@@ -39,7 +36,7 @@ from live_restore.models import (
 from live_restore.simulate import CameraParams, MovingScene, OpticsParams, expose
 
 from ._losses import mse_ssim_loss
-from ._trainer import Trainer, TrainResult, TrainSettings, Validation
+from ._trainer import Trainer, TrainResult, TrainSettings, Validation, run_facts
 
 __all__ = ["MFSR_NETWORK", "WindowExamples", "WindowSampler", "render_windows", "train_mfsr"]
 
@@ -247,14 +244,7 @@ def train_mfsr(
             "patch_size": _PATCH_PX,
             "learning_rate": f"{learning_rate} cosine to 0.05x",
             "seed": seed,
-            "seconds": round(result.seconds, 1),
-            "device": f"cpu ({platform.processor() or platform.machine()}, "
-            f"{torch.get_num_threads()} threads)",
-            "torch": torch.__version__,
-            "live_restore": __version__,
-            "date": time.strftime("%Y-%m-%d"),
-            "final_loss": round(result.final_loss, 6),
-            "validation": {k: round(v, 5) for k, v in result.validation.items()},
+            **run_facts(result),
         },
         weights_sha256=file_sha256(weights),
     )

@@ -9,8 +9,6 @@ into the model's folder.
 
 from __future__ import annotations
 
-import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from live_restore._version import __version__
 from live_restore.models import (
     DFCAN,
     ModelSpec,
@@ -38,7 +35,15 @@ from ._physics_prior import SimReconstructionLoss
 from ._recipe_book import RECIPES, Loss, Recipe, SimLossTerm
 from ._sim_data import SimFieldStack, SimSampler, render_sim_fields
 from ._simulated import FieldStack, FocusSampler, RefocusSampler, SRSampler, render_fields
-from ._trainer import BatchSource, LossFunction, Trainer, TrainResult, TrainSettings, Validation
+from ._trainer import (
+    BatchSource,
+    LossFunction,
+    Trainer,
+    TrainResult,
+    TrainSettings,
+    Validation,
+    run_facts,
+)
 
 __all__ = [
     "RECIPES",
@@ -340,14 +345,7 @@ def write_model(
                 + f"cosine to {settings.final_learning_rate_fraction}x"
             ),
             "seed": settings.seed,
-            "seconds": round(result.seconds, 1),
-            "device": f"{'cuda' if torch.cuda.is_available() else 'cpu'} "
-            f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-            "torch": torch.__version__,
-            "live_restore": __version__,
-            "date": time.strftime("%Y-%m-%d"),
-            "final_loss": round(result.final_loss, 6),
-            "validation": {k: round(v, 5) for k, v in result.validation.items()},
+            **run_facts(result),
             **extra_training,
         },
         weights_sha256=file_sha256(weights),

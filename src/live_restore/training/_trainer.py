@@ -21,7 +21,7 @@ from torch import nn
 
 from ._checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["BatchSource", "TrainResult", "TrainSettings", "Trainer", "Validation"]
+__all__ = ["BatchSource", "TrainResult", "TrainSettings", "Trainer", "Validation", "run_facts"]
 
 
 class BatchSource(Protocol):
@@ -68,6 +68,24 @@ class TrainResult:
     seconds: float
     final_loss: float
     validation: dict[str, float] = field(default_factory=dict)
+
+
+def run_facts(result: TrainResult, digits: int = 5) -> dict[str, object]:
+    """What model.yaml records of a run: time, device (the Trainer's default), versions, loss."""
+    import platform
+
+    from live_restore._version import __version__
+
+    return {
+        "seconds": round(result.seconds, 1),
+        "device": f"{'cuda' if torch.cuda.is_available() else 'cpu'} "
+        f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "live_restore": __version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "final_loss": round(result.final_loss, 6),
+        "validation": {k: round(v, digits) for k, v in result.validation.items()},
+    }
 
 
 LossFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
