@@ -29,8 +29,10 @@ def train(
     name: Annotated[
         str,
         typer.Argument(
-            help="Model to train: dfcan-sr2x, dfcan-sr2x-lite, "
-            "focus-est, refocus (refocus needs focus-est), interp-t, interp-z, mfsr-sr2x."
+            help="Model to train: dfcan-sr2x, dfcan-sr2x-lite, dfcan-sr2x-tiny, dfgan-sr2x, "
+            "dfgan-sr2x-tiny (DFGAN: fine-tunes the DFCAN of its size against a "
+            "discriminator), focus-est, refocus (refocus needs focus-est), interp-t, interp-z, "
+            "mfsr-sr2x."
         ),
     ],
     out: Annotated[
@@ -187,6 +189,39 @@ def _evaluate_mfsr(name: str, out: Path, seed: int) -> None:
     console.print(f"table: {write_table(rows, out / f'{stem}.csv')}")
 
 
+def _adversarial_start(name: str) -> str | None:
+    """The DFCAN a DFGAN was fine-tuned from (its baseline), or None for other models."""
+    from .models import ModelLoadError, model_dir, read_spec
+
+    try:
+        training = read_spec(model_dir(name)).training
+    except ModelLoadError:
+        return None  # evaluate() names the problem
+    if "discriminator" not in training:
+        return None
+    return str(training.get("initialised_from", "dfcan-sr2x-tiny")).split(" ", 1)[0]
+
+
+def _evaluate_gan(name: str, baseline: str, out: Path, fields: int, seed: int) -> None:
+    from .training._evaluate import write_table
+    from .training._gan_eval import compare_generators
+
+    stem = Path(name).name
+    rows = compare_generators([baseline, name], fields=fields, seed=seed)
+    table = Table(
+        title=f"{stem} vs {baseline}: PSNR dB, FRC resolution to truth nm, SR-band power / "
+        "truth's, background error % of peak"
+    )
+    for key in [*rows[0].condition, *rows[0].scores]:
+        short = key.replace(f"{baseline}_", "dfcan ").replace(f"{stem}_", "gan ")
+        table.add_column(short.replace("background_error_pct", "bg err %"))
+    for row in rows:
+        values = [*row.condition.values(), *row.scores.values()]
+        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in values))
+    console.print(table)
+    console.print(f"table: {write_table(rows, out / f'{stem}-vs-{baseline}.csv')}")
+
+
 def _is_interpolation(name: str) -> bool:
     from .models import ModelLoadError, ModelTask, model_dir, read_spec
 
@@ -248,8 +283,10 @@ def evaluate_model(
     light, with a plot.
 
     Super-resolution: PSNR and MS-SSIM per structure x photon level for the input (bicubic
-    widefield), Richardson-Lucy and the model, plus an evaluation-matrix PNG. Focus: error in
-    µm and in/out-of-focus accuracy. Refocus: PSNR gain per defocus distance. SIM
+    widefield), Richardson-Lucy and the model, plus an evaluation-matrix PNG. A DFGAN is also
+    compared with the DFCAN it was fine-tuned from: FRC resolution against the truth, power
+    in the SR band against the truth's (above 1: painted texture) and error in the background.
+    Focus: error in µm and in/out-of-focus accuracy. Refocus: PSNR gain per defocus distance. SIM
     (dfcan-sim): widefield vs the classical reconstruction (its best Wiener constant per light
     level) vs the model, per structure x photon level.
     """
@@ -282,6 +319,9 @@ def evaluate_model(
     if kind == "sr":
         plot = plot_sr_matrix(rows, out / f"{stem}.png", f"{stem}: held-out simulated data")
         console.print(f"evaluation matrix: {plot}")
+        baseline = _adversarial_start(name)
+        if baseline is not None:
+            _evaluate_gan(name, baseline, out, fields, seed)
     if record:
         from .training._evaluate import record_summary
 

@@ -30,6 +30,7 @@ class Loss(StrEnum):
     MSE_FEATURE = "mse-feature"  # MSE + feature_weight·L1 of a frozen model's activations
     DEFOCUS = "defocus"  # |defocus| error + NLL of its log-variance + sign cross-entropy
     SIM_RECONSTRUCTION = "sim-reconstruction"  # MSE + 0.1·(1 − SSIM) + the sim_loss_terms
+    ADVERSARIAL = "mse-ssim-adversarial"  # DFGAN's: MSE-SSIM + 0.1·BCE of a discriminator
 
 
 class SimLossTerm(StrEnum):
@@ -44,6 +45,8 @@ _LOSS_TEXT = {
     Loss.MSE_SSIM: "MSE + 0.1·(1 − SSIM)",
     Loss.DEFOCUS: "squared error of |defocus| + Gaussian NLL of its log-variance + sign "
     "cross-entropy",
+    Loss.ADVERSARIAL: "MSE + 0.1·(1 − SSIM) + 0.1·BCE(discriminator calls the output real); "
+    "discriminator: BCE real vs fake, Adam 1e-4, one step per 3 generator steps (DFGAN)",
 }
 
 
@@ -82,6 +85,10 @@ class Recipe(BaseModel):
     """Loss.MSE_FEATURE: weight of the feature term next to the MSE."""
     sim_loss_terms: tuple[SimLossTerm, ...] = ()
     """Loss.SIM_RECONSTRUCTION: the parts of the loss (an ablation's choice)."""
+    discriminator: dict[str, Any] | None = None
+    """Loss.ADVERSARIAL: the arguments of its ``DFGANDiscriminator``."""
+    start_from: str | None = None
+    """A trained model the network starts from unless ``--init-from`` says otherwise."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -96,6 +103,10 @@ class Recipe(BaseModel):
         feature = self.loss is Loss.MSE_FEATURE
         if feature != (self.feature_model is not None and self.feature_weight is not None):
             raise ValueError("feature_model and feature_weight go with the mse-feature loss")
+        if (self.discriminator is not None) != (self.loss is Loss.ADVERSARIAL):
+            raise ValueError("a discriminator goes with (and is needed by) the adversarial loss")
+        if self.loss is Loss.ADVERSARIAL and task is not ModelTask.SUPER_RESOLUTION:
+            raise ValueError(f"the adversarial loss is DFGAN's, for super-resolution, not {task}")
         if bool(self.sim_loss_terms) != (self.loss is Loss.SIM_RECONSTRUCTION):
             raise ValueError("sim_loss_terms go with (and are needed by) the SIM loss")
         patch = self.network.patch_size
@@ -141,19 +152,43 @@ def _sim_loss_name(terms: tuple[str, ...]) -> str:
 _SR_NORMALISATION = Normalisation(low_percentile=0.1, high_percentile=99.9, output_range=4.0)
 _UNIT_NORMALISATION = Normalisation(low_percentile=0.1, high_percentile=99.9, output_range=1.0)
 
+_DFCAN_SR2X = Architecture(
+    task=ModelTask.SUPER_RESOLUTION,
+    architecture="dfcan",
+    arguments={"in_channels": 1, "scale": 2},
+    scale=2,
+    normalisation=_SR_NORMALISATION,
+)
+_DFCAN_SR2X_TINY = Architecture(
+    task=ModelTask.SUPER_RESOLUTION,
+    architecture="dfcan",
+    arguments={
+        "in_channels": 1,
+        "scale": 2,
+        "features": 16,
+        "groups": 2,
+        "blocks": 2,
+        "reduction": 4,
+        "spectrum_reference_px": 64,
+    },
+    scale=2,
+    tile_px=512,
+    cpu_backend="onnxruntime",  # 570 vs 813 ms per 512x512 frame on 2 cores
+    normalisation=_SR_NORMALISATION,
+)
+
+# DFGAN's generator is a deeper DFCAN (the authors' DFGAN50.py: 5 groups x 10 FCABs)
+_DFGAN_SR2X = _DFCAN_SR2X.model_copy(
+    update={"arguments": {"in_channels": 1, "scale": 2, "groups": 5, "blocks": 10}}
+)
+
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
         Recipe(
             name="dfcan-sr2x",
             description="DFCAN as published (64 features, 4 groups x 4 FCABs), 2x",
-            network=Architecture(
-                task=ModelTask.SUPER_RESOLUTION,
-                architecture="dfcan",
-                arguments={"in_channels": 1, "scale": 2},
-                scale=2,
-                normalisation=_SR_NORMALISATION,
-            ),
+            network=_DFCAN_SR2X,
             photon_range=(10.0, 500.0),
             steps=20_000,
             batch_size=8,
@@ -181,28 +216,40 @@ RECIPES: dict[str, Recipe] = {
             description="DFCAN structure at laptop size (16 features, 2 groups x 2 FCABs, "
             "gate reduction 4, attention spectrum scaled to its 64 px training patches), 2x, run "
             "on whole frames: the CPU tier",
-            network=Architecture(
-                task=ModelTask.SUPER_RESOLUTION,
-                architecture="dfcan",
-                arguments={
-                    "in_channels": 1,
-                    "scale": 2,
-                    "features": 16,
-                    "groups": 2,
-                    "blocks": 2,
-                    "reduction": 4,
-                    "spectrum_reference_px": 64,
-                },
-                scale=2,
-                tile_px=512,
-                cpu_backend="onnxruntime",  # 570 vs 813 ms per 512x512 frame on 2 cores
-                normalisation=_SR_NORMALISATION,
-            ),
+            network=_DFCAN_SR2X_TINY,
             photon_range=(10.0, 500.0),
             steps=6_000,
             batch_size=8,
             learning_rate=1e-3,
             loss=Loss.MSE_SSIM,
+        ),
+        Recipe(
+            name="dfgan-sr2x",
+            description="DFGAN as published: a DFCAN generator (64 features, 5 groups x 10 "
+            "FCABs), grown from dfcan-sr2x, against the 12-conv discriminator (32-512 channels "
+            "at full size), 2x",
+            network=_DFGAN_SR2X,
+            photon_range=(10.0, 500.0),
+            steps=80_000,
+            batch_size=2,
+            learning_rate=1e-4,
+            loss=Loss.ADVERSARIAL,
+            discriminator={},
+            start_from="dfcan-sr2x",
+        ),
+        Recipe(
+            name="dfgan-sr2x-tiny",
+            description="DFGAN at laptop size: the dfcan-sr2x-tiny generator, fine-tuned from "
+            "it, against a strided discriminator (each block's first conv stride 2, 16-256 "
+            "channels), 2x",
+            network=_DFCAN_SR2X_TINY,
+            photon_range=(10.0, 500.0),
+            steps=2_000,
+            batch_size=8,
+            learning_rate=1e-4,
+            loss=Loss.ADVERSARIAL,
+            discriminator={"widths": (16, 32, 64, 128, 256), "stride": 2},
+            start_from="dfcan-sr2x-tiny",
         ),
         Recipe(
             name="refocus",

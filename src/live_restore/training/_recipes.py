@@ -19,6 +19,7 @@ from torch import nn
 
 from live_restore.models import (
     DFCAN,
+    DFGANDiscriminator,
     ModelSpec,
     ModelTask,
     build_network,
@@ -29,6 +30,7 @@ from live_restore.models import (
 )
 from live_restore.simulate import OpticsParams
 
+from ._adversarial import AdversarialLoss
 from ._files import PairedImages, biosr_pairs, tiff_pairs
 from ._losses import FeatureLoss, defocus_loss, mse_ssim_loss
 from ._physics_prior import SimReconstructionLoss
@@ -84,6 +86,9 @@ def _loss(recipe: Recipe) -> LossFunction:
         return lambda net, x, y: defocus_loss(net(x), y)
     if recipe.loss is Loss.MSE_SSIM:
         return lambda net, x, y: mse_ssim_loss(net(x), y)
+    if recipe.loss is Loss.ADVERSARIAL:
+        assert recipe.discriminator is not None
+        return AdversarialLoss(DFGANDiscriminator(**recipe.discriminator))
     assert recipe.feature_model is not None and recipe.feature_weight is not None
     _, extractor, _ = load_network(recipe.feature_model)
     features = FeatureLoss(extractor, [1.0, 1.0, 1.0, 1.0])
@@ -292,7 +297,15 @@ def train_network(
 ) -> TrainedNetwork:
     """Train ``network`` with the recipe's loss (checkpoints and history.csv in ``folder``)."""
     loss = _loss(recipe)
-    trainer = Trainer(network, loss, data.source, data.validation, settings, folder)
+    validation = data.validation
+    if isinstance(loss, AdversarialLoss):
+        adversarial = loss
+
+        # the discriminator's view since the last validation, beside the held-out error
+        def validation(net: nn.Module) -> dict[str, float]:
+            return {**data.validation(net), **adversarial.scores()}
+
+    trainer = Trainer(network, loss, data.source, validation, settings, folder)
     result = trainer.run(resume=resume, progress=progress)
     fwhm = None
     if isinstance(loss, SimReconstructionLoss):
@@ -315,6 +328,14 @@ def write_model(
     extra_training: dict[str, Any] = {}
     if initialised_from is not None:
         extra_training["initialised_from"] = initialised_from
+    if recipe.discriminator is not None:
+        extra_training["discriminator"] = {
+            "arguments": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in recipe.discriminator.items()
+            },
+            "learning_rate": 1e-4,
+            "steps_per_generator_step": "1/3",
+        }
     if recipe.loss is Loss.SIM_RECONSTRUCTION:
         extra_training["loss_terms"] = [term.value for term in recipe.sim_loss_terms]
     if trained.learned_kernel_fwhm_nm is not None:
@@ -408,6 +429,7 @@ def train_model(
         changes["structures"] = structures
     recipe = recipe.revised(**changes)
     # the network first (rendering draws no torch randomness): a wrong --init-from fails fast
+    init_from = init_from or recipe.start_from
     network, initialised_from = start_network(recipe, seed=seed, init_from=init_from)
     chosen = choose_data(recipe, seed=seed, data=data, progress=progress)
     trained = train_network(
