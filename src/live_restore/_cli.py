@@ -13,6 +13,7 @@ from ._cli_common import console
 from ._cli_common import fail as _fail
 from ._cli_common import progress as _progress
 from ._cli_demo import demo
+from ._cli_export import export_app
 from ._cli_inference import bench_command, engines_app
 from ._cli_options import (
     BackendOption,
@@ -39,6 +40,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(engines_app, name="engines")
+app.add_typer(export_app, name="export")
 app.command("bench")(bench_command)
 app.command()(demo)
 app.command()(train)
