@@ -37,7 +37,9 @@ ModelsOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Restoration model (repeat for several); `live-restore models` lists them.",
+        help="Restoration model (repeat for several); `live-restore models` lists them. "
+        "MODEL+trust (e.g. dfcan-sr2x-tiny+trust) adds MODEL's per-pixel trust map, sigma, "
+        "saved beside it and shown red over it (8 passes of the model per frame).",
     ),
 ]
 OutFolderOption = Annotated[

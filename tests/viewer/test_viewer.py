@@ -442,3 +442,30 @@ def test_demo_window_cli_saves_a_screenshot_and_the_stores(tmp_path):
     from PIL import Image
 
     assert not screenshot_is_blank(np.asarray(Image.open(shot)))
+
+
+def test_a_trust_map_shows_as_a_red_overlay_on_its_restored_layer(
+    make_napari_viewer, core, qtbot, tmp_path
+):
+    core.setConfig("LightLevel", "Low")
+    viewer = make_napari_viewer(show=True)
+    models = ["dfcan-sr2x-tiny", "dfcan-sr2x-tiny+trust"]
+    win = build_window(viewer, core, output=tmp_path / "restored", models=models)
+    dock = win.dock
+    try:
+        assert dock.start()
+        _run_mda(win, frames=2)
+        qtbot.waitUntil(_shown_all(win, 2), timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: "dfcan-sr2x-tiny-trust" in dock.view.layers.layers, timeout=WAIT_MS)
+        layers = dock.view.layers.layers
+        restored, trust = layers["dfcan-sr2x-tiny"], layers["dfcan-sr2x-tiny-trust"]
+        assert trust.metadata["live_restore"]["kind"] == "trust"
+        assert trust.colormap.name == "red" and trust.blending == "additive"
+        # on the restored layer's pixels: the same scale and place in the world
+        assert tuple(trust.scale) == tuple(restored.scale)
+        assert tuple(trust.translate) == tuple(restored.translate)
+        assert viewer.layers.index(trust) > viewer.layers.index(restored)  # drawn on top
+    finally:
+        dock.close_hook()
+        if dock.view is not None:
+            dock.view.stop()

@@ -5,6 +5,7 @@ simulator's optics, camera and nominal SIM pattern, so the PSF, the counts -> ph
 and the pattern search are the ones that made the frames; on any other core it is the default
 optics (NA 1.49, 525 nm) at the core's pixel size, and no pattern (searched in the data).
 
+``MODEL+trust`` is MODEL's per-pixel trust map as a stage of its own (``_trust_stage.py``).
 Names not in the table are the trained models shipped in ``engines/`` (or a model folder):
 those load through :func:`live_restore.inference.load_model`, and warn when the core's pixel size
 differs by more than 10 % from the one the model was trained for.
@@ -21,6 +22,7 @@ from live_restore.frames import Restorer
 from live_restore.simulate import CameraParams, OpticsParams, SimPatternParams
 
 from ._restorers import IdentityRestorer, RichardsonLucyRestorer
+from ._trust_stage import TRUST_SUFFIX
 
 __all__ = [
     "RESTORERS",
@@ -189,6 +191,12 @@ def restorer_for(
     window_mode: str = "centred",
 ) -> Restorer:
     """The restorer called ``name`` for ``instrument`` (what a worker process builds)."""
+    if name.endswith(TRUST_SUFFIX):  # "MODEL+trust": MODEL's sigma as a stage of its own
+        from ._trust_stage import TrustStage
+
+        model = name.removesuffix(TRUST_SUFFIX)
+        session = _trained_model(model, instrument, backend, precision, interp_factor, window_mode)
+        return TrustStage(session)  # type: ignore[arg-type]  # it checks the type itself
     if name not in RESTORERS:
         return _trained_model(name, instrument, backend, precision, interp_factor, window_mode)
     factory, _ = RESTORERS[name]

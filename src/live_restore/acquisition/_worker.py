@@ -44,6 +44,7 @@ from ._record import RunRecord
 from ._recovery import Recovery
 from ._sinks import known_sequence
 from ._stage import StageOutcome, StageRunner
+from ._trust_stage import trust_flag
 
 __all__ = ["Worker"]
 
@@ -413,7 +414,9 @@ class Worker(Recovery, FocusWatch):
                     latency_ms=f"{latency_ms:.2f}" if status is FrameStatus.RESTORED else "",
                     compute_ms=f"{outcome.compute_ms:.2f}" if outcome.compute_ms else "",
                     batch=outcome.batch,
-                    flags=f"fused {','.join(map(str, group.sources))}" if group.sources else "",
+                    flags=f"fused {','.join(map(str, group.sources))}"
+                    if group.sources
+                    else trust_flag(stage.name, raw, outcome.restored),
                     error=message,
                 )
 

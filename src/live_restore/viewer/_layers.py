@@ -175,15 +175,20 @@ class StreamLayers:
         dims = [str(d) for d in getattr(view, "dims", ())]
         steps = {dims.index(a): float(f) for a, f in finer.items() if a in dims}
         scale, translate = self._placement(name, len(data.shape), spans, steps)
+        kind = "raw" if name == RAW_LAYER else "trust" if name.endswith("-trust") else "restored"
+        # a trust map (sigma, a model's expected error) glows red over its restored layer, so
+        # untrusted regions show where the user is looking
+        colormap = {"raw": "gray", "trust": "red", "restored": "magma"}[kind]
         self.layers[name] = self.viewer.add_image(
             data,
             name=name,
             scale=scale,
             translate=translate,
             contrast_limits=limits,
-            colormap="gray" if name == RAW_LAYER else "magma",
-            blending="translucent" if name == RAW_LAYER else "additive",
-            metadata={"live_restore": {"kind": "raw" if name == RAW_LAYER else "restored"}},
+            colormap=colormap,
+            blending="translucent" if kind == "raw" else "additive",
+            opacity=0.7 if kind == "trust" else 1.0,
+            metadata={"live_restore": {"kind": kind}},
         )
         self.viewer.reset_view()  # layers are added once per acquisition: frame them all
 

@@ -1,0 +1,91 @@
+"""A model's trust map as a live stage: ``NAME+trust`` restores with NAME and saves sigma.
+
+The stage runs the model's 8-pass trust (``ModelSession.with_trust``) and returns ``sigma``, the
+per-pixel expected absolute error of the restoration, in the restored image's units (counts),
+calibrated on held-out simulated data (``trust.yaml``). Being a stage, it has what every stage
+has: its own OME-Zarr store beside the restored one (provenance: the model, its weights hash
+and its calibration), rows in frames.csv, a napari layer, failures named by frame.
+
+frames.csv's ``flags`` of each trust row give the untrusted fraction of the field: the share of
+output pixels whose sigma exceeds ``UNTRUSTED_FRACTION_OF_SPAN`` of the frame's brightness span
+(the raw frame's 0.1-99.9 percentile range, the span the model normalises by). A pixel whose
+expected error is a tenth of the frame's range is one a user should not measure on.
+
+Cost: 8 passes of the model per frame (measured in benchmarks/RESULTS.md), so it is opt-in.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from live_restore.frames import RestorerBase
+
+if TYPE_CHECKING:  # torch stays out of a light `import live_restore.acquisition`
+    from live_restore.inference import ModelSession
+
+__all__ = [
+    "TRUST_SUFFIX",
+    "UNTRUSTED_FRACTION_OF_SPAN",
+    "TrustStage",
+    "is_trust_stage",
+    "trust_flag",
+    "untrusted_fraction",
+]
+
+TRUST_SUFFIX = "+trust"  # in a model list: "dfcan-sr2x-tiny+trust"
+_STAGE_SUFFIX = "-trust"  # the stage (and its store): "dfcan-sr2x-tiny-trust"
+UNTRUSTED_FRACTION_OF_SPAN = 0.1
+
+
+def is_trust_stage(name: str) -> bool:
+    """Whether a stage's output is a trust map (sigma), not an image."""
+    return name.endswith(_STAGE_SUFFIX)
+
+
+def untrusted_fraction(
+    sigma: np.ndarray, raw: np.ndarray, threshold: float = UNTRUSTED_FRACTION_OF_SPAN
+) -> float:
+    """Share of pixels with sigma above ``threshold`` x the raw frame's 0.1-99.9 % span."""
+    low, high = np.percentile(raw, [0.1, 99.9])
+    span = max(float(high - low), 1e-6)
+    return float(np.mean(sigma > threshold * span))
+
+
+def trust_flag(stage: str, raw: np.ndarray | None, output: np.ndarray | None) -> str:
+    """frames.csv's flag for a trust stage's output ("untrusted 4.2%"), "" for other stages."""
+    if not is_trust_stage(stage) or raw is None or output is None or raw.size == 0:
+        return ""
+    return f"untrusted {100 * untrusted_fraction(output, raw):.1f}%"
+
+
+class TrustStage(RestorerBase):
+    """Frame (raw counts) -> sigma of ``session``'s restoration (float32, its output's shape)."""
+
+    def __init__(self, session: ModelSession) -> None:
+        from live_restore.inference import ModelSession, TrustCalibration
+
+        if type(session) is not ModelSession:
+            raise ValueError(f"{session.name} has no per-pixel trust (single-frame models only)")
+        self.calibration = TrustCalibration.read(session.folder)  # ValueError naming the fix
+        self.session = session
+        self.name = f"{session.name}{_STAGE_SUFFIX}"
+        self.scale = session.scale
+
+    def provenance(self) -> dict[str, str]:
+        return {
+            **self.session.provenance(),
+            "model": self.name,
+            "output": "sigma: expected absolute error of the 8-pass mean restoration, counts",
+            "trust_sigma_scale": f"{self.calibration.sigma_scale:.6g}",
+            "trust_coverage_2sigma_held_out": f"{self.calibration.coverage_2sigma:.4f}",
+            "untrusted_when": f"sigma > {UNTRUSTED_FRACTION_OF_SPAN:g} x the raw 0.1-99.9 % span",
+        }
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        sigma: np.ndarray = self.session.with_trust(frame).sigma
+        return sigma
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,55 @@
+"""The trust map live: ``MODEL+trust`` saves sigma beside the restored store, names the untrusted
+share of each frame in frames.csv, and refuses models without a per-pixel trust."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import useq
+import zarr
+
+from live_restore.acquisition import RestoreHook, make_restorer
+from live_restore.acquisition._trust_stage import untrusted_fraction
+
+FRAMES = 3
+
+
+def test_sigma_is_saved_beside_the_restored_store_with_its_provenance(core, tmp_path):
+    core.setConfig("LightLevel", "Low")  # photon-starved: the case trust is for
+    stages = [make_restorer("dfcan-sr2x-tiny", core), make_restorer("dfcan-sr2x-tiny+trust", core)]
+    out = tmp_path / "run"
+    with RestoreHook(core, stages, output=out) as hook:
+        hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": FRAMES}))
+    restored = np.asarray(zarr.open_group(str(out / "dfcan-sr2x-tiny.ome.zarr"))["0"][:])
+    trust = zarr.open_group(str(out / "dfcan-sr2x-tiny-trust.ome.zarr"), mode="r")
+    sigma = np.asarray(trust["0"][:])
+    assert sigma.shape == restored.shape == (FRAMES, 128, 128)
+    assert np.isfinite(sigma).all() and (sigma >= 0).all() and sigma.std() > 0
+    provenance = trust.attrs["live_restore"]
+    assert provenance["model"] == "dfcan-sr2x-tiny-trust"
+    assert float(provenance["trust_sigma_scale"]) > 0 and "sigma" in provenance["output"]
+    with (out / "frames.csv").open(encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["stage"] == "dfcan-sr2x-tiny-trust"]
+    assert [r["status"] for r in rows] == ["restored"] * FRAMES
+    assert all(r["flags"].startswith("untrusted ") and r["flags"].endswith("%") for r in rows)
+    assert hook.report.errors == 0
+
+
+def test_the_untrusted_share_counts_pixels_whose_sigma_exceeds_a_tenth_of_the_span():
+    raw = np.zeros((8, 8))
+    raw[0, 0], raw[7, 7] = 0.0, 100.0  # span ~ 100 counts (0.1-99.9 percentiles)
+    sigma = np.zeros((16, 16))
+    sigma[:4] = 50.0  # a quarter of the field expects errors of half the span
+    assert untrusted_fraction(sigma, raw) == pytest.approx(0.25)
+    assert untrusted_fraction(sigma * 0.01, raw) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("interp-t+trust", "single-frame models only"), ("refocus+trust", "no trust calibration")],
+)
+def test_a_model_without_a_trust_map_is_refused_up_front(core, name, message):
+    with pytest.raises(ValueError, match=message):
+        make_restorer(name, core)
