@@ -465,6 +465,10 @@ def test_a_trust_map_shows_as_a_red_overlay_on_its_restored_layer(
         assert tuple(trust.scale) == tuple(restored.scale)
         assert tuple(trust.translate) == tuple(restored.translate)
         assert viewer.layers.index(trust) > viewer.layers.index(restored)  # drawn on top
+        # the dock names the newest frame's untrusted share and the threshold
+        dock.view.refresh()
+        text = dock.stats_labels["trust"].text()
+        assert "% untrusted (frame 1)" in text and "sigma > 0.1 x the span" in text
     finally:
         dock.close_hook()
         if dock.view is not None:

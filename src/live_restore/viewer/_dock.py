@@ -179,7 +179,8 @@ class LiveRestoreDock(QWidget):
         self.stats_labels: dict[str, QLabel] = {}
         stats_box = QGroupBox("live statistics")
         stats_form = QFormLayout(stats_box)
-        for key in ("restored", "frames/s", "latency", "queue", "skipped", "failed", "display"):
+        keys = ("restored", "frames/s", "latency", "queue", "skipped", "failed", "display", "trust")
+        for key in keys:
             self.stats_labels[key] = QLabel("-")
             stats_form.addRow(key, self.stats_labels[key])
         focus_box = QGroupBox("focus")
@@ -428,6 +429,27 @@ class LiveRestoreDock(QWidget):
             f"{display.updates_per_s:.1f} updates/s{idle}, frame to screen "
             f"p50 {display.screen_latency_p50_ms:.0f} ms"
         )
+        labels["trust"].setText(self._trust_text())
+
+    def _trust_text(self) -> str:
+        """The newest frame's untrusted share per trust stage, and the threshold it uses."""
+        from live_restore.acquisition._trust_stage import (
+            UNTRUSTED_FRACTION_OF_SPAN,
+            is_trust_stage,
+            untrusted_fraction,
+        )
+
+        if self.hook is None:
+            return "-"
+        parts = []
+        for name, _scale in self.hook.stages:
+            frame = self.hook.latest(name) if is_trust_stage(name) else None
+            if frame is not None and frame.raw.size:
+                share = untrusted_fraction(frame.restored, frame.raw)
+                parts.append(f"{100 * share:.1f}% untrusted (frame {frame.numbers[-1]})")
+        if not parts:
+            return "- (add MODEL+trust)"
+        return "; ".join(parts) + f", where sigma > {UNTRUSTED_FRACTION_OF_SPAN:g} x the span"
 
     def show_defocus(self, reading: DefocusReading) -> None:
         """Update the indicator and the plot."""
