@@ -263,6 +263,7 @@ def acquire(
 def models_list() -> None:
     """List the restoration models this installation can run (model-free and trained)."""
     from .acquisition import RESTORERS, shipped_model_names
+    from .acquisition._registry import trust_calibrated
     from .models import ModelLoadError, model_dir, read_spec
 
     table = Table(title="models")
@@ -282,5 +283,11 @@ def models_list() -> None:
             name,
             f"{spec.task.value}: {training.get('description', spec.architecture)}",
             f"{training.get('steps', '?')} steps on {training.get('device', '?')}",
+        )
+    for name in trust_calibrated(shipped_model_names()):
+        table.add_row(
+            f"{name}+trust",
+            f"{name}'s per-pixel trust map: sigma, its expected error (8 passes a frame)",
+            "calibrated (trust.yaml)",
         )
     console.print(table)

@@ -80,6 +80,8 @@ def test_dock_builds_with_the_models_backends_and_policies(window):
     names = [dock.models.item(i).text() for i in range(dock.models.count())]
     assert {"identity", "richardson-lucy", "dfcan-sr2x-lite", "refocus"} <= set(names)
     assert "focus-est" not in names  # estimates focus; not a restoration stage
+    assert "dfcan-sr2x-tiny+trust" in names  # a calibrated model's trust map is a choice
+    assert "refocus+trust" not in names  # refocus has no trust calibration
     assert dock.chosen_models() == ["richardson-lucy"]
     backends = [dock.backend.itemText(i) for i in range(dock.backend.count())]
     assert backends[0] == "auto" and "torch-cpu" in backends

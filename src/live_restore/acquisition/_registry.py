@@ -103,7 +103,23 @@ def instrument_for_pixel(pixel_um: float | None) -> Instrument:
 
 def restorer_names() -> list[str]:
     """Every name :func:`make_restorer` takes: the classical ones, then the trained models."""
-    return sorted(RESTORERS) + [n for n in shipped_model_names() if n != "focus-est"]
+    trained = [n for n in shipped_model_names() if n != "focus-est"]
+    return sorted(RESTORERS) + trained + [f"{n}{TRUST_SUFFIX}" for n in trust_calibrated(trained)]
+
+
+def trust_calibrated(names: list[str]) -> list[str]:
+    """Those of ``names`` whose folder holds a trust calibration (``MODEL+trust`` works)."""
+    from live_restore.inference._trust import TRUST_FILE
+    from live_restore.models import ModelLoadError, model_dir
+
+    found = []
+    for name in names:
+        try:
+            if (model_dir(name) / TRUST_FILE).is_file():
+                found.append(name)
+        except ModelLoadError:
+            continue
+    return found
 
 
 def shipped_model_names() -> list[str]:
