@@ -337,10 +337,15 @@ class Worker(Recovery, FocusWatch):
                 groups += stage.grouping.add(f.number, f.index, image)
             if not groups:
                 continue
-            outcomes = self._call(stage, groups)
-            if outcomes is None:
-                return
-            self._record(stage, outcomes, by_number)
+            # a stage that cannot batch is called a group at a time, so each output is saved
+            # as soon as it exists (and a call that hangs costs its own frame, not the ones
+            # restored before it in the same hand-over)
+            size = len(groups) if stage.restorer.max_batch > 1 else 1
+            for start in range(0, len(groups), size):
+                outcomes = self._call(stage, groups[start : start + size])
+                if outcomes is None:
+                    return
+                self._record(stage, outcomes, by_number)
         newest, image, _source = frames[-1]
         self.display.latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
 
