@@ -9,7 +9,8 @@ import pytest
 import useq
 import zarr
 
-from live_restore.acquisition import RestoreHook, make_restorer
+from live_restore import load_model
+from live_restore.acquisition import RestoreHook
 from live_restore.frames import TemporalWindow
 
 FRAME = 64
@@ -78,7 +79,10 @@ def test_a_window_of_the_wrong_length_or_shape_is_refused(mfsr, shape):
 
 
 def test_a_timelapse_is_restored_frame_by_frame_with_the_last_ones_at_the_end(core, tmp_path):
-    stage = make_restorer("mfsr-sr2x", core)
+    # tiles of the 64 px frames themselves, not padded to 512 px (what make_restorer builds,
+    # with the same centred window)
+    stage = load_model("mfsr-sr2x", tile_px=FRAME)
+    stage.use_mode("centred")
     sequence = useq.MDASequence(
         time_plan={"interval": 0, "loops": 4},
         stage_positions=[(0, 0, 0), (40, 25, 0)],

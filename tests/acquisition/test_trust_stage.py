@@ -11,14 +11,18 @@ import useq
 import zarr
 
 from live_restore.acquisition import RestoreHook, make_restorer
-from live_restore.acquisition._trust_stage import untrusted_fraction
+from live_restore.acquisition._trust_stage import TrustStage, untrusted_fraction
+from live_restore.inference import load_model
 
 FRAMES = 3
 
 
 def test_sigma_is_saved_beside_the_restored_store_with_its_provenance(core, tmp_path):
     core.setConfig("LightLevel", "Low")  # photon-starved: the case trust is for
-    stages = [make_restorer("dfcan-sr2x-tiny", core), make_restorer("dfcan-sr2x-tiny+trust", core)]
+    # tiles of the 64 px frames themselves (the tiny model runs whole frames; its 512 px tiles
+    # would pad each one 64-fold); make_restorer("dfcan-sr2x-tiny+trust") builds the same stage
+    session = load_model("dfcan-sr2x-tiny", tile_px=64)
+    stages = [session, TrustStage(load_model("dfcan-sr2x-tiny", tile_px=64))]
     out = tmp_path / "run"
     with RestoreHook(core, stages, output=out) as hook:
         hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": FRAMES}))

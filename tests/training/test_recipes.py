@@ -85,7 +85,8 @@ def test_the_loss_is_recorded_in_words() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["dfcan-sr2x", "dfcan-sr2x-lite", "dfcan-sr2x-tiny", "focus-est", "refocus"]
+    "name",
+    ["dfcan-sr2x", "dfcan-sr2x-lite", "dfcan-sr2x-tiny", "dfgan-sr2x-tiny", "focus-est", "refocus"],
 )
 def test_each_shipped_model_is_the_network_its_recipe_names(name: str) -> None:
     spec = read_spec(model_dir(name))

@@ -5,6 +5,7 @@ import torch
 from live_restore.inference import load_model
 from live_restore.models import FocusNet, Normalisation, load_network
 from live_restore.training import (
+    RECIPES,
     FeatureLoss,
     FocusSampler,
     RefocusSampler,
@@ -15,6 +16,7 @@ from live_restore.training import (
     defocus_loss,
     mse_ssim_loss,
     render_fields,
+    start_network,
     train_model,
 )
 
@@ -144,10 +146,11 @@ def _started_from(name, folder, start):
     return spec, network
 
 
-def test_dfcan_sr2x_can_start_from_the_trained_lite_model(tmp_path):
-    # the one step does not move it: the grown start is lite itself
-    spec, grown = _started_from("dfcan-sr2x", tmp_path / "sr", "dfcan-sr2x-lite")
-    assert spec.training["initialised_from"].startswith("dfcan-sr2x-lite")
+def test_dfcan_sr2x_can_start_from_the_trained_lite_model():
+    # the start itself (a training step of the published size costs ~45 s of validation here;
+    # train_model's --init-from path is the same call, tested on focus-est below)
+    grown, note = start_network(RECIPES["dfcan-sr2x"], init_from="dfcan-sr2x-lite")
+    assert note is not None and note.startswith("dfcan-sr2x-lite")
     _, lite, _ = load_network("dfcan-sr2x-lite")
     assert sum(p.numel() for p in grown.parameters()) == 1_930_753
     x = torch.rand(1, 1, 40, 40)

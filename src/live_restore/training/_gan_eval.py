@@ -19,6 +19,7 @@ one noisy frame of each field, and four numbers are kept:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -68,12 +69,12 @@ def compare_generators(
     seed: int = 0,
 ) -> list[EvalRow]:
     """One row per structure x light: each model's scores, mean over ``fields`` fields."""
-    sessions = {}
+    sessions = {}  # keyed by the model's name (a folder given as a path: its last part)
     for name in names:
         session = load_model(name, backend="torch-cpu", cpu_variant=False)
         if not isinstance(session, ModelSession) or session.scale != 2:
             raise ValueError(f"{name!r} is not a 2x super-resolution model")
-        sessions[name] = session
+        sessions[Path(name).name] = session
     camera, sr_pixel_um = CameraParams(), OpticsParams().sr_pixel_um
     stacks = render_fields(structures, fields, frame_size, seed + EVALUATION_SEED_OFFSET)
     rows = []
