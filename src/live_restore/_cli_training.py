@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +13,7 @@ from ._cli_common import console, fail, progress
 
 if TYPE_CHECKING:
     from .training import TrainResult
+    from .training._evaluate import EvalRow
 
 __all__ = ["evaluate_model", "simulate", "train"]
 
@@ -189,6 +191,19 @@ def _evaluate_mfsr(name: str, out: Path, seed: int) -> None:
     console.print(f"table: {write_table(rows, out / f'{stem}.csv')}")
 
 
+def _print_rows(
+    title: str, rows: list[EvalRow], header: Callable[[str], str], digits: int = 4
+) -> None:
+    """An evaluation's rows as a table: conditions, then scores (``header`` names the columns)."""
+    table = Table(title=title)
+    for key in [*rows[0].condition, *rows[0].scores]:
+        table.add_column(header(key))
+    for row in rows:
+        values = [*row.condition.values(), *row.scores.values()]
+        table.add_row(*(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in values))
+    console.print(table)
+
+
 def _adversarial_start(name: str) -> str | None:
     """The DFCAN a DFGAN was fine-tuned from (its baseline), or None for other models."""
     from .models import ModelLoadError, model_dir, read_spec
@@ -208,17 +223,17 @@ def _evaluate_gan(name: str, baseline: str, out: Path, fields: int, seed: int) -
 
     stem = Path(name).name
     rows = compare_generators([baseline, name], fields=fields, seed=seed)
-    table = Table(
-        title=f"{stem} vs {baseline}: PSNR dB, FRC resolution to truth nm, SR-band power / "
-        "truth's, background error % of peak"
+    _print_rows(
+        f"{stem} vs {baseline}: PSNR dB, FRC resolution to truth nm, SR-band power / truth's, "
+        "background error % of peak",
+        rows,
+        lambda key: (
+            key.replace(f"{baseline}_", "dfcan ")
+            .replace(f"{stem}_", "gan ")
+            .replace("background_error_pct", "bg err %")
+        ),
+        digits=3,
     )
-    for key in [*rows[0].condition, *rows[0].scores]:
-        short = key.replace(f"{baseline}_", "dfcan ").replace(f"{stem}_", "gan ")
-        table.add_column(short.replace("background_error_pct", "bg err %"))
-    for row in rows:
-        values = [*row.condition.values(), *row.scores.values()]
-        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in values))
-    console.print(table)
     console.print(f"table: {write_table(rows, out / f'{stem}-vs-{baseline}.csv')}")
 
 
@@ -307,14 +322,11 @@ def evaluate_model(
         raise fail(str(e)) from None
     stem = Path(name).name
     table_path = write_table(rows, out / f"{stem}.csv")
-    table = Table(title=f"{stem} on held-out simulated data ({kind})")
-    keys = list(rows[0].condition) + list(rows[0].scores)
-    for key in keys:
-        table.add_column(key.replace("richardson-lucy", "RL"))
-    for row in rows:
-        values = [*row.condition.values(), *row.scores.values()]
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values))
-    console.print(table)
+    _print_rows(
+        f"{stem} on held-out simulated data ({kind})",
+        rows,
+        lambda key: key.replace("richardson-lucy", "RL"),
+    )
     console.print(f"table: {table_path}")
     if kind == "sr":
         plot = plot_sr_matrix(rows, out / f"{stem}.png", f"{stem}: held-out simulated data")

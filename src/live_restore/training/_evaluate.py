@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,30 +73,52 @@ def evaluate_sr(
     seed: int = 0,
 ) -> list[EvalRow]:
     """Input vs Richardson-Lucy vs model, mean over ``fields`` held-out fields per cell."""
-    camera, optics = CameraParams(), OpticsParams()
-    baseline = RichardsonLucyRestorer(optics, camera)
+    baseline = RichardsonLucyRestorer(OpticsParams(), CameraParams())
+
+    def scores(counts: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+        candidates = {
+            "input": ndimage.zoom(counts, 2, order=3),
+            "richardson-lucy": ndimage.zoom(baseline(counts), 2, order=3),
+            "model": session(counts),
+        }
+        return {
+            f"{metric}_{method}": value
+            for method, image in candidates.items()
+            for metric, value in truth_scores(image, truth).items()
+        }
+
+    return sr_cells(scores, structures, photon_levels, fields, frame_size, seed)
+
+
+def sr_cells(
+    scores: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    structures: Sequence[str],
+    photon_levels: Sequence[float],
+    fields: int,
+    frame_size: int,
+    seed: int,
+) -> list[EvalRow]:
+    """One row per structure x light: ``scores(counts, 2x truth)`` averaged over held-out fields.
+
+    The fields use seeds never trained on; each gets its camera noise from
+    ``[seed, field, photons]``, so every SR evaluation here sees the same frames.
+    """
+    camera = CameraParams()
     stacks = render_fields(structures, fields, frame_size, seed + EVALUATION_SEED_OFFSET)
     rows = []
     for structure in structures:
         mine = [s for s in stacks if s.structure == structure]
         for photons in photon_levels:
-            scores: dict[str, list[float]] = {}
+            cell: dict[str, list[float]] = {}
             for index, stack in enumerate(mine):
                 rng = np.random.default_rng([seed, index, int(photons)])
                 counts = _counts(stack.widefield[stack.focus_index] * photons, camera, rng)
-                truth = stack.sr * photons
-                candidates = {
-                    "input": ndimage.zoom(counts, 2, order=3),
-                    "richardson-lucy": ndimage.zoom(baseline(counts), 2, order=3),
-                    "model": session(counts),
-                }
-                for method, image in candidates.items():
-                    for metric, value in truth_scores(image, truth).items():
-                        scores.setdefault(f"{metric}_{method}", []).append(value)
+                for key, value in scores(counts, stack.sr * photons).items():
+                    cell.setdefault(key, []).append(value)
             rows.append(
                 EvalRow(
                     {"structure": structure, "photons": photons},
-                    {k: float(np.mean(v)) for k, v in scores.items()},
+                    {k: float(np.mean(v)) for k, v in cell.items()},
                 )
             )
     return rows

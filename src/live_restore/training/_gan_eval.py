@@ -25,10 +25,9 @@ import numpy as np
 
 from live_restore.inference import ModelSession, load_model
 from live_restore.metrics import fit_to_truth, frc_resolution_um, psnr
-from live_restore.simulate import STRUCTURES, CameraParams, OpticsParams, expose
+from live_restore.simulate import STRUCTURES, OpticsParams
 
-from ._evaluate import EVALUATION_SEED_OFFSET, EvalRow
-from ._simulated import render_fields
+from ._evaluate import EvalRow, sr_cells
 
 __all__ = ["BACKGROUND_FRACTION", "compare_generators", "generator_scores"]
 
@@ -75,26 +74,13 @@ def compare_generators(
         if not isinstance(session, ModelSession) or session.scale != 2:
             raise ValueError(f"{name!r} is not a 2x super-resolution model")
         sessions[Path(name).name] = session
-    camera, sr_pixel_um = CameraParams(), OpticsParams().sr_pixel_um
-    stacks = render_fields(structures, fields, frame_size, seed + EVALUATION_SEED_OFFSET)
-    rows = []
-    for structure in structures:
-        mine = [s for s in stacks if s.structure == structure]
-        for photons in photon_levels:
-            scores: dict[str, list[float]] = {}
-            for index, stack in enumerate(mine):
-                rng = np.random.default_rng([seed, index, int(photons)])
-                expected = stack.widefield[stack.focus_index] * photons
-                counts = expose(expected, camera, rng).astype(np.float32)
-                truth = stack.sr * photons
-                for name, session in sessions.items():
-                    image = session(counts)
-                    for key, value in generator_scores(image, truth, sr_pixel_um).items():
-                        scores.setdefault(f"{name}_{key}", []).append(value)
-            rows.append(
-                EvalRow(
-                    {"structure": structure, "photons": photons},
-                    {k: float(np.mean(v)) for k, v in scores.items()},
-                )
-            )
-    return rows
+    sr_pixel_um = OpticsParams().sr_pixel_um
+
+    def scores(counts: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+        return {
+            f"{name}_{key}": value
+            for name, session in sessions.items()
+            for key, value in generator_scores(session(counts), truth, sr_pixel_um).items()
+        }
+
+    return sr_cells(scores, structures, photon_levels, fields, frame_size, seed)
