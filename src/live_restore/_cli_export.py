@@ -54,7 +54,11 @@ def export_bmz_command(
         passed, summary = test_package(written)
         if not passed:
             console.print(summary)
-            raise fail(f"bioimageio.core's test failed on {written} (its report is above)")
+            failed = written.replace(written.with_suffix(".failed.zip"))
+            raise fail(
+                f"bioimageio.core's test failed on the package (its report is above); kept as "
+                f"{failed} so that it is not taken for a good one"
+            )
         console.print(
             "bioimageio.core test: passed (both weight formats reproduce the test output)"
         )

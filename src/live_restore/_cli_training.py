@@ -212,17 +212,19 @@ def _adversarial_start(name: str) -> str | None:
         training = read_spec(model_dir(name)).training
     except ModelLoadError:
         return None  # evaluate() names the problem
-    if "discriminator" not in training:
-        return None
-    return str(training.get("initialised_from", "dfcan-sr2x-tiny")).split(" ", 1)[0]
+    if "discriminator" not in training or "initialised_from" not in training:
+        return None  # not a DFGAN, or one trained from scratch: no DFCAN to compare with
+    return str(training["initialised_from"]).split(" ", 1)[0]
 
 
-def _evaluate_gan(name: str, baseline: str, out: Path, fields: int, seed: int) -> None:
+def _evaluate_gan(
+    name: str, baseline: str, out: Path, fields: int, seed: int, structures: list[str]
+) -> None:
     from .training._evaluate import write_table
     from .training._gan_eval import compare_generators
 
     stem = Path(name).name
-    rows = compare_generators([baseline, name], fields=fields, seed=seed)
+    rows = compare_generators([baseline, name], structures, fields=fields, seed=seed)
     _print_rows(
         f"{stem} vs {baseline}: PSNR dB, FRC resolution to truth nm, SR-band power / truth's, "
         "background error % of peak",
@@ -333,7 +335,8 @@ def evaluate_model(
         console.print(f"evaluation matrix: {plot}")
         baseline = _adversarial_start(name)
         if baseline is not None:
-            _evaluate_gan(name, baseline, out, fields, seed)
+            chosen = [s.strip() for s in structures.split(",")]
+            _evaluate_gan(name, baseline, out, fields, seed, chosen)
     if record:
         from .training._evaluate import record_summary
 

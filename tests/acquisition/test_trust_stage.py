@@ -57,3 +57,20 @@ def test_the_untrusted_share_counts_pixels_whose_sigma_exceeds_a_tenth_of_the_sp
 def test_a_model_without_a_trust_map_is_refused_up_front(core, name, message):
     with pytest.raises(ValueError, match=message):
         make_restorer(name, core)
+
+
+def test_a_calibration_made_for_other_weights_is_refused_up_front(tmp_path):
+    import shutil
+
+    import yaml
+
+    from live_restore.models import model_dir
+
+    folder = tmp_path / "dfcan-sr2x-tiny"
+    shutil.copytree(model_dir("dfcan-sr2x-tiny"), folder)
+    trust = folder / "trust.yaml"
+    record = yaml.safe_load(trust.read_text(encoding="utf-8"))
+    record["weights_sha256"] = "0" * 64  # calibrated for weights that are not these
+    trust.write_text(yaml.safe_dump(record), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"calibrated for other weights.*calibrate_trust\.py"):
+        TrustStage(load_model(folder, tile_px=64))

@@ -69,7 +69,7 @@ def test_unknown_corrupt_and_multi_frame_models_get_a_clear_error(tmp_path: Path
     weights.write_bytes(weights.read_bytes()[:-100])
     with pytest.raises(ModelLoadError, match="does not match the sha256"):
         export_bmz(corrupt, out)
-    with pytest.raises(ValueError, match="only single-frame models"):
+    with pytest.raises(ValueError, match="only restoration models of one input image"):
         export_bmz("interp-t", out)
     assert not out.exists()
 
@@ -80,3 +80,19 @@ def test_the_command_names_the_problem_in_one_line(
     result = cli("export", "bmz", "mfsr-sr2x", "--out", str(tmp_path / "m.zip"))
     assert result.exit_code != 0
     assert "mfsr-sr2x" in result.output and "cannot be exported to the zoo" in result.output
+
+
+def test_a_refocus_model_exports_with_its_own_output_units_and_paper(tmp_path: Path) -> None:
+    from live_restore.bmz import test_package
+
+    package = export_bmz("refocus", tmp_path / "refocus.zip")
+    passed, report = test_package(package)
+    assert passed, report[-3000:]
+    with zipfile.ZipFile(package) as archive:
+        rdf = yaml.safe_load(archive.read("rdf.yaml"))
+        readme = archive.read("README.md").decode()
+    assert rdf["cite"][0]["doi"] == "10.1007/978-3-319-24574-4_28"  # U-Net
+    assert "unbounded" in rdf["outputs"][0]["description"] and "unbounded" in readme
+    in_x = next(a for a in rdf["inputs"][0]["axes"] if a.get("id") == "x")
+    out_x = next(a for a in rdf["outputs"][0]["axes"] if a.get("id") == "x")
+    assert out_x["size"] == in_x["size"]  # same grid

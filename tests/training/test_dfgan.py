@@ -53,6 +53,22 @@ def test_the_discriminator_learns_on_its_own_steps_and_the_generator_on_its_own(
     assert torch.equal(saved[key], d_after["decision.weight"])
 
 
+def test_a_generator_step_never_moves_the_discriminator() -> None:
+    # the Trainer's Adam holds the loss module's parameters too (it trains learnable losses):
+    # on a generator-only step they must carry no gradient, so Adam leaves them alone
+    generator, loss = _tiny_gan()
+    optimizer = torch.optim.Adam([*generator.parameters(), *loss.parameters()], lr=1e-2)
+    x, y = _Pairs().batch(2, np.random.default_rng(2))
+    loss._calls = 1  # not a discriminator step
+    d_before = {k: v.clone() for k, v in loss.discriminator.state_dict().items()}
+    g_before = {k: v.clone() for k, v in generator.state_dict().items()}
+    optimizer.zero_grad(set_to_none=True)
+    loss(generator, x, y).backward()
+    optimizer.step()
+    assert all(torch.equal(d_before[k], v) for k, v in loss.discriminator.state_dict().items())
+    assert any(not torch.equal(g_before[k], v) for k, v in generator.state_dict().items())
+
+
 def test_the_generator_loss_is_the_content_loss_plus_a_tenth_of_the_adversarial() -> None:
     generator, loss = _tiny_gan()
     x, y = _Pairs().batch(2, np.random.default_rng(1))

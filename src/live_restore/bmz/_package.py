@@ -12,7 +12,8 @@ What goes in:
 - documentation (what the output means, how it was trained and measured, its limits), the
   method's citation, a cover, and our model.yaml in ``config.live_restore``.
 
-The output is in network units (0-1, a sigmoid), not counts: our inverse map to counts needs
+The output is in network units (DFCAN's sigmoid: 0-1; the refocus U-Net's residual output is
+unbounded, 0-1 spanning the input's percentiles), not counts: our inverse map to counts needs
 the input's percentiles, which the spec's postprocessing cannot reference. The documentation
 says how to get counts back.
 
@@ -78,6 +79,12 @@ _METHODS = {
 }
 
 
+_OUTPUT_UNITS = {
+    "dfcan": "0-1, a sigmoid",
+    "refocus-unet": "unbounded; 0 and 1 are the input's 0.1 and 99.9 percentiles",
+}
+
+
 def _test_input(spec: ModelSpec) -> np.ndarray:
     """Simulated raw counts for the model's task, (1, C, TILE_PX, TILE_PX) float32."""
     from live_restore.simulate import CameraParams, expose
@@ -116,9 +123,10 @@ def _documentation(spec: ModelSpec, method: _Method) -> str:
 - Input: one raw widefield camera frame in counts (float32), {TILE_PX}x{TILE_PX} px; a SIM model
   takes its 9 raw frames as channels. Preprocessing maps the frame's 0.1 and 99.9 percentiles to
   0 and 1 (`scale_range`): feed raw counts, not a normalised image.
-- Output: {spec.scale}x the input's pixels per side, in network units (0-1, a sigmoid). To get
-  counts back: `low + {units:g} * (high - low) * output`, with `low` and `high` the input's
-  0.1 and 99.9 percentiles.
+- Output: {spec.scale}x the input's pixels per side, in network units
+  ({_OUTPUT_UNITS[spec.architecture]}). To get counts back:
+  `low + {units:g} * (high - low) * output`, with `low` and `high` the input's 0.1 and 99.9
+  percentiles.
 - Pixel size: trained for {spec.optics.get("pixel_um", "?")} µm camera pixels at NA
   {spec.optics.get("na", "?")}, {spec.optics.get("emission_wavelength_nm", "?")} nm emission.
 
@@ -198,7 +206,9 @@ def _export(name: str | Path, out: Path) -> Path:
     if spec.task not in EXPORTABLE_TASKS or spec.architecture not in _METHODS:
         raise ValueError(
             f"{spec.name} ({spec.task}, {spec.architecture}) cannot be exported to the zoo: "
-            f"only single-frame models are ({', '.join(EXPORTABLE_TASKS)})"
+            f"only restoration models of one input image are ({', '.join(EXPORTABLE_TASKS)}; "
+            "a SIM raw set counts as one image of 9 channels), not focus estimation, "
+            "interpolation or multi-frame SR"
         )
     if out.suffix != ".zip":
         raise ValueError(f"the package is a .zip file, not {out.name}")
@@ -245,7 +255,8 @@ def _export(name: str | Path, out: Path) -> Path:
         side = TILE_PX * spec.scale
         outputs = bmz.OutputTensorDescr(
             id=bmz.TensorId("restored"),
-            description="restored image in network units (0-1); see the documentation",
+            description=f"restored image in network units ({_OUTPUT_UNITS[spec.architecture]}); "
+            "see the documentation",
             axes=[
                 bmz.BatchAxis(),
                 bmz.ChannelAxis(channel_names=[bmz.Identifier("restored")]),

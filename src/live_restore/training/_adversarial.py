@@ -47,7 +47,7 @@ class AdversarialLoss(nn.Module):
         # the generator's content and adversarial terms
         self._sums = {"d_real": 0.0, "d_fake": 0.0, "content": 0.0, "adversarial": 0.0}
         self._counts = {"d": 0, "g": 0}
-        self._last_d = {"d_real": 0.5, "d_fake": 0.5}
+        self._last = {"d_real": 0.5, "d_fake": 0.5, "content": 0.0, "adversarial": 0.0}
 
     def forward(
         self, generator: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
@@ -86,14 +86,13 @@ class AdversarialLoss(nn.Module):
 
     def scores(self) -> dict[str, float]:
         """Means since the last call: D(real), D(fake), content and adversarial loss."""
-        d, g = self._counts["d"], max(self._counts["g"], 1)
-        if d:  # else no discriminator step since: its last means stand
-            self._last_d = {k: self._sums[k] / d for k in ("d_real", "d_fake")}
-        out = {
-            **self._last_d,
-            "content": self._sums["content"] / g,
-            "adversarial": self._sums["adversarial"] / g,
-        }
+        d, g = self._counts["d"], self._counts["g"]
+        # with no step of that kind since the last call, the last means stand
+        if d:
+            self._last.update({k: self._sums[k] / d for k in ("d_real", "d_fake")})
+        if g:
+            self._last.update({k: self._sums[k] / g for k in ("content", "adversarial")})
+        out = dict(self._last)
         self._sums = dict.fromkeys(self._sums, 0.0)
         self._counts = dict.fromkeys(self._counts, 0)
         return out
