@@ -11,6 +11,7 @@ import numpy as np
 from live_restore.focus import FlagPolicy, FocusHold, FocusMonitor
 from live_restore.frames import Executor, Restorer, check_restorer
 
+from ._adaptive_light import AdaptiveLight
 from ._config import HookConfig
 from ._executor import InThreadExecutor
 from ._process import ProcessExecutor
@@ -21,6 +22,7 @@ from ._registry import (
     restorer_for,
     shipped_model_names,
 )
+from ._trust_stage import is_trust_stage
 
 __all__ = ["HookParts", "StageRecipe", "build_parts", "parts_from_keywords"]
 
@@ -36,6 +38,7 @@ _OPTIONS = (
     "progress",
     "live",
     "stats_interval_s",
+    "light",
 )
 
 
@@ -70,6 +73,7 @@ class HookParts:
     focus: FocusMonitor | None
     hold: FocusHold | None
     executor: Executor
+    light: AdaptiveLight | None = None
 
 
 def build_parts(core: Any, config: HookConfig) -> HookParts:
@@ -111,10 +115,21 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         executor = InThreadExecutor()
     try:
         focus, hold = _focus_parts(config, backend)
+        light = _light(config, [s.name for s in stages])
     except BaseException:
         executor.close()  # no worker process outlives a hook that could not be built
         raise
-    return HookParts(stages, focus, hold, executor)
+    return HookParts(stages, focus, hold, executor, light)
+
+
+def _light(config: HookConfig, stage_names: list[str]) -> AdaptiveLight | None:
+    if config.light is None:
+        return None
+    if not any(is_trust_stage(name) for name in stage_names):
+        raise ValueError(
+            "adaptive light follows a trust stage: add one (e.g. dfcan-sr2x-tiny+trust)"
+        )
+    return AdaptiveLight(**config.light.model_dump())
 
 
 def _served(name: str, server: str) -> Restorer:
@@ -177,4 +192,5 @@ def parts_from_keywords(
     if focus is not None and not isinstance(focus, FocusMonitor):
         focus = FocusMonitor(focus)  # a bare estimator gets the default policy
     config = HookConfig.model_validate({"models": [s.name for s in stages], **options})
-    return config, HookParts(stages, focus, hold, executor or InThreadExecutor())
+    light = _light(config, config.models)
+    return config, HookParts(stages, focus, hold, executor or InThreadExecutor(), light)

@@ -53,6 +53,25 @@ class FocusConfig(_Strict):
     )
 
 
+class LightConfig(_Strict):
+    """Opt-in light that follows trust: a trust stage's untrusted share steps the excitation."""
+
+    group: str = Field("LightLevel", description="Config group whose presets set the light.")
+    ladder: list[str] = Field(
+        ["VeryLow", "Low", "Medium", "High"],
+        min_length=2,
+        description="The group's presets, dimmest first.",
+    )
+    lowest: str | None = Field(None, description="Never below this preset (default: the first).")
+    highest: str | None = Field(None, description="Never above this preset (default: the last).")
+    raise_above: float = Field(
+        0.05, gt=0.0, le=1.0, description="Untrusted share above which the light steps up."
+    )
+    lower_below: float = Field(
+        0.01, ge=0.0, lt=1.0, description="Untrusted share below which the light steps down."
+    )
+
+
 class HookConfig(_Strict):
     """What a :class:`~live_restore.acquisition.RestoreHook` restores, how, and where to."""
 
@@ -101,6 +120,9 @@ class HookConfig(_Strict):
     progress: bool = Field(True, description="A progress bar while pending work finishes.")
     stats_interval_s: float = Field(0.5, gt=0.0, description="How often stats are emitted (s).")
     focus: FocusConfig | None = Field(None, description="The focus monitor; None: off.")
+    light: LightConfig | None = Field(
+        None, description="Light that follows a trust stage (MODEL+trust); None: off."
+    )
     executor: str = Field(
         "thread",
         description="Where stages run: 'thread', the hook's worker thread; 'process', a worker "

@@ -99,6 +99,7 @@ class RestoreHook:
             raise ValueError(f"stage names must be unique, got {names}")
         self.focus = parts.focus
         self.hold = parts.hold
+        self.light = parts.light
         self._executor = parts.executor
         self._executor_closed = False
         self._intake = Intake(config.process, int(config.memory_mb * 2**20))
@@ -117,6 +118,7 @@ class RestoreHook:
         # the runner's own state: a pause it has not honoured yet (mid-event, or a whole
         # hardware-sequenced burst) is not shown as paused, and a cancel clears it
         self._worker.paused = lambda: bool(core.mda.is_paused())
+        self._worker.light = self.light
         self._connections: list[tuple[Any, Callable[..., Any]]] = []
         self._open = False
         # acquisition-side state: touched only by the thread that delivers the MDA signals
@@ -144,6 +146,13 @@ class RestoreHook:
             self.output.mkdir(parents=True, exist_ok=True)
         if self.hold is not None:  # first: it can refuse (an MDA running, a user's engine)
             self.hold.attach(self.core)
+        if self.light is not None:  # after the hold: it rides on the hold's engine
+            try:
+                self.light.attach(self.core)
+            except BaseException:
+                if self.hold is not None:
+                    self.hold.detach()
+                raise
         mda = self.core.mda.events
         self._connect(mda.sequenceStarted, self._on_sequence_started)
         self._connect(mda.frameReady, self._on_frame)
@@ -188,6 +197,8 @@ class RestoreHook:
             if not self._executor_closed:
                 self._executor_closed = True
                 self._close_quietly("executor", self._executor.close)
+            if self.light is not None:
+                self.light.detach()
             if self.hold is not None:
                 self.hold.detach()
         return self.report

@@ -30,8 +30,8 @@ __all__ = [
     "UNTRUSTED_FRACTION_OF_SPAN",
     "TrustStage",
     "is_trust_stage",
-    "trust_flag",
     "untrusted_fraction",
+    "untrusted_share",
 ]
 
 TRUST_SUFFIX = "+trust"  # in a model list: "dfcan-sr2x-tiny+trust"
@@ -53,11 +53,11 @@ def untrusted_fraction(
     return float(np.mean(sigma > threshold * span))
 
 
-def trust_flag(stage: str, raw: np.ndarray | None, output: np.ndarray | None) -> str:
-    """frames.csv's flag for a trust stage's output ("untrusted 4.2%"), "" for other stages."""
+def untrusted_share(stage: str, raw: np.ndarray | None, output: np.ndarray | None) -> float | None:
+    """A trust stage's untrusted share of one frame; None for other stages (or no raw)."""
     if not is_trust_stage(stage) or raw is None or output is None or raw.size == 0:
-        return ""
-    return f"untrusted {100 * untrusted_fraction(output, raw):.1f}%"
+        return None
+    return untrusted_fraction(output, raw)
 
 
 class TrustStage(RestorerBase):

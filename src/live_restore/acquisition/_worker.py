@@ -32,6 +32,7 @@ from live_restore.frames import (
     read_only,
 )
 
+from ._adaptive_light import AdaptiveLight
 from ._counters import Counters, HookReport, HookStats, report_of, stats_of
 from ._display import Display
 from ._events import HookEvents, RawFrame, StageError
@@ -44,7 +45,7 @@ from ._record import RunRecord
 from ._recovery import Recovery
 from ._sinks import known_sequence
 from ._stage import StageOutcome, StageRunner
-from ._trust_stage import trust_flag
+from ._trust_stage import untrusted_share
 
 __all__ = ["Worker"]
 
@@ -96,6 +97,7 @@ class Worker(Recovery, FocusWatch):
         self.call_size = 0  # groups in the stage call running now
         self._dropped_reported = 0
         self._raw = RawReader()
+        self.light: AdaptiveLight | None = None  # set by the hook: fed each trust reading
 
     # -- the thread -------------------------------------------------------------------------
 
@@ -296,6 +298,8 @@ class Worker(Recovery, FocusWatch):
             summary["focus"] = self.focus.summary()
             if self.hold is not None:
                 summary["focus"]["hold"] = self.hold.summary()
+        if self.light is not None:
+            summary["light"] = self.light.summary()
         run.finish(self.stages, summary, asdict(self.report()))
 
     # -- restoring --------------------------------------------------------------------------
@@ -421,9 +425,18 @@ class Worker(Recovery, FocusWatch):
                     batch=outcome.batch,
                     flags=f"fused {','.join(map(str, group.sources))}"
                     if group.sources
-                    else trust_flag(stage.name, raw, outcome.restored),
+                    else self._trust(stage.name, newest, group.index, raw, outcome.restored),
                     error=message,
                 )
+
+    def _trust(self, stage: str, frame: int, index: Any, raw: Any, output: Any) -> str:
+        """A trust stage's flag for frames.csv; its share goes to the adaptive light."""
+        share = untrusted_share(stage, raw, output)
+        if share is None:
+            return ""
+        if self.light is not None:
+            self.light.offer(frame, index, share)
+        return f"untrusted {100 * share:.1f}%"
 
     def _report_failure(self, stage: StageRunner, outcome: StageOutcome) -> None:
         group, newest = outcome.group, outcome.group.numbers[-1]

@@ -340,9 +340,12 @@ class HeldFocusEngine(MDAEngine):
         settings["use_hardware_sequencing"] = False
         super().__init__(mmc, **settings)
         self.hold = hold  # None: a plain MDAEngine (after FocusHold.detach)
+        # others that change events between time points the same way (adaptive light): each
+        # has begin(core) and adjust(event) -> event, and runs after the hold
+        self.adjusters: list[Any] = []
 
     @classmethod
-    def following(cls, engine: MDAEngine, core: Any, hold: FocusHold) -> HeldFocusEngine:
+    def following(cls, engine: MDAEngine, core: Any, hold: FocusHold | None) -> HeldFocusEngine:
         """A held engine for ``core`` with ``engine``'s settings (hardware sequencing off)."""
         names = inspect.signature(MDAEngine.__init__).parameters.keys() - _NOT_COPIED
         settings = {name: getattr(engine, name) for name in names if hasattr(engine, name)}
@@ -354,11 +357,16 @@ class HeldFocusEngine(MDAEngine):
         """Start the hold's offsets from the current focus position, then set up as usual."""
         if self.hold is not None:
             self.hold.begin(float(self.mmcore.getZPosition()))
+        for adjuster in self.adjusters:
+            adjuster.begin(self.mmcore)
         return super().setup_sequence(sequence)
 
     def setup_event(self, event: MDAEvent) -> None:
         """Shift the event's focus by the hold's offset for its time point, then set it up."""
-        super().setup_event(event if self.hold is None else self.hold.adjust(event))
+        event = event if self.hold is None else self.hold.adjust(event)
+        for adjuster in self.adjusters:
+            event = adjuster.adjust(event)
+        super().setup_event(event)
 
 
 # the held engine's own choices, and what is not a setting
