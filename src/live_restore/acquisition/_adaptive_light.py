@@ -150,18 +150,10 @@ class AdaptiveLight:
         self._core = self._engine = self._previous = None
         if engine is not None and self in engine.adjusters:
             engine.adjusters.remove(self)
-        if core is None or previous is None:
-            return
+        if core is not None and previous is not None:
+            from live_restore.focus._hold import restore_engine_when_idle
 
-        def reinstall(*_: Any) -> None:
-            finished.disconnect(reinstall)
-            if core.mda.engine is engine and not core.mda.is_running():
-                core.mda.set_engine(previous)
-
-        finished = core.mda.events.sequenceFinished
-        finished.connect(reinstall)
-        if not core.mda.is_running():
-            reinstall()
+            restore_engine_when_idle(core, engine, previous)
 
     # -- what the engine calls (acquisition thread) --------------------------------------------
 

@@ -36,7 +36,7 @@ from useq import MDAEvent, MDASequence
 
 from ._reading import DefocusReading
 
-__all__ = ["FocusHold", "FocusMove", "HeldFocusEngine"]
+__all__ = ["FocusHold", "FocusMove", "HeldFocusEngine", "restore_engine_when_idle"]
 
 logger = logging.getLogger("live_restore.focus")
 
@@ -176,17 +176,7 @@ class FocusHold:
         if core is None or engine is None:
             return
         engine.hold = None  # passes events through unchanged from now on
-
-        def reinstall(*_: Any) -> None:
-            finished.disconnect(reinstall)
-            if core.mda.engine is engine and not core.mda.is_running():
-                core.mda.set_engine(previous)
-
-        # connected before the check, so a run that ends in between still brings it back
-        finished = core.mda.events.sequenceFinished
-        finished.connect(reinstall)
-        if not core.mda.is_running():
-            reinstall()
+        restore_engine_when_idle(core, engine, previous)
 
     @property
     def offset_um(self) -> float:
@@ -321,6 +311,24 @@ class FocusHold:
             move.frame,
             f", limited by {move.limited_by}" if move.limited_by else "",
         )
+
+
+def restore_engine_when_idle(core: Any, engine: Any, previous: Any) -> None:
+    """Put ``previous`` back in place of ``engine``, now or when the running MDA finishes.
+
+    The runner cannot change engines mid-run; the rest of that run keeps ``engine``.
+    """
+
+    def reinstall(*_: Any) -> None:
+        finished.disconnect(reinstall)
+        if core.mda.engine is engine and not core.mda.is_running():
+            core.mda.set_engine(previous)
+
+    # connected before the check, so a run that ends in between still brings it back
+    finished = core.mda.events.sequenceFinished
+    finished.connect(reinstall)
+    if not core.mda.is_running():
+        reinstall()
 
 
 class HeldFocusEngine(MDAEngine):
