@@ -120,3 +120,20 @@ def test_the_hook_needs_a_trust_stage_to_follow_and_logs_the_light(core, tmp_pat
     # however fast the worker was, every change stays within the bounds
     assert all(c["to_level"] in ("VeryLow", "Low") for c in light["changes"])
     assert light["final"] in ("VeryLow", "Low")
+
+
+def test_the_readme_examples_parse():
+    from pathlib import Path
+
+    import yaml
+
+    from live_restore.acquisition import HookConfig
+
+    root = Path(__file__).parents[2] / "examples"
+    config = HookConfig.from_file(root / "hook-light-follows-trust.yaml")
+    assert config.light is not None and (config.light.lowest, config.light.highest) == (
+        "Low",
+        "High",
+    )
+    text = (root / "widefield-timelapse.yaml").read_text(encoding="utf-8")
+    assert useq.MDASequence(**yaml.safe_load(text)).time_plan.loops == 20
