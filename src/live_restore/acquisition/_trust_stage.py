@@ -64,17 +64,11 @@ class TrustStage(RestorerBase):
     """Frame (raw counts) -> sigma of ``session``'s restoration (float32, its output's shape)."""
 
     def __init__(self, session: ModelSession) -> None:
-        from live_restore.inference import ModelSession, TrustCalibration
+        from live_restore.inference import ModelSession
 
         if type(session) is not ModelSession:
             raise ValueError(f"{session.name} has no per-pixel trust (single-frame models only)")
-        self.calibration = TrustCalibration.read(session.folder)  # ValueError naming the fix
-        if self.calibration.details.get("weights_sha256") != session.spec.weights_sha256:
-            raise ValueError(
-                f"{session.folder / 'trust.yaml'} was calibrated for other weights than "
-                f"{session.name}'s; recalibrate: python benchmarks/calibrate_trust.py "
-                f"{session.name}"
-            )
+        self.calibration = session.trust_calibration()  # ValueError naming the fix
         self.session = session
         self.name = f"{session.name}{_STAGE_SUFFIX}"
         self.scale = session.scale
@@ -90,11 +84,7 @@ class TrustStage(RestorerBase):
         }
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        from live_restore.inference import dihedral_passes, trust_of
-
-        # with_trust() without re-reading trust.yaml every frame (checked once, above)
-        passes = dihedral_passes(self.session, self.session._counts(frame))
-        sigma: np.ndarray = trust_of(passes, self.calibration.sigma_scale).sigma
+        sigma: np.ndarray = self.session.with_trust(frame, self.calibration).sigma
         return sigma
 
     def close(self) -> None:

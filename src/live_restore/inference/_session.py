@@ -114,12 +114,11 @@ class ModelSession(_Session, RestorerBase):
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         return self._restore([self._counts(frame)])[0]
 
-    def with_trust(self, frame: np.ndarray) -> Trust:
-        """The restored frame with ``sigma``, its per-pixel expected absolute error.
+    def trust_calibration(self) -> TrustCalibration:
+        """The model's trust calibration (``trust.yaml``), checked against these weights.
 
-        Eight passes (the square's symmetries; ``image`` is their mean), their spread scaled
-        by the model's calibration (``trust.yaml``, see ``inference/_trust.py``).
-        ValueError when the model has no calibration. ``session(frame)`` is unchanged.
+        ValueError, naming the command that makes one, when there is none or it was made for
+        other weights.
         """
         calibration = TrustCalibration.read(self.folder)
         if calibration.details.get("weights_sha256") != self.spec.weights_sha256:
@@ -127,6 +126,17 @@ class ModelSession(_Session, RestorerBase):
                 f"{self.folder / 'trust.yaml'} was calibrated for other weights than "
                 f"{self.name}'s; recalibrate: python benchmarks/calibrate_trust.py {self.name}"
             )
+        return calibration
+
+    def with_trust(self, frame: np.ndarray, calibration: TrustCalibration | None = None) -> Trust:
+        """The restored frame with ``sigma``, its per-pixel expected absolute error.
+
+        Eight passes (the square's symmetries; ``image`` is their mean), their spread scaled
+        by the model's calibration (``trust.yaml``, see ``inference/_trust.py``; pass
+        ``calibration`` from :meth:`trust_calibration` to read it once for many frames).
+        ValueError when the model has no calibration. ``session(frame)`` is unchanged.
+        """
+        calibration = calibration or self.trust_calibration()
         return trust_of(dihedral_passes(self, self._counts(frame)), calibration.sigma_scale)
 
     def restore_batch(self, frames: np.ndarray) -> np.ndarray:

@@ -435,17 +435,16 @@ class LiveRestoreDock(QWidget):
         """The newest frame's untrusted share per trust stage, and the threshold it uses."""
         from live_restore.acquisition._trust_stage import (
             UNTRUSTED_FRACTION_OF_SPAN,
-            is_trust_stage,
-            untrusted_fraction,
+            untrusted_share,
         )
 
         if self.hook is None:
             return "-"
         parts = []
         for name, _scale in self.hook.stages:
-            frame = self.hook.latest(name) if is_trust_stage(name) else None
-            if frame is not None and frame.raw.size:
-                share = untrusted_fraction(frame.restored, frame.raw)
+            frame = self.hook.latest(name)
+            share = None if frame is None else untrusted_share(name, frame.raw, frame.restored)
+            if frame is not None and share is not None:
                 parts.append(f"{100 * share:.1f}% untrusted (frame {frame.numbers[-1]})")
         if not parts:
             return "- (add MODEL+trust)"
