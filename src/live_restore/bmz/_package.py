@@ -202,6 +202,8 @@ def _export(name: str | Path, out: Path) -> Path:
     from live_restore.inference import export_onnx
     from live_restore.inference._export import OPSET
 
+    if out.suffix != ".zip":  # before loading anything
+        raise ValueError(f"the package is a .zip file, not {out.name}")
     spec, network, _ = load_network(name)
     if spec.task not in EXPORTABLE_TASKS or spec.architecture not in _METHODS:
         raise ValueError(
@@ -210,8 +212,6 @@ def _export(name: str | Path, out: Path) -> Path:
             "a SIM raw set counts as one image of 9 channels), not focus estimation, "
             "interpolation or multi-frame SR"
         )
-    if out.suffix != ".zip":
-        raise ValueError(f"the package is a .zip file, not {out.name}")
     method = _METHODS[spec.architecture]
     counts = _test_input(spec)
     with torch.no_grad():
