@@ -7,7 +7,9 @@ tiles beat 256 px ones by up to 1.9 dB at 20 photons on one 512x512 field, altho
 over 8 cells hid it (29.97 / 30.02 / 30.03 dB for 64 / 128 / 256 px); a model with
 ``spectrum_reference_px`` is size-invariant and runs whole frames (dfcan-sr2x-tiny,
 benchmarks/RESULTS.md). Any frame size works: edge tiles are shifted to fit inside the frame, and
-frames smaller than a tile are reflect-padded (every backend gets the same shape: parity).
+a frame smaller than a tile is one tile of its own size (reflect-padded to the network's multiple
+and to at least 64 px); the cut is the same on every backend (parity), and an exported backend
+builds a graph for each new size once (cached).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["tile_starts", "tiled_apply", "tiled_apply_stack"]
+__all__ = ["SMALLEST_TILE_PX", "tile_starts", "tiled_apply", "tiled_apply_stack"]
+
+SMALLEST_TILE_PX = 64  # the training patch of every shipped model
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -84,25 +88,29 @@ def tiled_apply_stack(
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {images.shape}")
     count, _, rows, cols = images.shape
-    # pad small or odd frames up to something the network accepts
-    need_rows = max(tile if rows < tile else rows, 1)
-    need_cols = max(tile if cols < tile else cols, 1)
+    # pad odd frames up to a size the network accepts; a frame smaller than a tile is run
+    # whole (a 128 px ROI padded to a 512 px tile would cost 16x), though never below
+    # SMALLEST_TILE_PX, the size the models were trained at
+    need_rows = max(rows, min(tile, SMALLEST_TILE_PX))
+    need_cols = max(cols, min(tile, SMALLEST_TILE_PX))
     need_rows += -need_rows % multiple_of
     need_cols += -need_cols % multiple_of
     padded = np.pad(
         images, ((0, 0), (0, 0), (0, need_rows - rows), (0, need_cols - cols)), mode="reflect"
     )
     tile_r, tile_c = min(tile, need_rows), min(tile, need_cols)
+    # a side run whole is one tile: its overlap only has to fit inside it
+    overlap_r, overlap_c = min(overlap, tile_r // 2), min(overlap, tile_c // 2)
     starts = [
         (n, r, c)
         for n in range(count)
-        for r in tile_starts(need_rows, tile_r, overlap)
-        for c in tile_starts(need_cols, tile_c, overlap)
+        for r in tile_starts(need_rows, tile_r, overlap_r)
+        for c in tile_starts(need_cols, tile_c, overlap_c)
     ]
     out = np.zeros((count, need_rows * scale, need_cols * scale), np.float32)
     weight_sum = np.zeros((need_rows * scale, need_cols * scale), np.float32)
     taper = np.outer(
-        _taper(tile_r * scale, overlap * scale), _taper(tile_c * scale, overlap * scale)
+        _taper(tile_r * scale, overlap_r * scale), _taper(tile_c * scale, overlap_c * scale)
     )
     for first in range(0, len(starts), batch):
         group = starts[first : first + batch]
