@@ -264,6 +264,7 @@ def models_list() -> None:
     """List the restoration models this installation can run (model-free and trained)."""
     from .acquisition import RESTORERS, shipped_model_names
     from .acquisition._registry import trust_calibrated
+    from .inference import TrustCalibration
     from .models import ModelLoadError, model_dir, read_spec
 
     table = Table(title="models")
@@ -285,9 +286,12 @@ def models_list() -> None:
             f"{training.get('steps', '?')} steps on {training.get('device', '?')}",
         )
     for name in trust_calibrated(shipped_model_names()):
+        calibration = TrustCalibration.read(model_dir(name))
+        measured = calibration.details.get("candidates", {}).get(calibration.method, {})
         table.add_row(
             f"{name}+trust",
-            f"{name}'s per-pixel trust map: sigma, its expected error (8 passes a frame)",
-            "calibrated (trust.yaml)",
+            f"{name}'s per-pixel trust map: sigma, its expected error ({calibration.method}: "
+            f"{measured.get('cost_ratio', '?')}x a restoration's time)",
+            f"calibrated (trust.yaml): {calibration.coverage_2sigma:.0%} within 2 sigma",
         )
     console.print(table)

@@ -39,7 +39,7 @@ ModelsOption = Annotated[
         "-m",
         help="Restoration model (repeat for several); `live-restore models` lists them. "
         "MODEL+trust (e.g. dfcan-sr2x-tiny+trust) adds MODEL's per-pixel trust map, sigma, "
-        "saved beside it and shown red over it (8 passes of the model per frame).",
+        "saved beside it and shown red over it (about 1.3x the restoration's time).",
     ),
 ]
 OutFolderOption = Annotated[

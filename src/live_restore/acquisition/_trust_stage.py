@@ -1,17 +1,18 @@
 """A model's trust map as a live stage: ``NAME+trust`` restores with NAME and saves sigma.
 
-The stage runs the model's 8-pass trust (``ModelSession.with_trust``) and returns ``sigma``, the
-per-pixel expected absolute error of the restoration, in the restored image's units (counts),
-calibrated on held-out simulated data (``trust.yaml``). Being a stage, it has what every stage
-has: its own OME-Zarr store beside the restored one (provenance: the model, its weights hash
-and its calibration), rows in frames.csv, a napari layer, failures named by frame.
+The stage runs the model's calibrated trust (``ModelSession.with_trust``: its trust head, or 8
+passes for a model calibrated that way) and returns ``sigma``, the per-pixel expected absolute
+error of the restoration, in the restored image's units (counts), calibrated on held-out
+simulated data (``trust.yaml``). Being a stage, it has what every stage has: its own OME-Zarr
+store beside the restored one (provenance: the model, its weights hash and its calibration),
+rows in frames.csv, a napari layer, failures named by frame.
 
 frames.csv's ``flags`` of each trust row give the untrusted fraction of the field: the share of
 output pixels whose sigma exceeds ``UNTRUSTED_FRACTION_OF_SPAN`` of the frame's brightness span
 (the raw frame's 0.1-99.9 percentile range, the span the model normalises by). A pixel whose
 expected error is a tenth of the frame's range is one a user should not measure on.
 
-Cost: 8 passes of the model per frame (measured in benchmarks/RESULTS.md), so it is opt-in.
+Cost: a restoration plus the method's own (benchmarks/RESULTS.md), so it is opt-in.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ __all__ = [
 TRUST_SUFFIX = "+trust"  # in a model list: "dfcan-sr2x-tiny+trust"
 _STAGE_SUFFIX = "-trust"  # the stage (and its store): "dfcan-sr2x-tiny-trust"
 UNTRUSTED_FRACTION_OF_SPAN = 0.1
+# what each trust method's sigma is the error of
+_RESTORATION = {
+    "head": "the restoration (the model's own output, as in its store)",
+    "tta": "the mean of the 8 restorations under the square's symmetries",
+}
 
 
 def is_trust_stage(name: str) -> bool:
@@ -77,7 +83,9 @@ class TrustStage(RestorerBase):
         return {
             **self.session.provenance(),
             "model": self.name,
-            "output": "sigma: expected absolute error of the 8-pass mean restoration, counts",
+            "output": f"sigma: expected absolute error of {_RESTORATION[self.calibration.method]}"
+            ", counts",
+            "trust_method": self.calibration.details.get("how", self.calibration.method),
             "trust_sigma_scale": f"{self.calibration.sigma_scale:.6g}",
             "trust_coverage_2sigma_held_out": f"{self.calibration.coverage_2sigma:.4f}",
             "untrusted_when": f"sigma > {UNTRUSTED_FRACTION_OF_SPAN:g} x the raw 0.1-99.9 % span",

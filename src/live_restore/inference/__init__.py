@@ -28,13 +28,27 @@ from ._session import (
 from ._tensorrt_ops import TENSORRT_ONNX_OPERATORS, tensorrt_unsupported
 from ._tiling import tile_starts, tiled_apply, tiled_apply_stack
 from ._triton_client import ServerError, TritonSession, server_address
-from ._trust import Trust, TrustCalibration, dihedral_passes, trust_of
+from ._trust import (
+    TRUST_HEAD_FILE,
+    TRUST_METHODS,
+    Trust,
+    TrustCalibration,
+    dihedral_passes,
+    head_spread,
+    head_tensors,
+    load_trust_head,
+    pair_spread,
+    range_units,
+    trust_of,
+)
 
 __all__ = [
     "BACKENDS",
     "CPU_VARIANTS",
     "PRECISIONS",
     "TENSORRT_ONNX_OPERATORS",
+    "TRUST_HEAD_FILE",
+    "TRUST_METHODS",
     "Backend",
     "CacheEntry",
     "EngineCache",
@@ -54,7 +68,12 @@ __all__ = [
     "default_cache_dir",
     "dihedral_passes",
     "export_onnx",
+    "head_spread",
+    "head_tensors",
     "load_model",
+    "load_trust_head",
+    "pair_spread",
+    "range_units",
     "resolve_backend",
     "server_address",
     "session_tile",

@@ -21,12 +21,20 @@ import torch
 from live_restore._version import __version__
 from live_restore.frames import AxisSet, PhotonConversion, RestorerBase, TemporalWindow, as_frame
 from live_restore.models import ModelSpec, ModelTask, frame_scale, interp_inputs, load_network
+from live_restore.models.trust_head import TrustHead
 
 from ._backend import Backend, create_backend, resolve_backend
 from ._cache import EngineCache
 from ._tiling import tiled_apply_stack
 from ._triton_client import TritonSession
-from ._trust import Trust, TrustCalibration, dihedral_passes, trust_of
+from ._trust import (
+    Trust,
+    TrustCalibration,
+    dihedral_passes,
+    head_spread,
+    load_trust_head,
+    trust_of,
+)
 
 __all__ = [
     "CPU_VARIANTS",
@@ -106,6 +114,7 @@ class ModelSession(_Session, RestorerBase):
 
     # the tiles of a batch share the backend's calls, so a batch is cheaper than its frames
     max_batch = 32
+    _trust_head: TrustHead | None = None  # loaded by the first with_trust that needs it
 
     def _counts(self, frame: object) -> np.ndarray:
         """The checked input: one 2-D frame here, a raw set in :class:`SimSession`."""
@@ -118,7 +127,7 @@ class ModelSession(_Session, RestorerBase):
         """The model's trust calibration (``trust.yaml``), checked against these weights.
 
         ValueError, naming the command that makes one, when there is none or it was made for
-        other weights.
+        other weights; ModelLoadError when the trust head it names is missing or corrupt.
         """
         calibration = TrustCalibration.read(self.folder)
         if calibration.details.get("weights_sha256") != self.spec.weights_sha256:
@@ -126,18 +135,35 @@ class ModelSession(_Session, RestorerBase):
                 f"{self.folder / 'trust.yaml'} was calibrated for other weights than "
                 f"{self.name}'s; recalibrate: python benchmarks/calibrate_trust.py {self.name}"
             )
+        # the head is loaded here, so a missing or corrupt head file is refused up front
+        self._head_for(calibration)
         return calibration
+
+    def _head_for(self, calibration: TrustCalibration) -> TrustHead | None:
+        if calibration.method == "head" and self._trust_head is None:
+            self._trust_head = load_trust_head(
+                self.folder, self.spec.scale, calibration.details.get("head_sha256")
+            )
+        return self._trust_head
 
     def with_trust(self, frame: np.ndarray, calibration: TrustCalibration | None = None) -> Trust:
         """The restored frame with ``sigma``, its per-pixel expected absolute error.
 
-        Eight passes (the square's symmetries; ``image`` is their mean), their spread scaled
-        by the model's calibration (``trust.yaml``, see ``inference/_trust.py``; pass
-        ``calibration`` from :meth:`trust_calibration` to read it once for many frames).
-        ValueError when the model has no calibration. ``session(frame)`` is unchanged.
+        By the model's calibrated method (``trust.yaml``, see ``inference/_trust.py``): its
+        trust head (one pass plus the head; ``image`` is ``session(frame)``), or 8 passes under
+        the square's symmetries (``image`` is their mean). Pass ``calibration`` from
+        :meth:`trust_calibration` to read it once for many frames. ValueError when the model
+        has no calibration. ``session(frame)`` is unchanged.
         """
         calibration = calibration or self.trust_calibration()
-        return trust_of(dihedral_passes(self, self._counts(frame)), calibration.sigma_scale)
+        counts = self._counts(frame)
+        if calibration.method == "tta":
+            return trust_of(dihedral_passes(self, counts), calibration.sigma_scale)
+        head = self._head_for(calibration)
+        assert head is not None
+        restored = self._restore([counts])[0]
+        spread = head_spread(head, counts, restored)
+        return Trust(restored, calibration.sigma_scale * spread)
 
     def restore_batch(self, frames: np.ndarray) -> np.ndarray:
         """Several inputs stacked on a new first axis -> their outputs, stacked.

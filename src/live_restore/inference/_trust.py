@@ -1,15 +1,21 @@
-"""Per-pixel trust for a restoration: test-time augmentation spread, calibrated against truth.
+"""Per-pixel trust for a restoration: sigma, the expected absolute error, calibrated on truth.
 
-The frame is restored 8 times, once per symmetry of the square (4 rotations, each flipped or
-not), and each output is turned back. Where the network is sure of what it paints, the 8 agree;
-where it invents structure in noise, they disagree. ``image`` is their mean, and ``sigma`` is
-their standard deviation times a scale calibrated on held-out simulated data, so that sigma
-reads as the expected absolute error in the output's units (a pixel's |error| lies within
-2 sigma for a stated fraction of pixels). The scale, and how well sigma ranks the error, are
-measured per model by ``calibrate_trust`` and kept in the model folder's ``trust.yaml``.
+Three ways to estimate it were built and measured against each other (the trust issue;
+``benchmarks/calibrate_trust.py``, table in benchmarks/RESULTS.md):
 
-This is one of the candidates the trust issue asks to compare (the others, a heteroscedastic
-head and a rolling FRC between consecutive frames, are not built yet). Its cost: 8 passes.
+- ``head``: a heteroscedastic head (``models/trust_head.py``) beside the frozen model predicts
+  each pixel's Laplace scale from the raw and the restored frame; one pass of the model plus a
+  small network. ``image`` is the plain restoration, exactly what ``session(frame)`` gives.
+- ``tta``: the frame restored 8 times, once per symmetry of the square, each turned back;
+  ``image`` is their mean and the spread is their standard deviation. 8 passes.
+- ``pair``: two independent measurements of the same field (consecutive frames of a still
+  sample) restored separately; the spread is the rolling-block RMS of their difference / sqrt 2,
+  the noise term of a block-wise FRC between them (by Parseval). No extra pass in a time-lapse,
+  but it needs a second frame and reads motion as error.
+
+Each spread times a scale calibrated on held-out simulated data is ``sigma``: a pixel's |error|
+lies within 2 sigma for a stated share of pixels. The scale, the method and what they were
+measured to mean are kept in the model folder's ``trust.yaml``; the head's weights beside it.
 """
 
 from __future__ import annotations
@@ -19,11 +25,32 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
+from scipy import ndimage
 
-__all__ = ["TRUST_FILE", "Trust", "TrustCalibration", "dihedral_passes", "trust_of"]
+from live_restore.models import ModelLoadError, file_sha256
+from live_restore.models.trust_head import TrustHead
+
+__all__ = [
+    "TRUST_FILE",
+    "TRUST_HEAD_FILE",
+    "TRUST_METHODS",
+    "Trust",
+    "TrustCalibration",
+    "dihedral_passes",
+    "head_spread",
+    "head_tensors",
+    "load_trust_head",
+    "pair_spread",
+    "range_units",
+    "trust_of",
+]
 
 TRUST_FILE = "trust.yaml"
+TRUST_HEAD_FILE = "trust-head.safetensors"
+TRUST_METHODS = ("head", "tta", "pair")
+PAIR_BLOCK_PX = 16  # rolling block of the pair method, in output pixels
 # (quarter turns, flipped): the 8 symmetries of the square
 _SYMMETRIES = [(k, flip) for flip in (False, True) for k in range(4)]
 
@@ -38,8 +65,9 @@ class Trust:
 
 @dataclass(frozen=True)
 class TrustCalibration:
-    """How a model's TTA spread becomes sigma, and what that was measured to mean."""
+    """How a model's spread becomes sigma (method, scale), and what that was measured to mean."""
 
+    method: str
     sigma_scale: float
     coverage_2sigma: float  # held-out fraction of pixels with |error| <= 2 sigma
     details: dict[str, Any]
@@ -55,17 +83,38 @@ class TrustCalibration:
             )
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         try:
-            return cls(float(data["sigma_scale"]), float(data["coverage_2sigma"]), data)
+            method = str(data["method"])
+            calibration = cls(
+                method, float(data["sigma_scale"]), float(data["coverage_2sigma"]), data
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path} is not a trust calibration: {e}") from None
+        if method not in ("head", "tta"):
+            raise ValueError(f"{path}: method {method!r} is not a single-frame trust method")
+        return calibration
+
+    def candidate(self, method: str) -> TrustCalibration:
+        """The same model's calibration for another single-frame method it was measured with."""
+        candidates = self.details.get("candidates", {})
+        measured = candidates.get(method)
+        if method not in ("head", "tta") or not measured:
+            usable = ", ".join(m for m in candidates if m != "pair") or "none"
+            raise ValueError(
+                f"{self.details.get('model', 'this model')} has no single-frame {method!r} trust "
+                f"calibration; calibrated: {usable}"
+            )
+        return TrustCalibration(
+            method, float(measured["sigma_scale"]), float(measured["coverage_2sigma"]), self.details
+        )
 
     def write(self, folder: Path) -> Path:
         """Save as ``trust.yaml`` beside model.yaml."""
         path = folder / TRUST_FILE
         record = {
-            **self.details,
+            "method": self.method,
             "sigma_scale": self.sigma_scale,
             "coverage_2sigma": self.coverage_2sigma,
+            **self.details,
         }
         path.write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
         return path
@@ -98,7 +147,65 @@ def dihedral_passes(session: Any, frame: np.ndarray) -> np.ndarray:
 
 
 def trust_of(passes: np.ndarray, sigma_scale: float) -> Trust:
-    """Mean and calibrated spread of the passes."""
+    """Mean and calibrated spread of the TTA passes."""
     image = passes.mean(axis=0, dtype=np.float64).astype(np.float32)
     spread = passes.std(axis=0, ddof=1, dtype=np.float64)
     return Trust(image, (sigma_scale * spread).astype(np.float32))
+
+
+def range_units(image: np.ndarray) -> tuple[float, float]:
+    """(low, span) of the 0.1-99.9 % range: the units the head reads and predicts in."""
+    low, high = np.percentile(image, [0.1, 99.9])
+    return float(low), max(float(high - low), 1e-6)
+
+
+def head_tensors(counts: np.ndarray, restored: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's inputs: raw and restored frames, each in its own range units, (1, 1, H, W)."""
+    raw_low, raw_span = range_units(counts)
+    out_low, out_span = range_units(restored)
+    raw = (np.asarray(counts, np.float32) - raw_low) / raw_span
+    out = (np.asarray(restored, np.float32) - out_low) / out_span
+    return torch.from_numpy(raw)[None, None], torch.from_numpy(out)[None, None]
+
+
+def head_spread(head: TrustHead, counts: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    """The head's Laplace scale for ``restored``, in the restored frame's units (uncalibrated)."""
+    raw, out = head_tensors(counts, restored)
+    with torch.inference_mode():
+        scale = head(raw, out)[0, 0].numpy()
+    return (scale * range_units(restored)[1]).astype(np.float32)
+
+
+def pair_spread(
+    restored: np.ndarray, other: np.ndarray, block_px: int = PAIR_BLOCK_PX
+) -> np.ndarray:
+    """Rolling-block RMS of the difference of two independent restorations, / sqrt 2.
+
+    For two estimates with independent errors, a block's FRC noise term (the power of the
+    pair's difference, summed over rings) is by Parseval the block's mean squared difference,
+    twice one estimate's error variance.
+    """
+    difference = np.asarray(restored, np.float64) - np.asarray(other, np.float64)
+    power = ndimage.uniform_filter(difference**2 / 2, size=block_px, mode="reflect")
+    return np.sqrt(np.maximum(power, 0.0)).astype(np.float32)
+
+
+def load_trust_head(folder: Path, scale: int, sha256: str | None) -> TrustHead:
+    """A model's trained trust head, checked against the sha256 its calibration recorded."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = folder / TRUST_HEAD_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing: the trust calibration names a head")
+    if sha256 and file_sha256(path) != sha256:
+        raise ModelLoadError(
+            f"{path} does not match the sha256 in {TRUST_FILE}: recalibrate with "
+            f"`python benchmarks/calibrate_trust.py {folder.name}`"
+        )
+    head = TrustHead(scale)
+    try:
+        head.load_state_dict(load_file(str(path)))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ModelLoadError(f"{path} is not a trust head for a {scale}x model: {error}") from None
+    return head.eval()

@@ -19,6 +19,7 @@ from .dfcan import DFCAN, DFGANDiscriminator
 from .focusnet import FocusNet
 from .interp import InterpNet
 from .mfsr import MFSRNet
+from .trust_head import TrustHead
 from .unet import RefocusUNet
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "ModelTask",
     "Normalisation",
     "RefocusUNet",
+    "TrustHead",
     "build_network",
     "engines_dir",
     "file_sha256",

@@ -2,10 +2,10 @@
 
 Error is measured in the output's units: the truth is mapped onto the output by the affine fit
 the evaluation uses (``fit_to_truth``, inverted), so sigma and |error| compare directly.
-The scale is chosen on calibration fields so that 95 % of pixels have |error| <= 2 sigma; it is
-then checked on held-out fields (other seeds): the coverage there, the ratio of mean |error| to
-mean sigma, and the Spearman correlation between sigma and |error| over 8x8 blocks, per
-structure and light level.
+Each method's scale is chosen on calibration fields so that 95 % of pixels have
+|error| <= 2 sigma; it is then checked on held-out fields (other seeds): the coverage there,
+the ratio of mean |error| to mean sigma, and the Spearman correlation between sigma and |error|
+over 8x8 blocks, per structure and light level.
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from live_restore.inference import ModelSession, TrustCalibration, dihedral_passes, trust_of
+from live_restore.inference import (
+    ModelSession,
+    TrustCalibration,
+    dihedral_passes,
+    head_spread,
+    pair_spread,
+    trust_of,
+)
+from live_restore.models import TrustHead
 from live_restore.simulate import CameraParams, expose
 
 from ._evaluate import EVALUATION_SEED_OFFSET
@@ -27,12 +35,18 @@ __all__ = ["TrustRow", "block_spearman", "calibrate_trust", "error_in_output_uni
 
 TARGET_COVERAGE = 0.95
 BLOCK_PX = 8
+METHOD_NOTES = {
+    "head": "heteroscedastic head (Laplace NLL) on the frozen model: sigma = scale x b",
+    "tta": "dihedral test-time augmentation (8 passes): sigma = scale x std",
+    "pair": "two exposures restored apart: sigma = scale x rolling 16 px RMS(difference) / sqrt 2",
+}
 
 
 @dataclass(frozen=True)
 class TrustRow:
-    """Held-out trust quality for one structure and light level."""
+    """Held-out trust quality of one method for one structure and light level."""
 
+    method: str
     structure: str
     photons: float
     coverage_2sigma: float
@@ -49,88 +63,127 @@ def error_in_output_units(image: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def block_spearman(sigma: np.ndarray, error: np.ndarray, block: int = BLOCK_PX) -> float:
-    """Spearman correlation of block means of sigma and |error|."""
-    rows, cols = (s - s % block for s in sigma.shape)
+    """Spearman correlation of block means of sigma and |error| (of one or several frames)."""
+    rows, cols = (s - s % block for s in sigma.shape[-2:])
 
     def _blocks(a: np.ndarray) -> np.ndarray:
-        cut = a[:rows, :cols]
-        return cut.reshape(rows // block, block, cols // block, block).mean(axis=(1, 3)).ravel()
+        cut = a[..., :rows, :cols]
+        shape = (*cut.shape[:-2], rows // block, block, cols // block, block)
+        return cut.reshape(shape).mean(axis=(-3, -1)).ravel()
 
     rho = stats.spearmanr(_blocks(sigma), _blocks(np.abs(error))).statistic
     return float(rho)
 
 
+@dataclass(frozen=True)
+class _Case:
+    """Two independent exposures of one field at one light, and the truth in the output grid."""
+
+    structure: str
+    photons: float
+    first: np.ndarray
+    second: np.ndarray
+    truth: np.ndarray
+
+
 def _cases(
-    session: ModelSession,
     structures: Sequence[str],
     photon_levels: Sequence[float],
     fields: int,
     frame_size: int,
     seed: int,
-) -> list[tuple[str, float, np.ndarray, np.ndarray]]:
-    """(structure, photons, TTA passes, truth in the output's grid) per field and light."""
+) -> list[_Case]:
     camera = CameraParams()
     cases = []
     for index, stack in enumerate(render_fields(structures, fields, frame_size, seed)):
         for photons in photon_levels:
             rng = np.random.default_rng([seed, index, int(photons)])
-            counts = expose(stack.widefield[stack.focus_index] * photons, camera, rng)
-            passes = dihedral_passes(session, counts.astype(np.float32))
-            cases.append((stack.structure, photons, passes, stack.sr * photons))
+            mean = stack.widefield[stack.focus_index] * photons
+            first, second = (expose(mean, camera, rng).astype(np.float32) for _ in range(2))
+            cases.append(_Case(stack.structure, photons, first, second, stack.sr * photons))
     return cases
+
+
+def _estimates(
+    session: ModelSession, case: _Case, methods: Sequence[str], head: TrustHead | None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(image, uncalibrated spread) of each method for one case."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    first = session(case.first)
+    if "head" in methods:
+        if head is None:
+            raise ValueError("the head method needs a trained trust head")
+        out["head"] = (first, head_spread(head, case.first, first))
+    if "tta" in methods:
+        unit = trust_of(dihedral_passes(session, case.first), 1.0)
+        out["tta"] = (unit.image, unit.sigma)
+    if "pair" in methods:
+        out["pair"] = (first, pair_spread(first, session(case.second)))
+    return out
 
 
 def calibrate_trust(
     session: ModelSession,
     structures: Sequence[str],
+    methods: Sequence[str] = ("tta",),
+    head: TrustHead | None = None,
     photon_levels: Sequence[float] = (20.0, 50.0, 100.0, 300.0),
     fields: int = 2,
     frame_size: int = 128,
     seed: int = 0,
-) -> tuple[TrustCalibration, list[TrustRow]]:
-    """The scale from calibration fields, and its check on held-out ones."""
-    ratios = []
-    for _, _, passes, truth in _cases(
-        session, structures, photon_levels, fields, frame_size, seed + EVALUATION_SEED_OFFSET
-    ):
-        unit = trust_of(passes, 1.0)
-        error = np.abs(error_in_output_units(unit.image, truth))
-        spread = np.maximum(unit.sigma, 1e-6)
-        ratios.append((error / (2 * spread)).ravel())
-    scale = float(np.quantile(np.concatenate(ratios), TARGET_COVERAGE))
-    rows, covered, total = [], 0, 0
+) -> dict[str, tuple[TrustCalibration, list[TrustRow]]]:
+    """Per method: the scale from calibration fields, and its check on held-out ones."""
+    calibration_seed = seed + EVALUATION_SEED_OFFSET
+    ratios: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    for case in _cases(structures, photon_levels, fields, frame_size, calibration_seed):
+        for method, (image, spread) in _estimates(session, case, methods, head).items():
+            error = np.abs(error_in_output_units(image, case.truth))
+            ratios[method].append((error / (2 * np.maximum(spread, 1e-6))).ravel())
+    scales = {m: float(np.quantile(np.concatenate(r), TARGET_COVERAGE)) for m, r in ratios.items()}
+    # held out: per method and (structure, photons), the fields' sigma and error together
+    cells: dict[tuple[str, str, float], list[tuple[np.ndarray, np.ndarray]]] = {}
     held_out = seed + 2 * EVALUATION_SEED_OFFSET
-    for structure, photons, passes, truth in _cases(
-        session, structures, photon_levels, fields, frame_size, held_out
-    ):
-        trust = trust_of(passes, scale)
-        error = error_in_output_units(trust.image, truth)
-        inside = np.abs(error) <= 2 * trust.sigma
-        covered, total = covered + int(inside.sum()), total + inside.size
-        rows.append(
+    for case in _cases(structures, photon_levels, fields, frame_size, held_out):
+        for method, (image, spread) in _estimates(session, case, methods, head).items():
+            error = error_in_output_units(image, case.truth)
+            key = (method, case.structure, case.photons)
+            cells.setdefault(key, []).append((scales[method] * spread, error))
+    rows: dict[str, list[TrustRow]] = {m: [] for m in methods}
+    counts = {m: [0, 0] for m in methods}  # pixels covered, pixels
+    for (method, structure, photons), pairs in cells.items():
+        sigma = np.stack([p[0] for p in pairs])
+        error = np.stack([p[1] for p in pairs])
+        inside = np.abs(error) <= 2 * sigma
+        counts[method][0] += int(inside.sum())
+        counts[method][1] += inside.size
+        rows[method].append(
             TrustRow(
+                method,
                 structure,
                 photons,
                 float(inside.mean()),
-                float(np.abs(error).mean() / max(float(trust.sigma.mean()), 1e-12)),
-                block_spearman(trust.sigma, error),
+                float(np.abs(error).mean() / max(float(sigma.mean()), 1e-12)),
+                block_spearman(sigma, error),
             )
         )
-    calibration = TrustCalibration(
-        sigma_scale=scale,
-        coverage_2sigma=covered / total,
-        details={
-            "method": "dihedral test-time augmentation (8 passes): sigma = scale x std",
-            "model": session.name,
-            "weights_sha256": session.spec.weights_sha256,
-            "target_coverage_2sigma": TARGET_COVERAGE,
-            "calibration_seed": seed + EVALUATION_SEED_OFFSET,
-            "held_out_seed": held_out,
-            "structures": list(structures),
-            "photons": [float(p) for p in photon_levels],
-            "fields": fields,
-            "frame_size": frame_size,
-            "date": datetime.date.today().isoformat(),
-        },
-    )
-    return calibration, rows
+    facts = {
+        "model": session.name,
+        "weights_sha256": session.spec.weights_sha256,
+        "target_coverage_2sigma": TARGET_COVERAGE,
+        "calibration_seed": calibration_seed,
+        "held_out_seed": held_out,
+        "structures": list(structures),
+        "photons": [float(p) for p in photon_levels],
+        "fields": fields,
+        "frame_size": frame_size,
+        "date": datetime.date.today().isoformat(),
+    }
+    return {
+        m: (
+            TrustCalibration(
+                m, scales[m], counts[m][0] / counts[m][1], {**facts, "how": METHOD_NOTES[m]}
+            ),
+            rows[m],
+        )
+        for m in methods
+    }
