@@ -87,7 +87,7 @@ def main() -> None:
         default=["microtubules", "clathrin", "er", "f-actin", "mitochondria", "nuclei"],
     )
     parser.add_argument("--methods", nargs="+", default=["head", "tta", "pair"])
-    parser.add_argument("--head-steps", type=int, default=2000)
+    parser.add_argument("--head-steps", type=int, default=3000)
     parser.add_argument("--head-fields", type=int, default=6, help="Per structure.")
     parser.add_argument(
         "--reuse-head", action="store_true", help="Calibrate the head already in the model folder."
@@ -115,6 +115,8 @@ def main() -> None:
     head, head_facts, head_sha = None, {}, None
     if "head" in args.methods and args.reuse_head:
         previous = TrustCalibration.read(session.folder).details
+        if "head_sha256" not in previous:
+            parser.error(f"{session.folder / 'trust.yaml'} names no trust head to reuse")
         head_sha = previous["head_sha256"]
         head = load_trust_head(session.folder, session.scale, head_sha)
         head_facts = previous["head_training"]
@@ -123,10 +125,6 @@ def main() -> None:
         head, head_facts = train_trust_head(examples, session.scale, steps=args.head_steps)
         head_facts["examples"] = len(examples)
         print(f"trust head: {head_facts}")
-        if not args.no_write:
-            path = session.folder / TRUST_HEAD_FILE
-            save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(path))
-            head_sha = file_sha256(path)
     results = calibrate_trust(
         session,
         args.structures,
@@ -177,6 +175,13 @@ def main() -> None:
         print(f"{method:6} " + " ".join(f"{row[k]:>24}" for k in keys))
     print(f"default: {default}")
     if not args.no_write:
+        # the head and the calibration naming its hash are written together, at the end, so
+        # an interrupted run leaves the model's previous pair intact
+        if head is not None and not args.reuse_head:
+            staged = session.folder / f".{TRUST_HEAD_FILE}.new"
+            save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(staged))
+            head_sha = file_sha256(staged)
+            staged.replace(session.folder / TRUST_HEAD_FILE)
         chosen = results[default][0]
         details = {**chosen.details, "candidates": summary}
         if head_sha:  # kept whichever is the default: the head candidate stays usable

@@ -286,7 +286,11 @@ def models_list() -> None:
             f"{training.get('steps', '?')} steps on {training.get('device', '?')}",
         )
     for name in trust_calibrated(shipped_model_names()):
-        calibration = TrustCalibration.read(model_dir(name))
+        try:
+            calibration = TrustCalibration.read(model_dir(name))
+        except ValueError as error:  # one bad file must not hide the other models
+            table.add_row(f"{name}+trust", "[red]unusable trust calibration[/red]", str(error))
+            continue
         measured = calibration.details.get("candidates", {}).get(calibration.method, {})
         table.add_row(
             f"{name}+trust",

@@ -7,6 +7,7 @@ from torch import nn
 from live_restore.acquisition import RichardsonLucyRestorer
 from live_restore.frames import Restorer
 from live_restore.inference import FocusSession, ModelSession, load_model, tiled_apply
+from live_restore.inference._tiling import padded_side
 from live_restore.metrics import fit_to_truth, psnr
 from live_restore.simulate import CameraParams, ManualClock, SimMicroscope, expose
 
@@ -22,6 +23,27 @@ def test_tiled_output_matches_the_whole_frame():
     assert tiled.shape == whole.shape
     # reflect padding at the frame edge differs from zero padding only at the border
     assert np.abs(tiled - whole)[4:-4, 4:-4].max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("side", "tile", "expected"),
+    [(30, 512, 64), (100, 512, 128), (128, 512, 128), (300, 512, 512), (700, 512, 700)],
+)
+def test_a_frame_smaller_than_a_tile_runs_as_one_small_tile(side, tile, expected):
+    # a few fixed sizes (powers of two from 64 px): a 128 px ROI costs a 128 px tile, not a
+    # 512 px one, and an exported backend builds a bounded number of graphs
+    assert padded_side(side, tile) == expected
+    shapes: list[tuple[int, ...]] = []
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(batch.shape))
+        return batch * 2
+
+    image = np.random.default_rng(0).random((side, 40)).astype(np.float32)
+    out = tiled_apply(run, image, tile=tile, overlap=tile // 4, scale=1)
+    np.testing.assert_allclose(out, image * 2, rtol=1e-6)  # the padding is cut away again
+    if side < tile:
+        assert shapes == [(1, 1, expected, 64)]  # one tile; the 40 px side padded to 64
 
 
 @pytest.fixture(scope="module")

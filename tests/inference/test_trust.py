@@ -139,7 +139,7 @@ def test_a_model_without_calibration_says_how_to_make_one(tmp_path, field):
         load_model(folder, "torch-cpu").with_trust(field[0])
 
 
-@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+@pytest.mark.parametrize("damage", ["missing", "changed", "unreadable"])
 def test_a_missing_or_corrupt_trust_head_is_refused_naming_the_file(tmp_path, damage):
     folder = tmp_path / MODEL
     shutil.copytree(engines_dir() / MODEL, folder)
@@ -148,5 +148,19 @@ def test_a_missing_or_corrupt_trust_head_is_refused_naming_the_file(tmp_path, da
         head.unlink()
     else:
         head.write_bytes(head.read_bytes()[:100])
+    if damage == "unreadable":  # no hash to catch it: the safetensors parser must
+        trust = folder / "trust.yaml"
+        trust.write_text(
+            "\n".join(x for x in trust.read_text().splitlines() if "head_sha256" not in x)
+        )
     with pytest.raises(ModelLoadError, match=TRUST_HEAD_FILE):
         load_model(folder, "torch-cpu").trust_calibration()
+
+
+def test_a_method_that_needs_two_frames_is_refused_by_with_trust(session, field):
+    calibration = session.trust_calibration()
+    pair = type(calibration)("pair", 6.4, 0.95, calibration.details)
+    with pytest.raises(ValueError, match="'pair' is not a single-frame trust method"):
+        session.with_trust(field[0], pair)
+    tta = calibration.candidate("tta")  # a candidate describes itself, not the default
+    assert tta.details["method"] == "tta" and "test-time augmentation" in tta.details["how"]

@@ -29,6 +29,7 @@ from ._tensorrt_ops import TENSORRT_ONNX_OPERATORS, tensorrt_unsupported
 from ._tiling import tile_starts, tiled_apply, tiled_apply_stack
 from ._triton_client import ServerError, TritonSession, server_address
 from ._trust import (
+    METHOD_NOTES,
     TRUST_HEAD_FILE,
     TRUST_METHODS,
     Trust,
@@ -45,6 +46,7 @@ from ._trust import (
 __all__ = [
     "BACKENDS",
     "CPU_VARIANTS",
+    "METHOD_NOTES",
     "PRECISIONS",
     "TENSORRT_ONNX_OPERATORS",
     "TRUST_HEAD_FILE",

@@ -32,7 +32,7 @@ from live_restore.models import (
 
 from ._backend import create_backend, resolve_backend
 from ._cache import EngineCache
-from ._flops import matmul_flops_per_s, network_flops, tiles_per_frame
+from ._flops import matmul_flops_per_s, network_flops, tile_run_shape, tiles_per_frame
 from ._session import InterpSession, make_session, session_tile
 
 __all__ = ["BenchRow", "bench", "bench_cells"]
@@ -120,7 +120,7 @@ def bench(
     """Time every cell; rows in cell order (duplicates from ``auto`` are run once)."""
     cells = list(dict.fromkeys(bench_cells(models, backends, sizes, precisions)))
     rates: dict[tuple[str, str], float] = {}
-    flops_per_tile: dict[str, int] = {}
+    flops_per_tile: dict[tuple[str, tuple[int, ...]], int] = {}
     rows = []
     for model, backend, precision, size in cells:
         if progress is not None:
@@ -145,13 +145,19 @@ def bench(
             start = time.perf_counter()
             call()
             times.append(1e3 * (time.perf_counter() - start))
-        if model not in flops_per_tile:
-            flops_per_tile[model] = network_flops(network, (1, *tile_shape))
+        run_shape = tile_shape
         if spec.task is ModelTask.FOCUS_ESTIMATION:
             tiles = (size // tile_shape[1]) ** 2
         else:
             tiles = tiles_per_frame((size, size), tile_shape[1], spec.multiple_of)
-        flops = flops_per_tile[model] * tiles
+            # a frame smaller than a tile runs as one smaller tile
+            run_shape = (
+                tile_shape[0],
+                *tile_run_shape((size, size), tile_shape[1], spec.multiple_of),
+            )
+        if (model, run_shape) not in flops_per_tile:
+            flops_per_tile[model, run_shape] = network_flops(network, (1, *run_shape))
+        flops = flops_per_tile[model, run_shape] * tiles
         device = "cuda" if backend in ("torch-cuda", "tensorrt") else "cpu"
         if (device, precision) not in rates:
             rates[device, precision] = matmul_flops_per_s(device, precision)

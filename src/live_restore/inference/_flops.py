@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._tiling import tile_starts
+from ._tiling import padded_side, tile_starts
 from ._torch_backend import TORCH_DTYPES
 
-__all__ = ["matmul_flops_per_s", "network_flops", "tiles_per_frame"]
+__all__ = ["matmul_flops_per_s", "network_flops", "tile_run_shape", "tiles_per_frame"]
 
 
 def network_flops(network: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -33,10 +33,18 @@ def tiles_per_frame(frame_shape: tuple[int, int], tile: int, multiple_of: int = 
     """How many tiles ``tiled_apply`` runs for a frame (as it pads and places them)."""
     counts = []
     for side in frame_shape:
-        need = max(side, tile)
-        need += -need % multiple_of
-        counts.append(len(tile_starts(need, min(tile, need), tile // 4)))
+        need = padded_side(side, tile, multiple_of)
+        run_tile = min(tile, need)
+        counts.append(len(tile_starts(need, run_tile, min(tile // 4, run_tile // 2))))
     return counts[0] * counts[1]
+
+
+def tile_run_shape(
+    frame_shape: tuple[int, int], tile: int, multiple_of: int = 1
+) -> tuple[int, int]:
+    """The (rows, cols) of the tiles ``tiled_apply`` runs for a frame (smaller for small frames)."""
+    rows, cols = (min(tile, padded_side(side, tile, multiple_of)) for side in frame_shape)
+    return rows, cols
 
 
 def matmul_flops_per_s(device: str = "cpu", precision: str = "fp32", size: int = 0) -> float:

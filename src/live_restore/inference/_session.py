@@ -114,7 +114,9 @@ class ModelSession(_Session, RestorerBase):
 
     # the tiles of a batch share the backend's calls, so a batch is cheaper than its frames
     max_batch = 32
-    _trust_head: TrustHead | None = None  # loaded by the first with_trust that needs it
+    # loaded by the first trust_calibration or with_trust that needs it
+    _trust_head: TrustHead | None = None
+    _trust_head_sha256: str | None = None
 
     def _counts(self, frame: object) -> np.ndarray:
         """The checked input: one 2-D frame here, a raw set in :class:`SimSession`."""
@@ -135,16 +137,25 @@ class ModelSession(_Session, RestorerBase):
                 f"{self.folder / 'trust.yaml'} was calibrated for other weights than "
                 f"{self.name}'s; recalibrate: python benchmarks/calibrate_trust.py {self.name}"
             )
-        # the head is loaded here, so a missing or corrupt head file is refused up front
-        self._head_for(calibration)
+        if calibration.method == "head":
+            # loaded here, so a missing or corrupt head file is refused up front
+            self._head_for(calibration)
         return calibration
 
-    def _head_for(self, calibration: TrustCalibration) -> TrustHead | None:
-        if calibration.method == "head" and self._trust_head is None:
-            self._trust_head = load_trust_head(
-                self.folder, self.spec.scale, calibration.details.get("head_sha256")
-            )
+    def _head_for(self, calibration: TrustCalibration) -> TrustHead:
+        """The trust head ``calibration`` names (loaded once per file hash)."""
+        sha256 = calibration.details.get("head_sha256")
+        if self._trust_head is None or self._trust_head_sha256 != sha256:
+            head = load_trust_head(self.folder, self.spec.scale, sha256)
+            # the head runs where the model runs (a CPU head beside a GPU model would cost
+            # more than the restoration)
+            self._trust_head = head.to(self._device)
+            self._trust_head_sha256 = sha256
         return self._trust_head
+
+    @property
+    def _device(self) -> str:
+        return "cuda" if self.backend in ("torch-cuda", "tensorrt") else "cpu"
 
     def with_trust(self, frame: np.ndarray, calibration: TrustCalibration | None = None) -> Trust:
         """The restored frame with ``sigma``, its per-pixel expected absolute error.
@@ -152,17 +163,21 @@ class ModelSession(_Session, RestorerBase):
         By the model's calibrated method (``trust.yaml``, see ``inference/_trust.py``): its
         trust head (one pass plus the head; ``image`` is ``session(frame)``), or 8 passes under
         the square's symmetries (``image`` is their mean). Pass ``calibration`` from
-        :meth:`trust_calibration` to read it once for many frames. ValueError when the model
-        has no calibration. ``session(frame)`` is unchanged.
+        :meth:`trust_calibration` (or its ``candidate("tta")``) to read it once for many
+        frames. ValueError when the model has no calibration. ``session(frame)`` is unchanged.
         """
         calibration = calibration or self.trust_calibration()
         counts = self._counts(frame)
         if calibration.method == "tta":
             return trust_of(dihedral_passes(self, counts), calibration.sigma_scale)
-        head = self._head_for(calibration)
-        assert head is not None
+        if calibration.method != "head":
+            raise ValueError(
+                f"{calibration.method!r} is not a single-frame trust method (head or tta)"
+            )
+        if counts.ndim != 2:
+            raise ValueError(f"the trust head reads one 2-D frame, not shape {counts.shape}")
         restored = self._restore([counts])[0]
-        spread = head_spread(head, counts, restored)
+        spread = head_spread(self._head_for(calibration), counts, restored)
         return Trust(restored, calibration.sigma_scale * spread)
 
     def restore_batch(self, frames: np.ndarray) -> np.ndarray:

@@ -7,9 +7,9 @@ tiles beat 256 px ones by up to 1.9 dB at 20 photons on one 512x512 field, altho
 over 8 cells hid it (29.97 / 30.02 / 30.03 dB for 64 / 128 / 256 px); a model with
 ``spectrum_reference_px`` is size-invariant and runs whole frames (dfcan-sr2x-tiny,
 benchmarks/RESULTS.md). Any frame size works: edge tiles are shifted to fit inside the frame, and
-a frame smaller than a tile is one tile of its own size (reflect-padded to the network's multiple
-and to at least 64 px); the cut is the same on every backend (parity), and an exported backend
-builds a graph for each new size once (cached).
+a frame smaller than a tile is one smaller tile (``padded_side``: a power of two from 64 px); the
+cut is the same on every backend (parity), and an exported backend builds a graph for each of
+these few sizes once (cached).
 """
 
 from __future__ import annotations
@@ -19,9 +19,26 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["SMALLEST_TILE_PX", "tile_starts", "tiled_apply", "tiled_apply_stack"]
+__all__ = ["SMALLEST_TILE_PX", "padded_side", "tile_starts", "tiled_apply", "tiled_apply_stack"]
 
 SMALLEST_TILE_PX = 64  # the training patch of every shipped model
+
+
+def padded_side(side: int, tile: int, multiple_of: int = 1) -> int:
+    """The side a frame's side is reflect-padded to before it is cut into tiles.
+
+    A side of at least a tile stays (up to the network's multiple). A shorter one is run as one
+    tile of the next power of two from ``SMALLEST_TILE_PX`` (the training patch) up to the tile:
+    a 128 px ROI padded to a 512 px tile would cost 16x, and a few fixed sizes bound how many
+    graphs an exported backend (ONNX, TensorRT) builds and caches.
+    """
+    need = side
+    if side < tile:
+        need = SMALLEST_TILE_PX
+        while need < side:
+            need *= 2
+        need = min(need, tile)
+    return need + -need % multiple_of
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -88,13 +105,10 @@ def tiled_apply_stack(
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {images.shape}")
     count, _, rows, cols = images.shape
-    # pad odd frames up to a size the network accepts; a frame smaller than a tile is run
-    # whole (a 128 px ROI padded to a 512 px tile would cost 16x), though never below
-    # SMALLEST_TILE_PX, the size the models were trained at
-    need_rows = max(rows, min(tile, SMALLEST_TILE_PX))
-    need_cols = max(cols, min(tile, SMALLEST_TILE_PX))
-    need_rows += -need_rows % multiple_of
-    need_cols += -need_cols % multiple_of
+    need_rows, need_cols = (
+        padded_side(rows, tile, multiple_of),
+        padded_side(cols, tile, multiple_of),
+    )
     padded = np.pad(
         images, ((0, 0), (0, 0), (0, need_rows - rows), (0, need_cols - cols)), mode="reflect"
     )

@@ -33,6 +33,7 @@ from live_restore.models import ModelLoadError, file_sha256
 from live_restore.models.trust_head import TrustHead
 
 __all__ = [
+    "METHOD_NOTES",
     "TRUST_FILE",
     "TRUST_HEAD_FILE",
     "TRUST_METHODS",
@@ -51,6 +52,12 @@ TRUST_FILE = "trust.yaml"
 TRUST_HEAD_FILE = "trust-head.safetensors"
 TRUST_METHODS = ("head", "tta", "pair")
 PAIR_BLOCK_PX = 16  # rolling block of the pair method, in output pixels
+METHOD_NOTES = {
+    "head": "heteroscedastic head (Laplace NLL) on the frozen model: sigma = scale x b",
+    "tta": "dihedral test-time augmentation (8 passes): sigma = scale x std",
+    "pair": "two exposures restored apart: sigma = scale x rolling 16 px RMS(difference) / sqrt 2",
+}
+_OWN_KEYS = ("method", "sigma_scale", "coverage_2sigma")
 # (quarter turns, flipped): the 8 symmetries of the square
 _SYMMETRIES = [(k, flip) for flip in (False, True) for k in range(4)]
 
@@ -90,7 +97,10 @@ class TrustCalibration:
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path} is not a trust calibration: {e}") from None
         if method not in ("head", "tta"):
-            raise ValueError(f"{path}: method {method!r} is not a single-frame trust method")
+            raise ValueError(
+                f"{path}: method {method!r} is not a single-frame trust method (head or tta); "
+                f"recalibrate: python benchmarks/calibrate_trust.py {folder.name}"
+            )
         return calibration
 
     def candidate(self, method: str) -> TrustCalibration:
@@ -103,9 +113,15 @@ class TrustCalibration:
                 f"{self.details.get('model', 'this model')} has no single-frame {method!r} trust "
                 f"calibration; calibrated: {usable}"
             )
-        return TrustCalibration(
-            method, float(measured["sigma_scale"]), float(measured["coverage_2sigma"]), self.details
-        )
+        scale, coverage = float(measured["sigma_scale"]), float(measured["coverage_2sigma"])
+        details = {
+            **self.details,
+            "method": method,
+            "sigma_scale": scale,
+            "coverage_2sigma": coverage,
+            "how": METHOD_NOTES[method],
+        }
+        return TrustCalibration(method, scale, coverage, details)
 
     def write(self, folder: Path) -> Path:
         """Save as ``trust.yaml`` beside model.yaml."""
@@ -114,7 +130,7 @@ class TrustCalibration:
             "method": self.method,
             "sigma_scale": self.sigma_scale,
             "coverage_2sigma": self.coverage_2sigma,
-            **self.details,
+            **{k: v for k, v in self.details.items() if k not in _OWN_KEYS},
         }
         path.write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
         return path
@@ -171,8 +187,9 @@ def head_tensors(counts: np.ndarray, restored: np.ndarray) -> tuple[torch.Tensor
 def head_spread(head: TrustHead, counts: np.ndarray, restored: np.ndarray) -> np.ndarray:
     """The head's Laplace scale for ``restored``, in the restored frame's units (uncalibrated)."""
     raw, out = head_tensors(counts, restored)
+    device = next(head.parameters()).device
     with torch.inference_mode():
-        scale = head(raw, out)[0, 0].numpy()
+        scale = head(raw.to(device), out.to(device))[0, 0].float().cpu().numpy()
     return (scale * range_units(restored)[1]).astype(np.float32)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import stats
 
 from live_restore.inference import (
+    METHOD_NOTES,
     ModelSession,
     TrustCalibration,
     dihedral_passes,
@@ -35,11 +36,6 @@ __all__ = ["TrustRow", "block_spearman", "calibrate_trust", "error_in_output_uni
 
 TARGET_COVERAGE = 0.95
 BLOCK_PX = 8
-METHOD_NOTES = {
-    "head": "heteroscedastic head (Laplace NLL) on the frozen model: sigma = scale x b",
-    "tta": "dihedral test-time augmentation (8 passes): sigma = scale x std",
-    "pair": "two exposures restored apart: sigma = scale x rolling 16 px RMS(difference) / sqrt 2",
-}
 
 
 @dataclass(frozen=True)
