@@ -89,6 +89,17 @@ def test_spectrum_gradient_is_finite_where_a_feature_map_is_all_zero():
     assert float(x.grad[0, 1].abs().sum()) > 0
 
 
+def test_training_works_after_inference_at_the_same_size_in_one_process():
+    # the spectrum's cached index is made once; made under inference_mode it could not join
+    # autograd, and a session restoring frames would break training in the same process
+    x = torch.rand(1, 2, 48, 80)
+    with torch.inference_mode():
+        attention_spectrum(x, 0.8, 96)
+    x.requires_grad_(True)
+    attention_spectrum(x, 0.8, 96).sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
 def test_whole_network_same_with_either_spectrum():
     torch.manual_seed(0)
     net = DFCAN(features=16, groups=1, blocks=2, reduction=4).eval()

@@ -64,8 +64,18 @@ def _read_positions(resize: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.abs(resize).sum(axis=0) > 0)
 
 
-@functools.lru_cache(maxsize=32)
 def _sampled_half_spectrum(rows: int, cols: int, size: int) -> tuple[torch.Tensor, ...]:
+    """The cached index and resizes, made as ordinary tensors.
+
+    Tensors made under ``torch.inference_mode`` cannot take part in autograd, so a cache first
+    filled by an inference call would break training in the same process afterwards.
+    """
+    with torch.inference_mode(False):
+        return _sampled_half_spectrum_cached(rows, cols, size)
+
+
+@functools.lru_cache(maxsize=32)
+def _sampled_half_spectrum_cached(rows: int, cols: int, size: int) -> tuple[torch.Tensor, ...]:
     """(flat rfft2 index, row resize, column resize) for the positions the resize reads.
 
     The index points into an rfft2 half spectrum for each fftshifted position the bilinear
