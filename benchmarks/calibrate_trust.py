@@ -36,7 +36,7 @@ def _cost_ms(model: str, head: Any) -> dict[str, float]:
     from live_restore.inference import dihedral_passes, head_spread, load_model, pair_spread
     from live_restore.simulate import CameraParams, expose
 
-    session = load_model(model)
+    session = load_model(model, cpu_variant=False)  # this model, not its CPU tier
     rng = np.random.default_rng(0)
     frame = expose(np.full((512, 512), 50.0), CameraParams(), rng).astype(np.float32)
     restored = session(frame)  # warm-up (and the graph's export)
