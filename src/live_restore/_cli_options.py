@@ -39,7 +39,7 @@ ModelsOption = Annotated[
         "-m",
         help="Restoration model (repeat for several); `live-restore models` lists them. "
         "MODEL+trust (e.g. dfcan-sr2x-tiny+trust) adds MODEL's per-pixel trust map, sigma, "
-        "saved beside it and shown red over it (about 1.3x the restoration's time).",
+        "saved beside it and shown red over it (with MODEL beside it, about 0.3x MODEL's time).",
     ),
 ]
 OutFolderOption = Annotated[

@@ -10,7 +10,8 @@ import pytest
 import useq
 import zarr
 
-from live_restore.acquisition import RestoreHook, make_restorer
+from live_restore.acquisition import HookConfig, RestoreHook, build_hook, make_restorer
+from live_restore.acquisition._build import build_parts
 from live_restore.acquisition._trust_stage import TrustStage, untrusted_fraction
 from live_restore.inference import load_model
 
@@ -74,3 +75,35 @@ def test_a_calibration_made_for_other_weights_is_refused_up_front(tmp_path):
     trust.write_text(yaml.safe_dump(record), encoding="utf-8")
     with pytest.raises(ValueError, match=r"calibrated for other weights.*calibrate_trust\.py"):
         TrustStage(load_model(folder, tile_px=64))
+
+
+def test_a_trust_stage_beside_its_model_reuses_the_restoration(core, tmp_path):
+    config = HookConfig(models=["dfcan-sr2x-tiny", "dfcan-sr2x-tiny+trust"])
+    parts = build_parts(core, config)
+    model, trust = parts.stages
+    assert isinstance(trust, TrustStage) and trust.session is model and trust.borrowed
+    passes: list[int] = []
+    runtime = model.runtime
+    model.runtime = lambda batch: (passes.append(len(batch)), runtime(batch))[1]
+    frame = np.random.default_rng(0).poisson(30, (64, 64)).astype(np.uint16) + 100
+    restored = model(frame)
+    sigma = trust(frame)
+    assert len(passes) == 1  # the trust map cost the head, not a second restoration
+    assert sigma.shape == restored.shape
+    np.testing.assert_array_equal(model.with_trust(frame).image, restored)
+    trust(frame + 1)  # another frame is restored anew
+    assert len(passes) == 2
+    for stage in parts.stages:
+        stage.close()
+    parts.executor.close()
+
+
+def test_the_shared_stages_restore_and_save_every_frame_in_a_run(core, tmp_path):
+    out = tmp_path / "run"
+    config = HookConfig(models=["dfcan-sr2x-tiny", "dfcan-sr2x-tiny+trust"], output=out)
+    with build_hook(core, config) as hook:
+        hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": FRAMES}))
+    assert hook.report.errors == 0
+    for store in ("dfcan-sr2x-tiny", "dfcan-sr2x-tiny-trust"):
+        data = np.asarray(zarr.open_group(str(out / f"{store}.ome.zarr"), mode="r")["0"][:])
+        assert data.shape[0] == FRAMES and np.isfinite(data).all()

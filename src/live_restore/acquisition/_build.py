@@ -22,7 +22,7 @@ from ._registry import (
     restorer_for,
     shipped_model_names,
 )
-from ._trust_stage import is_trust_stage
+from ._trust_stage import is_trust_stage, share_restorations
 
 __all__ = ["HookParts", "StageRecipe", "build_parts", "parts_from_keywords"]
 
@@ -112,6 +112,7 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
             )
             for name in config.models
         ]
+        share_restorations(stages)
         executor = InThreadExecutor()
     try:
         focus, hold = _focus_parts(config, backend)

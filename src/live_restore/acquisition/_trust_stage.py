@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from live_restore.frames import RestorerBase
+from live_restore.frames import Restorer, RestorerBase
 
 if TYPE_CHECKING:  # torch stays out of a light `import live_restore.acquisition`
     from live_restore.inference import ModelSession
@@ -31,6 +31,7 @@ __all__ = [
     "UNTRUSTED_FRACTION_OF_SPAN",
     "TrustStage",
     "is_trust_stage",
+    "share_restorations",
     "untrusted_fraction",
     "untrusted_share",
 ]
@@ -69,6 +70,8 @@ def untrusted_share(stage: str, raw: np.ndarray | None, output: np.ndarray | Non
 class TrustStage(RestorerBase):
     """Frame (raw counts) -> sigma of ``session``'s restoration (float32, its output's shape)."""
 
+    borrowed = False  # True when the session is a restoration stage's, which closes it
+
     def __init__(self, session: ModelSession) -> None:
         from live_restore.inference import ModelSession
 
@@ -96,4 +99,30 @@ class TrustStage(RestorerBase):
         return sigma
 
     def close(self) -> None:
-        self.session.close()
+        if not self.borrowed:
+            self.session.close()
+
+
+def share_restorations(stages: list[Restorer]) -> None:
+    """Let each trust stage reuse its model stage's restoration of the same frame.
+
+    With ``NAME`` and ``NAME+trust`` in one hook (stages called in turn on one thread), the trust
+    stage takes ``NAME``'s session, which remembers its last outputs: the trust map then costs
+    the head alone, and its image is the very one saved in ``NAME``'s store.
+    """
+    from live_restore.inference import ModelSession
+
+    models = {s.name: s for s in stages if type(s) is ModelSession}
+    for stage in stages:
+        if not isinstance(stage, TrustStage):
+            continue
+        model = models.get(stage.session.name)
+        if model is None or (model.backend, model.precision) != (
+            stage.session.backend,
+            stage.session.precision,
+        ):
+            continue
+        model.trust_calibration()  # loads its head now, not at the first frame
+        model.keep_recent_outputs()
+        stage.session.close()
+        stage.session, stage.borrowed = model, True

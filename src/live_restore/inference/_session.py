@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from ._trust import (
     Trust,
     TrustCalibration,
     dihedral_passes,
+    frame_digest,
     head_spread,
     load_trust_head,
     trust_of,
@@ -117,6 +119,25 @@ class ModelSession(_Session, RestorerBase):
     # loaded by the first trust_calibration or with_trust that needs it
     _trust_head: TrustHead | None = None
     _trust_head_sha256: str | None = None
+    # the last outputs by input digest, kept only when a trust stage shares this session
+    _recent: OrderedDict[bytes, np.ndarray] | None = None
+    _RECENT_COUNT = 8
+
+    def keep_recent_outputs(self) -> None:
+        """Remember the last few outputs, so ``with_trust`` on a frame just restored reuses it.
+
+        Set when this session is both a stage and its trust stage's model (``NAME`` and
+        ``NAME+trust`` in one hook): the trust map then costs the head, not a second pass.
+        """
+        self._recent = OrderedDict()
+
+    def _restored(self, counts: np.ndarray) -> np.ndarray:
+        """``counts`` restored: the remembered output of an identical input, else a pass."""
+        if self._recent is not None:
+            recalled = self._recent.get(frame_digest(counts))
+            if recalled is not None:
+                return recalled
+        return self._restore([counts])[0]
 
     def _counts(self, frame: object) -> np.ndarray:
         """The checked input: one 2-D frame here, a raw set in :class:`SimSession`."""
@@ -176,7 +197,7 @@ class ModelSession(_Session, RestorerBase):
             )
         if counts.ndim != 2:
             raise ValueError(f"the trust head reads one 2-D frame, not shape {counts.shape}")
-        restored = self._restore([counts])[0]
+        restored = self._restored(counts)
         spread = head_spread(self._head_for(calibration), counts, restored)
         return Trust(restored, calibration.sigma_scale * spread)
 
@@ -205,12 +226,19 @@ class ModelSession(_Session, RestorerBase):
             self.spec.scale,
             self.spec.multiple_of,
         )
-        return np.stack(
+        restored = np.stack(
             [
                 s.inverse(o, self.spec.normalisation.output_range)
                 for s, o in zip(scales, outputs, strict=True)
             ]
         )
+        if self._recent is not None:
+            for c, o in zip(counts, restored, strict=True):
+                # a copy: what the caller does with its output must not change the one kept
+                self._recent[frame_digest(c)] = o.copy()
+            while len(self._recent) > self._RECENT_COUNT:
+                self._recent.popitem(last=False)
+        return restored
 
 
 class SimSession(ModelSession):

@@ -20,6 +20,7 @@ measured to mean are kept in the model folder's ``trust.yaml``; the head's weigh
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "Trust",
     "TrustCalibration",
     "dihedral_passes",
+    "frame_digest",
     "head_spread",
     "head_tensors",
     "load_trust_head",
@@ -167,6 +169,14 @@ def trust_of(passes: np.ndarray, sigma_scale: float) -> Trust:
     image = passes.mean(axis=0, dtype=np.float64).astype(np.float32)
     spread = passes.std(axis=0, ddof=1, dtype=np.float64)
     return Trust(image, (sigma_scale * spread).astype(np.float32))
+
+
+def frame_digest(counts: np.ndarray) -> bytes:
+    """A digest of a frame's shape, dtype and values: which restoration is whose."""
+    contiguous = np.ascontiguousarray(counts)
+    key = hashlib.blake2b(f"{contiguous.shape}{contiguous.dtype}".encode(), digest_size=20)
+    key.update(contiguous.data)
+    return key.digest()
 
 
 def range_units(image: np.ndarray) -> tuple[float, float]:
