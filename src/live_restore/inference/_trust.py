@@ -185,22 +185,28 @@ def range_units(image: np.ndarray) -> tuple[float, float]:
     return float(low), max(float(high - low), 1e-6)
 
 
-def head_tensors(counts: np.ndarray, restored: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """The head's inputs: raw and restored frames, each in its own range units, (1, 1, H, W)."""
+def head_tensors(
+    counts: np.ndarray, restored: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The head's inputs and the restored frame's span.
+
+    Raw and restored frames each in its own range units, (1, 1, H, W); the span turns the
+    head's output back into the restored frame's units.
+    """
     raw_low, raw_span = range_units(counts)
     out_low, out_span = range_units(restored)
     raw = (np.asarray(counts, np.float32) - raw_low) / raw_span
     out = (np.asarray(restored, np.float32) - out_low) / out_span
-    return torch.from_numpy(raw)[None, None], torch.from_numpy(out)[None, None]
+    return torch.from_numpy(raw)[None, None], torch.from_numpy(out)[None, None], out_span
 
 
 def head_spread(head: TrustHead, counts: np.ndarray, restored: np.ndarray) -> np.ndarray:
     """The head's Laplace scale for ``restored``, in the restored frame's units (uncalibrated)."""
-    raw, out = head_tensors(counts, restored)
+    raw, out, out_span = head_tensors(counts, restored)
     device = next(head.parameters()).device
     with torch.inference_mode():
         scale = head(raw.to(device), out.to(device))[0, 0].float().cpu().numpy()
-    return (scale * range_units(restored)[1]).astype(np.float32)
+    return (scale * out_span).astype(np.float32)
 
 
 def pair_spread(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from live_restore.inference import ModelSession, head_tensors, range_units
+from live_restore.inference import ModelSession, head_tensors
 from live_restore.models import TrustHead
 from live_restore.simulate import CameraParams, expose
 
@@ -60,8 +60,8 @@ def head_examples(
         ).astype(np.float32)
         restored = session.restore_batch(counts)
         for frame, output, p in zip(counts, restored, photons, strict=True):
-            error = error_in_output_units(output, stack.sr * p) / range_units(output)[1]
-            raw, out = head_tensors(frame, output)
+            raw, out, out_span = head_tensors(frame, output)
+            error = error_in_output_units(output, stack.sr * p) / out_span
             examples.append(HeadExample(raw[0], out[0], torch.from_numpy(error[None]).float()))
     return examples
 
