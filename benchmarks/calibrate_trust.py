@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from live_restore import __version__
-
-SINGLE_FRAME = ("head", "tta")
+from live_restore.inference import SINGLE_FRAME_METHODS, TRUST_METHODS
 
 
 def _cost_ms(model: str, head: Any) -> dict[str, float]:
@@ -64,13 +63,13 @@ def _choose(summary: dict[str, dict[str, float]]) -> str:
     best_rank = max(s["spearman_median"] for s in summary.values())
     fitting = [
         m
-        for m in SINGLE_FRAME
+        for m in SINGLE_FRAME_METHODS
         if m in summary
         and 0.90 <= summary[m]["coverage_2sigma"] <= 0.98
         and summary[m]["spearman_median"] >= best_rank - 0.05
     ]
     if not fitting:
-        fitting = [m for m in SINGLE_FRAME if m in summary]
+        fitting = [m for m in SINGLE_FRAME_METHODS if m in summary]
     return min(fitting, key=lambda m: summary[m]["cost_ratio"])
 
 
@@ -86,7 +85,7 @@ def main() -> None:
         nargs="+",
         default=["microtubules", "clathrin", "er", "f-actin", "mitochondria", "nuclei"],
     )
-    parser.add_argument("--methods", nargs="+", default=["head", "tta", "pair"])
+    parser.add_argument("--methods", nargs="+", default=list(TRUST_METHODS), choices=TRUST_METHODS)
     parser.add_argument("--head-steps", type=int, default=3000)
     parser.add_argument("--head-fields", type=int, default=6, help="Per structure.")
     parser.add_argument(

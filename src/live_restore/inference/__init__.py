@@ -30,6 +30,7 @@ from ._tiling import tile_starts, tiled_apply, tiled_apply_stack
 from ._triton_client import ServerError, TritonSession, server_address
 from ._trust import (
     METHOD_NOTES,
+    SINGLE_FRAME_METHODS,
     TRUST_HEAD_FILE,
     TRUST_METHODS,
     Trust,
@@ -48,6 +49,7 @@ __all__ = [
     "CPU_VARIANTS",
     "METHOD_NOTES",
     "PRECISIONS",
+    "SINGLE_FRAME_METHODS",
     "TENSORRT_ONNX_OPERATORS",
     "TRUST_HEAD_FILE",
     "TRUST_METHODS",

@@ -35,6 +35,7 @@ from live_restore.models.trust_head import TrustHead
 
 __all__ = [
     "METHOD_NOTES",
+    "SINGLE_FRAME_METHODS",
     "TRUST_FILE",
     "TRUST_HEAD_FILE",
     "TRUST_METHODS",
@@ -53,11 +54,13 @@ __all__ = [
 TRUST_FILE = "trust.yaml"
 TRUST_HEAD_FILE = "trust-head.safetensors"
 TRUST_METHODS = ("head", "tta", "pair")
+SINGLE_FRAME_METHODS = ("head", "tta")  # pair needs a second frame: measured, not offered
 PAIR_BLOCK_PX = 16  # rolling block of the pair method, in output pixels
 METHOD_NOTES = {
     "head": "heteroscedastic head (Laplace NLL) on the frozen model: sigma = scale x b",
     "tta": "dihedral test-time augmentation (8 passes): sigma = scale x std",
-    "pair": "two exposures restored apart: sigma = scale x rolling 16 px RMS(difference) / sqrt 2",
+    "pair": f"two exposures restored apart: sigma = scale x rolling {PAIR_BLOCK_PX} px "
+    "RMS(difference) / sqrt 2",
 }
 _OWN_KEYS = ("method", "sigma_scale", "coverage_2sigma")
 # (quarter turns, flipped): the 8 symmetries of the square
@@ -98,7 +101,7 @@ class TrustCalibration:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path} is not a trust calibration: {e}") from None
-        if method not in ("head", "tta"):
+        if method not in SINGLE_FRAME_METHODS:
             raise ValueError(
                 f"{path}: method {method!r} is not a single-frame trust method (head or tta); "
                 f"recalibrate: python benchmarks/calibrate_trust.py {folder.name}"
@@ -109,7 +112,7 @@ class TrustCalibration:
         """The same model's calibration for another single-frame method it was measured with."""
         candidates = self.details.get("candidates", {})
         measured = candidates.get(method)
-        if method not in ("head", "tta") or not measured:
+        if method not in SINGLE_FRAME_METHODS or not measured:
             usable = ", ".join(m for m in candidates if m != "pair") or "none"
             raise ValueError(
                 f"{self.details.get('model', 'this model')} has no single-frame {method!r} trust "
