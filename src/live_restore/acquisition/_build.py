@@ -22,7 +22,7 @@ from ._registry import (
     restorer_for,
     shipped_model_names,
 )
-from ._trust_stage import is_trust_stage, share_restorations
+from ._trust_stage import is_trust_stage, stages_sharing_restorations
 
 __all__ = ["HookParts", "StageRecipe", "build_parts", "parts_from_keywords"]
 
@@ -101,18 +101,17 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         stages = [_served(name, config.executor) for name in config.models]
         executor = InThreadExecutor()  # the calls wait on the network, outside the GIL
     else:
-        stages = [
-            make_restorer(
+        stages = stages_sharing_restorations(
+            config.models,
+            lambda name: make_restorer(
                 name,
                 core,
                 backend,
                 str(config.precision),
                 config.interp_factor,
                 config.window_mode,
-            )
-            for name in config.models
-        ]
-        share_restorations(stages)
+            ),
+        )
         executor = InThreadExecutor()
     try:
         focus, hold = _focus_parts(config, backend)

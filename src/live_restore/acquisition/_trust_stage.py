@@ -17,6 +17,7 @@ Cost: a restoration plus the method's own (benchmarks/RESULTS.md), so it is opt-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,7 +32,7 @@ __all__ = [
     "UNTRUSTED_FRACTION_OF_SPAN",
     "TrustStage",
     "is_trust_stage",
-    "share_restorations",
+    "stages_sharing_restorations",
     "untrusted_fraction",
     "untrusted_share",
 ]
@@ -70,15 +71,20 @@ def untrusted_share(stage: str, raw: np.ndarray | None, output: np.ndarray | Non
 class TrustStage(RestorerBase):
     """Frame (raw counts) -> sigma of ``session``'s restoration (float32, its output's shape)."""
 
-    borrowed = False  # True when the session is a restoration stage's, which closes it
+    def __init__(self, session: ModelSession, shared: bool = False) -> None:
+        """Trust of ``session``'s restorations.
 
-    def __init__(self, session: ModelSession) -> None:
+        ``shared``: ``session`` is also a restoration stage's, which closes it; it then
+        remembers its outputs so that this stage reuses them.
+        """
         from live_restore.inference import ModelSession
 
         if type(session) is not ModelSession:
             raise ValueError(f"{session.name} has no per-pixel trust (single-frame models only)")
         self.calibration = session.trust_calibration()  # ValueError naming the fix
-        self.session = session
+        if shared:
+            session.keep_recent_outputs()
+        self.session, self.borrowed = session, shared
         self.name = f"{session.name}{_STAGE_SUFFIX}"
         self.scale = session.scale
 
@@ -103,26 +109,23 @@ class TrustStage(RestorerBase):
             self.session.close()
 
 
-def share_restorations(stages: list[Restorer]) -> None:
-    """Let each trust stage reuse its model stage's restoration of the same frame.
+def stages_sharing_restorations(
+    names: list[str], make: Callable[[str], Restorer]
+) -> list[Restorer]:
+    """Each name's stage, made by ``make``; a trust stage beside its model shares its session.
 
     With ``NAME`` and ``NAME+trust`` in one hook (stages called in turn on one thread), the trust
-    stage takes ``NAME``'s session, which remembers its last outputs: the trust map then costs
-    the head alone, and its image is the very one saved in ``NAME``'s store.
+    stage is built on ``NAME``'s own session instead of loading the model a second time, and that
+    session remembers its last outputs: the trust map then costs the head alone, and its image
+    is the very one saved in ``NAME``'s store.
     """
     from live_restore.inference import ModelSession
 
-    models = {s.name: s for s in stages if type(s) is ModelSession}
-    for stage in stages:
-        if not isinstance(stage, TrustStage):
-            continue
-        model = models.get(stage.session.name)
-        if model is None or (model.backend, model.precision) != (
-            stage.session.backend,
-            stage.session.precision,
-        ):
-            continue
-        model.trust_calibration()  # loads its head now, not at the first frame
-        model.keep_recent_outputs()
-        stage.session.close()
-        stage.session, stage.borrowed = model, True
+    built: dict[str, Restorer] = {}
+    for name in sorted(names, key=lambda n: n.endswith(TRUST_SUFFIX)):  # the models first
+        model = built.get(name.removesuffix(TRUST_SUFFIX)) if name.endswith(TRUST_SUFFIX) else None
+        if type(model) is ModelSession:
+            built[name] = TrustStage(model, shared=True)
+        else:  # a trust stage alone loads its model; any other name is made as it is
+            built[name] = make(name)
+    return [built[name] for name in names]
