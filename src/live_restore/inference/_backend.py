@@ -32,6 +32,7 @@ __all__ = [
     "PRECISIONS",
     "Backend",
     "available_backends",
+    "backend_device",
     "create_backend",
     "resolve_backend",
 ]
@@ -115,8 +116,13 @@ def resolve_backend(
     return backend, precision
 
 
+def backend_device(backend: str) -> str:
+    """Where ``backend`` runs the network: ``cuda`` or ``cpu``."""
+    return "cuda" if backend in ("torch-cuda", "tensorrt") else "cpu"
+
+
 def _why_unavailable(backend: str) -> str:
-    if backend in ("torch-cuda", "tensorrt") and not torch.cuda.is_available():
+    if backend_device(backend) == "cuda" and not torch.cuda.is_available():
         return f"backend {backend} asked for, but torch sees no CUDA device"
     if backend == "tensorrt":
         return (

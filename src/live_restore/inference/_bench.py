@@ -30,7 +30,7 @@ from live_restore.models import (
     read_spec,
 )
 
-from ._backend import create_backend, resolve_backend
+from ._backend import backend_device, create_backend, resolve_backend
 from ._cache import EngineCache
 from ._flops import matmul_flops_per_s, network_flops, tile_run_shape, tiles_per_frame
 from ._session import InterpSession, make_session, session_tile
@@ -158,7 +158,7 @@ def bench(
         if (model, run_shape) not in flops_per_tile:
             flops_per_tile[model, run_shape] = network_flops(network, (1, *run_shape))
         flops = flops_per_tile[model, run_shape] * tiles
-        device = "cuda" if backend in ("torch-cuda", "tensorrt") else "cpu"
+        device = backend_device(backend)
         if (device, precision) not in rates:
             rates[device, precision] = matmul_flops_per_s(device, precision)
         rows.append(

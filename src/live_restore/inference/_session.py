@@ -24,7 +24,7 @@ from live_restore.frames import AxisSet, PhotonConversion, RestorerBase, Tempora
 from live_restore.models import ModelSpec, ModelTask, frame_scale, interp_inputs, load_network
 from live_restore.models.trust_head import TrustHead
 
-from ._backend import Backend, create_backend, resolve_backend
+from ._backend import Backend, backend_device, create_backend, resolve_backend
 from ._cache import EngineCache
 from ._tiling import tiled_apply_stack
 from ._triton_client import TritonSession
@@ -170,13 +170,9 @@ class ModelSession(_Session, RestorerBase):
             head = load_trust_head(self.folder, self.spec.scale, sha256)
             # the head runs where the model runs (a CPU head beside a GPU model would cost
             # more than the restoration)
-            self._trust_head = head.to(self._device)
+            self._trust_head = head.to(backend_device(self.backend))
             self._trust_head_sha256 = sha256
         return self._trust_head
-
-    @property
-    def _device(self) -> str:
-        return "cuda" if self.backend in ("torch-cuda", "tensorrt") else "cpu"
 
     def with_trust(self, frame: np.ndarray, calibration: TrustCalibration | None = None) -> Trust:
         """The restored frame with ``sigma``, its per-pixel expected absolute error.
