@@ -21,7 +21,15 @@ from torch import nn
 
 from ._checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["BatchSource", "TrainResult", "TrainSettings", "Trainer", "Validation", "run_facts"]
+__all__ = [
+    "BatchSource",
+    "TrainResult",
+    "TrainSettings",
+    "Trainer",
+    "Validation",
+    "cosine_factor",
+    "run_facts",
+]
 
 
 class BatchSource(Protocol):
@@ -92,6 +100,11 @@ LossFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Validation = Callable[[nn.Module], dict[str, float]]
 
 
+def cosine_factor(progress: float, floor: float) -> float:
+    """A cosine from 1 at ``progress`` 0 down to ``floor`` at 1: the learning rate's shape."""
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 class Trainer:
     """Trains ``network`` on batches from ``source``; ``validate`` scores held-out data."""
 
@@ -133,8 +146,7 @@ class Trainer:
         progress = min(step / s.steps, 1.0)
         floor = s.final_learning_rate_fraction
         ramp = min(1.0, (step + 1) / s.warmup_steps) if s.warmup_steps else 1.0
-        cosine = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-        return s.learning_rate * ramp * cosine
+        return s.learning_rate * ramp * cosine_factor(progress, floor)
 
     def run(
         self, resume: bool = False, progress: bool = True, stop_after: int | None = None

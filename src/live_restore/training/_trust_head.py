@@ -10,7 +10,6 @@ log-likelihood ``|error| / b + log b`` on random crops, whose minimum is at ``b`
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from live_restore.models import TrustHead
 from live_restore.simulate import CameraParams, expose
 
 from ._simulated import render_fields
+from ._trainer import cosine_factor
 from ._trust_calibration import error_in_output_units
 
 __all__ = ["HEAD_TRAINING_SEED", "HeadExample", "head_examples", "train_trust_head"]
@@ -103,7 +103,7 @@ def train_trust_head(
     for step in track(range(steps), description="training the trust head", transient=True):
         # cosine to a twentieth: the last steps settle instead of bouncing
         fraction = step / max(steps - 1, 1)
-        rate = learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * fraction)))
+        rate = learning_rate * cosine_factor(fraction, 0.05)
         for group in optimiser.param_groups:
             group["lr"] = rate
         raw, restored, error = _crops(examples, batch_size, crop_px, scale, rng)
