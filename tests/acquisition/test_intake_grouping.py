@@ -167,3 +167,22 @@ def test_an_output_outside_the_sequence_costs_only_itself(tmp_path):
     data = np.asarray(zarr.open_group(str(tmp_path / "s.ome.zarr"), mode="r")["0"][:])
     assert [float(d.min()) for d in data.reshape(3, 8, 8)] == [1.0, 2.0, 3.0]
     assert sink.missing == []
+
+
+def test_sim_sets_of_two_cameras_interleaved_form_one_set_per_camera():
+    grouping = AxisSet("c", 3)
+    groups = []
+    number = 0
+    for c in range(3):
+        for cam in (0, 1):  # each event gives one frame per camera
+            frame = np.full((4, 4), 10 * cam + c, np.float32)
+            groups += grouping.add(number, {"t": 0, "c": c, "cam": cam}, frame)
+            number += 1
+    assert [g.index for g in groups] == [{"t": 0, "cam": 0}, {"t": 0, "cam": 1}]
+    assert all(g.complete for g in groups)
+    assert groups[0].numbers == (0, 2, 4) and groups[1].numbers == (1, 3, 5)
+    np.testing.assert_array_equal(groups[1].frames[:, 0, 0], [10, 11, 12])
+    # a camera's set cut short by the end is reported, the other camera's is not touched
+    grouping.add(6, {"t": 1, "c": 0, "cam": 0}, np.zeros((4, 4), np.float32))
+    (left,) = grouping.finish()
+    assert not left.complete and left.index == {"t": 1, "cam": 0}

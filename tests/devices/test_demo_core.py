@@ -81,6 +81,7 @@ def test_mda_with_z_time_and_two_light_levels_on_the_demo_core(core):
 
 
 def test_hardware_sequenced_acquisition_delivers_lit_frames(core):
+    core.setAutoShutter(True)  # sim_demo.cfg leaves it off; our core honours it when on
     core.setConfig("LightLevel", "High")
     core.startSequenceAcquisition(4, 0, True)
     while core.isSequenceRunning():
@@ -170,6 +171,7 @@ def test_shutter_events_name_the_python_shutter_during_mda_and_live(core):
 
     import useq
 
+    core.setAutoShutter(True)  # the engine then opens and closes the Python shutter
     devices = []
     core.events.propertyChanged.connect(lambda dev, prop, value: devices.append(dev))
     core.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 2}))

@@ -164,14 +164,14 @@ def test_an_answer_from_other_weights_is_refused(server, tmp_path):
         session(_frame(0))
 
 
-def test_a_model_not_served_or_a_server_not_there_is_a_clear_error(server):
+def test_a_model_not_served_or_a_server_not_there_is_a_clear_error(server, core):
     with pytest.raises(ServerError, match="does not serve 'refocus'"):
         load_model("refocus", server=server.url)
     (dead,) = _free_ports(1)
     with pytest.raises(ServerError, match=f"no Triton server answers at grpc://127.0.0.1:{dead}"):
         load_model(MODEL, server=f"grpc://127.0.0.1:{dead}")
     with pytest.raises(ValueError, match="not a served model"):
-        build_hook(None, HookConfig(models=["richardson-lucy"], executor=server.url))
+        build_hook(core, HookConfig(models=["richardson-lucy"], executor=server.url))
 
 
 def test_a_server_that_goes_down_costs_frames_named_never_raw(core, tmp_path):

@@ -408,7 +408,7 @@ def test_npe2_manifest_contributes_the_dock(window):
     manifest = PluginManifest.from_distribution("live-restore")
     (widget,) = manifest.contributions.widgets
     (command,) = [c for c in manifest.contributions.commands if c.id == widget.command]
-    assert command.python_name == "live_restore.viewer:make_dock"
+    assert command.python_name == "live_restore.viewer:PluginDock"
     dock = make_dock(window.viewer)  # the plugin's dock drives the window's core
     assert isinstance(dock, LiveRestoreDock) and dock.core is window.core
 

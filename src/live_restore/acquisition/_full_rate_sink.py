@@ -24,15 +24,22 @@ from typing import Any
 
 import numpy as np
 
-from live_restore.frames import FrameIndex, FullRateOutput, format_index
+from live_restore.frames import CAMERA_AXIS, FrameIndex, FullRateOutput, format_index
 
-from ._sinks import MisplacedOutput, SinkError, _dimensions, known_sequence
+from ._sinks import (
+    MisplacedOutput,
+    SinkError,
+    _dimensions,
+    camera_count,
+    known_sequence,
+)
 
 __all__ = ["FullRateSink", "FullRateView"]
 
 _NGFF_TYPES = {"time": "time", "channel": "channel", "space": "space"}
 _POSITION = "p"
-_OME_ORDER = {"t": 0, "c": 1, "z": 2, "y": 3, "x": 4}
+# several cameras: raw's "cam" axis, beside the channel one (NGFF orders axes by type)
+_OME_ORDER = {"t": 0, "c": 1, CAMERA_AXIS: 1.5, "z": 2, "y": 3, "x": 4}
 
 
 def _is_index(key: Any) -> bool:
@@ -126,8 +133,11 @@ class FullRateSink:
         self._group: Any = None
         self._arrays: list[Any] = []
 
-    def setup(self, sequence: Any) -> None:
-        """Create the store with ``sequence``'s axes, ``axis`` at the full rate."""
+    def setup(self, sequence: Any, meta: dict[str, Any] | None = None) -> None:
+        """Create the store with ``sequence``'s axes, ``axis`` at the full rate.
+
+        ``meta`` is the sequence's summary metadata: several cameras add raw's ``cam`` axis.
+        """
         import zarr
 
         if not known_sequence(sequence):
@@ -136,7 +146,7 @@ class FullRateSink:
                 "and their lengths), not a list or generator of events"
             )
         rows, columns = self._frame_shape
-        dims = _dimensions(sequence, None, columns, rows, self._pixel_um)
+        dims = _dimensions(sequence, None, columns, rows, self._pixel_um, camera_count(meta))
         if self.axis not in [d.name for d in dims]:
             raise SinkError(
                 f"cannot create {self.path.name}: the acquisition has no '{self.axis}' axis"

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import useq
 
+from live_restore.devices import core_problem
 from live_restore.focus import DefocusReading, FocusHold, FocusMonitor
 from live_restore.frames import Executor, Restorer, index_key
 
@@ -71,6 +72,8 @@ class RestoreHook:
         executor: Executor | None = None,
         **options: Any,
     ) -> None:
+        if (problem := core_problem(core)) is not None:
+            raise ValueError(problem)
         if isinstance(models, HookConfig):
             if options or focus is not None or hold is not None or executor is not None:
                 raise TypeError("give either a HookConfig or keyword options, not both")

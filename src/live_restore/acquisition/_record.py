@@ -195,7 +195,7 @@ class RunRecord:
                 provenance,
             )
         try:
-            sink.setup(self.sequence)
+            sink.setup(self.sequence, self.meta)
         except (SinkError, ValueError) as e:
             self.sinks[stage.name] = None
             self.why_unsaved[stage.name] = f"{sink.path.name} could not be created"

@@ -22,7 +22,7 @@ import numpy as np
 import useq
 from ome_writers import AcquisitionSettings, Dimension, create_stream, useq_to_acquisition_settings
 
-from live_restore.frames import FrameIndex, IndexKey, format_index, index_key
+from live_restore.frames import CAMERA_AXIS, FrameIndex, IndexKey, format_index, index_key
 
 __all__ = [
     "TABLE_COLUMNS",
@@ -30,6 +30,7 @@ __all__ = [
     "MisplacedOutput",
     "RestoredSink",
     "SinkError",
+    "camera_count",
     "known_sequence",
 ]
 
@@ -68,7 +69,27 @@ def _without_channel_names(dim: Dimension) -> Dimension:
     return dim
 
 
+def camera_count(meta: Any) -> int:
+    """How many frames each event gives (one per camera), from the sequence's summary meta."""
+    infos = (meta or {}).get("image_infos") or [{}]
+    return max(1, int(infos[0].get("num_camera_adapter_channels", 1) or 1))
+
+
 def _dimensions(
+    sequence: Any,
+    removed_axis: str | None,
+    width: int,
+    height: int,
+    pixel_um: float | None,
+    cameras: int = 1,
+) -> list[Dimension]:
+    dims = _sequence_dimensions(sequence, removed_axis, width, height, pixel_um)
+    if cameras > 1:  # as pymmcore-plus lays out raw: the camera axis just before y, x
+        dims.insert(len(dims) - 2, Dimension(name=CAMERA_AXIS, count=cameras, type="other"))
+    return dims
+
+
+def _sequence_dimensions(
     sequence: Any, removed_axis: str | None, width: int, height: int, pixel_um: float | None
 ) -> list[Dimension]:
     if known_sequence(sequence):
@@ -97,7 +118,9 @@ def _output_index(index: FrameIndex, removed_axis: str | None) -> FrameIndex:
     return {k: int(v) for k, v in index.items() if k != removed_axis}
 
 
-def _expected_outputs(sequence: Any, removed_axis: str | None) -> Iterator[FrameIndex] | None:
+def _expected_outputs(
+    sequence: Any, removed_axis: str | None, cameras: int = 1
+) -> Iterator[FrameIndex] | None:
     """The store's positions in acquisition order; None when there is no MDASequence to walk.
 
     Not a generator itself: a generator function never returns None, and the caller needs
@@ -105,17 +128,23 @@ def _expected_outputs(sequence: Any, removed_axis: str | None) -> Iterator[Frame
     """
     if not known_sequence(sequence):
         return None
-    return _distinct_outputs(sequence, removed_axis)
+    return _distinct_outputs(sequence, removed_axis, cameras)
 
 
-def _distinct_outputs(sequence: useq.MDASequence, removed_axis: str | None) -> Iterator[FrameIndex]:
+def _distinct_outputs(
+    sequence: useq.MDASequence, removed_axis: str | None, cameras: int
+) -> Iterator[FrameIndex]:
     # lazily: O(1) memory whatever the sequence's length
     previous: IndexKey | None = None
     for event in sequence.iter_events():
         output = _output_index(dict(event.index), removed_axis)
         key = index_key(output)
         if key != previous:
-            yield output
+            # each event gives one frame per camera, in camera order (pymmcore-plus's engine)
+            if cameras > 1:
+                yield from ({**output, CAMERA_AXIS: cam} for cam in range(cameras))
+            else:
+                yield output
             previous = key
 
 
@@ -163,12 +192,17 @@ class RestoredSink:
         self._axis_sizes: dict[str, int | None] = {}
         self._stream: Any = None
 
-    def setup(self, sequence: Any) -> None:
-        """Create the store with ``sequence``'s axes (other iterables: a time series)."""
-        self._expected = _expected_outputs(sequence, self._removed_axis)
+    def setup(self, sequence: Any, meta: dict[str, Any] | None = None) -> None:
+        """Create the store with ``sequence``'s axes (other iterables: a time series).
+
+        ``meta`` is the sequence's summary metadata (pymmcore-plus's ``sequenceStarted``):
+        with several cameras the store has raw's ``cam`` axis.
+        """
+        cameras = camera_count(meta)
+        self._expected = _expected_outputs(sequence, self._removed_axis, cameras)
         rows, columns = self._frame_shape
-        dims = _dimensions(sequence, self._removed_axis, columns, rows, self._pixel_um)
-        self._axis_sizes = {d.name: d.count for d in dims if d.name in ("t", "c", "z")}
+        dims = _dimensions(sequence, self._removed_axis, columns, rows, self._pixel_um, cameras)
+        self._axis_sizes = {d.name: d.count for d in dims if d.name in ("t", "c", "z", CAMERA_AXIS)}
         try:
             # zarr-python writes each frame before append returns: a failed write (a full
             # disk) raises here, on its frame. tensorstore would only fail at close, which

@@ -1,6 +1,6 @@
 """pymmcore-plus devices of the simulated microscope, and helpers to build and release cores."""
 
-from ._checks import sequence_problems
+from ._checks import core_problem, sequence_problems
 from ._core import (
     LiveRestoreCore,
     config_path,
@@ -28,6 +28,7 @@ __all__ = [
     "SimPatternDevice",
     "SimXYStage",
     "config_path",
+    "core_problem",
     "demo_core",
     "load_core",
     "microscope_of",

@@ -11,11 +11,45 @@ from typing import Any
 
 import useq
 
-__all__ = ["sequence_problems"]
+__all__ = ["core_problem", "sequence_problems"]
 
 
 def _listed(names: Any) -> str:
     return ", ".join(sorted(str(n) for n in names)) or "none"
+
+
+def core_problem(core: Any) -> str | None:
+    """Why a hook cannot follow ``core`` at all, in one sentence; None when it can.
+
+    Any pymmcore-plus core will do (``CMMCorePlus``, ``UniMMCore``, ``LiveRestoreCore``), with
+    any config. Refused: an object without pymmcore-plus's MDA runner (pymmcore's plain
+    ``CMMCore``, e.g. pycro-manager's), and a config of Python devices loaded by a core that
+    reads them as comments (a plain ``CMMCorePlus`` loading ``sim_demo.cfg``).
+    """
+    if not hasattr(core, "mda") or not hasattr(core, "events"):
+        return (
+            f"a {type(core).__name__} is not a pymmcore-plus core (CMMCorePlus or UniMMCore): "
+            "the hook follows its MDA signals; with pycro-manager use "
+            "live_restore.pycromanager.ImageProcessor"
+        )
+    if hasattr(core, "isPyDevice") or core.getCameraDevice():
+        return None
+    config = str(core.systemConfigurationFile() or "")
+    if config and _has_python_devices(config):
+        return (
+            f"{config} defines Python devices (#py lines), which a {type(core).__name__} reads "
+            "as comments, so it has no camera: load it with pymmcore-plus's UniMMCore "
+            "(pymmcore_plus.experimental.unicore) or live_restore.demo_core()"
+        )
+    return None
+
+
+def _has_python_devices(config: str) -> bool:
+    try:
+        with open(config, encoding="utf-8", errors="replace") as lines:
+            return any(line.startswith("#py ") for line in lines)
+    except OSError:
+        return False
 
 
 def sequence_problems(core: Any, sequence: useq.MDASequence) -> list[str]:

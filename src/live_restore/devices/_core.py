@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pymmcore_plus import DeviceType
+from pymmcore_plus import CMMCorePlus, DeviceType
 from pymmcore_plus.experimental.unicore import UniMMCore
 
 from live_restore.simulate import SimMicroscope
@@ -172,8 +172,14 @@ def open_core(config: str | Path | None = None) -> Iterator[UniMMCore]:
         release_core(core)
 
 
-def microscope_of(core: UniMMCore) -> SimMicroscope:
-    """The simulated microscope behind ``core``'s hub: for ground truth in tests and training."""
+def microscope_of(core: CMMCorePlus) -> SimMicroscope:
+    """The simulated microscope behind ``core``'s hub: for ground truth in tests and training.
+
+    Any pymmcore-plus core will do: only a core that knows Python devices (``UniMMCore``) can
+    hold the simulated microscope, and a plain ``CMMCorePlus`` simply has none.
+    """
+    if not hasattr(core, "isPyDevice"):
+        raise LookupError(f"a {type(core).__name__} has no Python devices, so no simulated hub")
     for label in core.getLoadedDevicesOfType(DeviceType.Hub):
         if core.isPyDevice(label) and (scope := _registry.lookup(label)) is not None:
             return scope

@@ -4,7 +4,7 @@ Everything in live_restore may import this; it imports nothing of live_restore's
 """
 
 from ._enums import BackendName, FrameStatus, Policy, Precision
-from ._frame import FrameIndex, IndexKey, as_frame, format_index, index_key, read_only
+from ._frame import CAMERA_AXIS, FrameIndex, IndexKey, as_frame, format_index, index_key, read_only
 from ._grouping import (
     AxisPairs,
     AxisSet,
@@ -18,6 +18,7 @@ from ._photons import PhotonConversion
 from ._restorer import Executor, Restorer, RestorerBase, check_restorer
 
 __all__ = [
+    "CAMERA_AXIS",
     "AxisPairs",
     "AxisSet",
     "BackendName",

@@ -36,6 +36,10 @@ def read_only(image: np.ndarray) -> np.ndarray:
     return view
 
 
+CAMERA_AXIS = "cam"
+"""The index axis of the frames of several cameras (pymmcore-plus: Utilities' Multi Camera)."""
+
+
 def index_key(index: FrameIndex, removed_axis: str | None = None) -> IndexKey:
     """A hashable, order-free form of an MDA event index (less ``removed_axis``)."""
     return tuple(sorted((k, int(v)) for k, v in index.items() if k != removed_axis))

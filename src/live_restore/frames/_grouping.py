@@ -21,6 +21,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ._frame import CAMERA_AXIS
+
 __all__ = [
     "AxisPairs",
     "AxisSet",
@@ -104,43 +106,44 @@ class AxisSet:
         self.removed_axis: str | None = axis
         self.axis = axis
         self.size = int(size)
-        self._key: tuple[tuple[str, int], ...] | None = None
-        self._numbers: list[int] = []
-        self._frames: list[np.ndarray] = []
+        # per camera (several cameras give one frame each per event, interleaved): the set
+        # being collected, as (output key, numbers, frames)
+        self._open: dict[int, tuple[tuple[tuple[str, int], ...], list[int], list[np.ndarray]]] = {}
 
     def _output_index(self, index: dict[str, int]) -> dict[str, int]:
         return {k: v for k, v in index.items() if k != self.axis}
 
-    def _flush_incomplete(self) -> list[FrameGroup]:
-        if not self._numbers or self._key is None:
+    def _flush_incomplete(self, camera: int) -> list[FrameGroup]:
+        if camera not in self._open:
             return []
-        group = FrameGroup(tuple(self._numbers), dict(self._key), None)
-        self._key, self._numbers, self._frames = None, [], []
-        return [group]
+        key, numbers, _ = self._open.pop(camera)
+        return [FrameGroup(tuple(numbers), dict(key), None)]
 
     def add(self, number: int, index: dict[str, int], frame: np.ndarray) -> list[FrameGroup]:
         """Collect the frame; a set closes when it holds ``size`` frames in axis order."""
         key = tuple(sorted(self._output_index(index).items()))
         position = index.get(self.axis, 0)
+        camera = int(index.get(CAMERA_AXIS, 0))
         out: list[FrameGroup] = []
-        if self._key is not None and (key != self._key or position != len(self._numbers)):
-            out += self._flush_incomplete()
-        if position != len(self._numbers):
+        held = self._open.get(camera)
+        if held is not None and (key != held[0] or position != len(held[1])):
+            out += self._flush_incomplete(camera)
+            held = None
+        if position != (0 if held is None else len(held[1])):
             # a set that does not start at 0 can never be complete: report it alone
             out.append(FrameGroup((number,), self._output_index(index), None))
             return out
-        self._key = key
-        self._numbers.append(number)
-        self._frames.append(frame)
-        if len(self._numbers) == self.size:
-            group = FrameGroup(tuple(self._numbers), dict(key), np.stack(self._frames))
-            self._key, self._numbers, self._frames = None, [], []
-            out.append(group)
+        _, numbers, frames = self._open.setdefault(camera, (key, [], []))
+        numbers.append(number)
+        frames.append(frame)
+        if len(numbers) == self.size:
+            del self._open[camera]
+            out.append(FrameGroup(tuple(numbers), dict(key), np.stack(frames)))
         return out
 
     def finish(self) -> list[FrameGroup]:
         """A set cut short by the end (or cancel) of the acquisition is incomplete."""
-        return self._flush_incomplete()
+        return [g for camera in sorted(self._open) for g in self._flush_incomplete(camera)]
 
     def sequence_problem(self, sequence: object) -> str | None:
         """Why ``sequence`` cannot give complete sets, or None (also when it cannot tell).

@@ -5,6 +5,7 @@ from ._dock import LiveRestoreDock
 from ._focus_widgets import DefocusPlot, FocusIndicator, focus_state
 from ._gui import (
     GuiWindow,
+    PluginDock,
     build_window,
     canvas_share,
     current_core,
@@ -21,6 +22,7 @@ __all__ = [
     "GuiWindow",
     "LiveRestoreDock",
     "LiveView",
+    "PluginDock",
     "SafeStoreView",
     "StreamLayers",
     "WindowResult",

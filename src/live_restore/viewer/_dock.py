@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,6 @@ from ._focus_widgets import DefocusPlot, FocusIndicator
 from ._view import DisplayStats, LiveView
 
 __all__ = ["LiveRestoreDock"]
-
 log = logging.getLogger(__name__)
 
 FOCUS_MODEL = "focus-est"
@@ -67,8 +67,10 @@ class LiveRestoreDock(QWidget):
     Parameters
     ----------
     viewer : napari.Viewer
-    core : CMMCorePlus
-        The microscope whose acquisitions are restored.
+    core : CMMCorePlus, or a callable that returns one
+        The microscope whose acquisitions are restored. A callable is asked again whenever the
+        dock needs the core while stopped, so the dock follows a front end that swaps cores
+        (napari-micromanager does when a config is loaded); a running hook keeps its core.
     output : path, optional
         Folder for restored stores (``run-N`` per acquisition); empty: display only.
     models : list of str, optional
@@ -94,8 +96,9 @@ class LiveRestoreDock(QWidget):
         from live_restore.inference import available_backends
 
         self.viewer = viewer
-        self.core = core
+        self._core_source: Callable[[], Any] = core if callable(core) else lambda: core
         self.hook: RestoreHook | None = None
+        self._hidden_for_grid: list[Any] = []  # other plugins' layers hidden while side by side
         self.view: LiveView | None = None
         self.last_report: Any = None
         self._closer: threading.Thread | None = None
@@ -280,12 +283,37 @@ class LiveRestoreDock(QWidget):
             except ValueError as e:
                 self.status.setText(f"not loaded: {e}")
 
+    @property
+    def core(self) -> Any:
+        """The core a running hook follows, else the one the dock would start on now."""
+        return self.hook.core if self.hook is not None else self._core_source()
+
     def set_side_by_side(self, on: bool) -> None:
-        """Raw and restored in a grid of their own (on) or overlaid in world space (off)."""
+        """Raw and restored in a grid of their own (on) or overlaid in world space (off).
+
+        The grid tiles only live-restore's layers: other layers (napari-micromanager's preview,
+        the user's own) are hidden while it is on, and shown again after.
+        """
+        layers = self.viewer.layers
+        if on and not self.viewer.canvas.grid.enabled:
+            self._hide_foreign_layers()
+            layers.events.inserted.connect(self._hide_foreign_layers)
+        elif not on and self.viewer.canvas.grid.enabled:
+            layers.events.inserted.disconnect(self._hide_foreign_layers)
+            for layer in self._hidden_for_grid:
+                if layer in layers:
+                    layer.visible = True
+            self._hidden_for_grid.clear()
         self.viewer.canvas.grid.enabled = bool(on)
         self.viewer.reset_view()  # one camera for every cell: zoom and pan stay in step
         if self.side_by_side.isChecked() != bool(on):
             self.side_by_side.setChecked(bool(on))
+
+    def _hide_foreign_layers(self, event: Any = None) -> None:
+        for layer in list(self.viewer.layers):
+            if "live_restore" not in layer.metadata and layer.visible:
+                layer.visible = False
+                self._hidden_for_grid.append(layer)
 
     # -- start / stop -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import napari
 import numpy as np
 
 from ._dock import LiveRestoreDock
@@ -22,6 +23,7 @@ from ._icons import seed_icon_cache
 
 __all__ = [
     "GuiWindow",
+    "PluginDock",
     "arrange_window",
     "build_window",
     "canvas_share",
@@ -36,18 +38,49 @@ DOCK_WIDTH_PX = 380  # the docks' column: wide enough for the dock's forms, no w
 _GUI_CORE: list[Any] = []  # the core `live-restore gui` opened (the npe2 dock uses it)
 
 
-def current_core() -> Any:
-    """The core of the running live-restore window, else pymmcore-plus's global core."""
+def current_core(viewer: Any = None) -> Any:
+    """The core the dock restores, asked each time (the front end may have swapped it).
+
+    In order: the core of the running ``live-restore gui`` window; the core of
+    napari-micromanager's main window docked in ``viewer`` (it makes its own core, and a new
+    one when a config with or without Python devices is loaded); pymmcore-plus's global core.
+    """
     if _GUI_CORE:
         return _GUI_CORE[-1]
+    if viewer is not None and (core := _napari_micromanager_core(viewer)) is not None:
+        return core
     from pymmcore_plus import CMMCorePlus
 
     return CMMCorePlus.instance()
 
 
-def make_dock(napari_viewer: Any) -> LiveRestoreDock:
-    """npe2 widget factory: the dock for the current core (Plugins > Live Restore)."""
-    return LiveRestoreDock(napari_viewer, current_core())
+def _napari_micromanager_core(viewer: Any) -> Any:
+    """The core of napari-micromanager's main window in ``viewer``, if it has one docked."""
+    try:
+        from napari_micromanager.main_window import MainWindow
+    except ImportError:
+        return None
+    for widget in viewer.window.dock_widgets.values():
+        if isinstance(widget, MainWindow):
+            return widget.core
+    return None
+
+
+class PluginDock(LiveRestoreDock):
+    """The dock as napari's Plugins > Live Restore builds it (the npe2 widget).
+
+    It restores on the core :func:`current_core` names, asked again at each Start, so it follows
+    napari-micromanager when that swaps cores. napari 0.9 hands the viewer only to a widget
+    class whose ``__init__`` has a ``napari_viewer`` parameter; a factory function gets none.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(napari_viewer, lambda: current_core(napari_viewer))
+
+
+def make_dock(napari_viewer: napari.viewer.Viewer) -> LiveRestoreDock:
+    """The plugin's dock for ``napari_viewer`` (what the Plugins menu builds)."""
+    return PluginDock(napari_viewer)
 
 
 @dataclass
