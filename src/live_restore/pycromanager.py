@@ -20,7 +20,6 @@ stores their shape, so a frame that never came is named in the records.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +31,6 @@ from live_restore.acquisition import HookConfig, HookReport, RestoreHook, build_
 __all__ = ["ImageProcessor", "sequence_of_events"]
 
 _AXES = {"time": "t", "z": "z", "channel": "c", "position": "p"}
-_PLANS = {"t": "time_plan", "z": "z_plan", "c": "channels", "p": "stage_positions"}
 
 
 def _axes(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -51,16 +49,20 @@ def sequence_of_events(events: Sequence[Mapping[str, Any]]) -> tuple[useq.MDASeq
     Axes vary fastest last, as in the events; z and positions are numbered, not placed (the
     stores need their lengths only).
     """
-    values: dict[str, list[Any]] = {}
+    values: dict[str, list[Any]] = {}  # MDA axis -> its values, in order of first use
+    changes: dict[str, int] = {}  # MDA axis -> how often it changes from event to event
+    previous: dict[str, Any] = {}
     for event in events:
         for axis, value in _axes(event).items():
-            seen = values.setdefault(_AXES[axis], [])
+            name = _AXES[axis]
+            seen = values.setdefault(name, [])
             if value not in seen:
                 seen.append(value)
+            changes[name] = changes.get(name, 0) + (name in previous and previous[name] != value)
+            previous[name] = value
     if not values:
         raise ValueError("the pycro-manager events have no axes (give the acquisition's events)")
-    # useq's axis_order names the slowest axis first
-    order = sorted(values, key=lambda a: _changes(events, a))
+    order = sorted(values, key=changes.__getitem__)  # useq names the slowest axis first
     plans: dict[str, Any] = {"axis_order": "".join(order)}
     if "t" in values:
         plans["time_plan"] = {"interval": 0, "loops": len(values["t"])}
@@ -72,13 +74,6 @@ def sequence_of_events(events: Sequence[Mapping[str, Any]]) -> tuple[useq.MDASeq
     if "p" in values:
         plans["stage_positions"] = [{"name": str(p)} for p in values["p"]]
     return useq.MDASequence(**plans), channels
-
-
-def _changes(events: Sequence[Mapping[str, Any]], axis: str) -> int:
-    """How often ``axis`` changes from one event to the next (the fastest changes most)."""
-    name = next(k for k, v in _AXES.items() if v == axis)
-    steps = [_axes(e).get(name) for e in events]
-    return sum(a != b for a, b in itertools.pairwise(steps))
 
 
 class _Mda:
@@ -123,8 +118,7 @@ class ImageProcessor:
     Parameters
     ----------
     config : HookConfig
-        The stages and the output folder, as for an MDA (``live`` and ``hold`` need
-        pymmcore-plus's core and are refused).
+        The stages and the output folder, as for an MDA.
     events : list of dict
         The acquisition's pycro-manager events (e.g. ``multi_d_acquisition_events(...)``):
         they give the stores their axes and lengths.
@@ -183,15 +177,14 @@ class ImageProcessor:
         return image, metadata
 
     def _index(self, axes: Mapping[str, Any]) -> dict[str, int]:
-        names = [str(p.name) for p in self.sequence.stage_positions]
+        positions = [str(p.name) for p in self.sequence.stage_positions]
         index = {}
         for axis, value in axes.items():
             name = _AXES.get(axis, axis)
             if name == "c" or (name == "p" and not isinstance(value, int)):
-                known = self.channels if name == "c" else names
-                if str(value) not in known:  # beyond the store: named as unsaved
-                    known.append(str(value))
-                value = known.index(str(value))
+                known = self.channels if name == "c" else positions
+                # a name the events did not announce: -1, outside the store, named as unsaved
+                value = known.index(str(value)) if str(value) in known else -1
             index[name] = int(value) if isinstance(value, (int, np.integer)) else -1
         order = [str(a) for a in self.sequence.axis_order]  # frames.csv: t before z, as an MDA
         return dict(

@@ -48,6 +48,7 @@ from ._focus_widgets import DefocusPlot, FocusIndicator
 from ._view import DisplayStats, LiveView
 
 __all__ = ["LiveRestoreDock"]
+
 log = logging.getLogger(__name__)
 
 FOCUS_MODEL = "focus-est"
@@ -98,7 +99,7 @@ class LiveRestoreDock(QWidget):
         self.viewer = viewer
         self._core_source: Callable[[], Any] = core if callable(core) else lambda: core
         self.hook: RestoreHook | None = None
-        self._hidden_for_grid: list[Any] = []  # other plugins' layers hidden while side by side
+        self._hidden_for_grid: list[Any] = []  # other layers hidden while side by side
         self.view: LiveView | None = None
         self.last_report: Any = None
         self._closer: threading.Thread | None = None
@@ -291,15 +292,16 @@ class LiveRestoreDock(QWidget):
     def set_side_by_side(self, on: bool) -> None:
         """Raw and restored in a grid of their own (on) or overlaid in world space (off).
 
-        The grid tiles only live-restore's layers: other layers (napari-micromanager's preview,
-        the user's own) are hidden while it is on, and shown again after.
+        napari's grid gives every visible layer a cell, so the other layers shown when it turns
+        on (napari-micromanager's preview, the user's own) are hidden, and shown again when it
+        turns off. A layer added while it is on keeps its cell: hiding a plugin's layer as it
+        is added, or each time the plugin shows it again, crashed Qt with napari-micromanager
+        (it shows its preview from its own timer). Turning it on again tiles ours alone.
         """
         layers = self.viewer.layers
         if on and not self.viewer.canvas.grid.enabled:
             self._hide_foreign_layers()
-            layers.events.inserted.connect(self._hide_foreign_layers)
         elif not on and self.viewer.canvas.grid.enabled:
-            layers.events.inserted.disconnect(self._hide_foreign_layers)
             for layer in self._hidden_for_grid:
                 if layer in layers:
                     layer.visible = True
