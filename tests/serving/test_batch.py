@@ -10,7 +10,7 @@ import useq
 import zarr
 
 from live_restore.acquisition import make_restorer
-from live_restore.frames import AxisSet, SingleFrame, TemporalWindow
+from live_restore.frames import AxisPairs, AxisSet, SingleFrame, TemporalWindow
 from live_restore.inference import load_model
 from live_restore.serving import ZarrImageError, open_inputs, plan_outputs, restore_store
 
@@ -143,15 +143,23 @@ def test_groups_follow_the_model_grouping():
         Path("x"), "0", ("t", "c", "y", "x"), (2, 9, 8, 8), np.dtype("uint16"),
         (1.0,) * 4, ("time", "channel", "space", "space"), (None,) * 4,
     )  # fmt: skip
-    axes, items = plan_outputs(sim, AxisSet("c", 9))
-    assert axes == ("t",) and [i.output for i in items] == [(0,), (1,)]
+    plan, items = plan_outputs(sim, AxisSet("c", 9))
+    assert plan.axes == ("t",) and [i.outputs for i in items] == [((0,),), ((1,),)]
     assert items[1].inputs == tuple((1, c) for c in range(9))
     with pytest.raises(ValueError, match="has 9 there"):
         plan_outputs(sim, AxisSet("c", 3))
-    axes, items = plan_outputs(sim, TemporalWindow(3))
-    assert axes == ("t", "c") and items[0].inputs == ((0, 0),) * 3  # the series start, as live
+    plan, items = plan_outputs(sim, TemporalWindow(3))
+    assert plan.axes == ("t", "c") and items[0].inputs == ((0, 0),) * 3  # the start, as live
     assert items[2 * 9 - 1].inputs == ((0, 8), (0, 8), (1, 8))
     assert len(plan_outputs(sim, SingleFrame())[1]) == 18
+    # interpolation: the full-rate axis, acquired t=1 at 3, each pair filling the 2 between
+    plan, items = plan_outputs(sim, AxisPairs("t", 3))
+    assert plan.shape == (4, 9) and len(items) == 18
+    assert items[0].outputs == ((0, 0),) and items[0].inputs == ((0, 0),)
+    assert items[9 + 4].outputs == ((1, 4), (2, 4), (3, 4))
+    assert items[9 + 4].inputs == ((0, 4), (1, 4))
+    with pytest.raises(ValueError, match="no such axis"):
+        plan_outputs(sim, AxisPairs("z", 2))
 
 
 def test_restore_command_writes_and_reports(raw_store, tmp_path, cli):

@@ -19,10 +19,12 @@ from ._registry import (
 )
 from ._restorers import IdentityRestorer, RichardsonLucyRestorer
 from ._sinks import TABLE_COLUMNS, SinkError
+from ._trust_stage import UNTRUSTED_FRACTION_OF_SPAN, untrusted_fraction
 
 __all__ = [
     "RESTORERS",
     "TABLE_COLUMNS",
+    "UNTRUSTED_FRACTION_OF_SPAN",
     "ConfigError",
     "FocusConfig",
     "HoldConfig",
@@ -52,4 +54,5 @@ __all__ = [
     "register_restorer",
     "restorer_names",
     "shipped_model_names",
+    "untrusted_fraction",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from live_restore.focus import FlagPolicy, FocusHold, FocusMonitor
-from live_restore.frames import Executor, Restorer, check_restorer
+from live_restore.frames import Executor, Restorer, as_stage, output_kind_of
 
 from ._adaptive_light import AdaptiveLight
 from ._config import HookConfig
@@ -22,7 +22,7 @@ from ._registry import (
     restorer_for,
     shipped_model_names,
 )
-from ._trust_stage import is_trust_stage, stages_sharing_restorations
+from ._trust_stage import stages_sharing_restorations
 
 __all__ = ["HookParts", "StageRecipe", "build_parts", "parts_from_keywords"]
 
@@ -115,17 +115,17 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         executor = InThreadExecutor()
     try:
         focus, hold = _focus_parts(config, backend)
-        light = _light(config, [s.name for s in stages])
+        light = _light(config, stages)
     except BaseException:
         executor.close()  # no worker process outlives a hook that could not be built
         raise
     return HookParts(stages, focus, hold, executor, light)
 
 
-def _light(config: HookConfig, stage_names: list[str]) -> AdaptiveLight | None:
+def _light(config: HookConfig, stages: Sequence[Restorer]) -> AdaptiveLight | None:
     if config.light is None:
         return None
-    if not any(is_trust_stage(name) for name in stage_names):
+    if not any(output_kind_of(stage) == "sigma" for stage in stages):
         raise ValueError(
             "adaptive light follows a trust stage: add one (e.g. dfcan-sr2x-tiny+trust)"
         )
@@ -184,7 +184,9 @@ def parts_from_keywords(
             f"build_hook(core, HookConfig(models=[{models!r}])) to load one by name"
         )
     given = [models] if not isinstance(models, Sequence) else list(models)
-    stages = [check_restorer(stage) for stage in given]  # TypeError naming what is missing
+    # a plain function is a stage; anything else must be a whole Restorer (TypeError naming
+    # what is missing)
+    stages = [as_stage(stage) for stage in given]
     if not stages:
         raise ValueError("RestoreHook needs at least one model (a Restorer)")
     if hold is not None and focus is None:
@@ -192,5 +194,5 @@ def parts_from_keywords(
     if focus is not None and not isinstance(focus, FocusMonitor):
         focus = FocusMonitor(focus)  # a bare estimator gets the default policy
     config = HookConfig.model_validate({"models": [s.name for s in stages], **options})
-    light = _light(config, config.models)
+    light = _light(config, stages)
     return config, HookParts(stages, focus, hold, executor or InThreadExecutor(), light)

@@ -50,6 +50,7 @@ class Display:
         restored: np.ndarray,
         latency_ms: float,
         live: bool = False,
+        kind: str = "image",
     ) -> None:
         """Count the latency, fill the stage's mailbox and emit ``restored``.
 
@@ -59,6 +60,8 @@ class Display:
         if restored.ndim == 3:
             restored = restored[max(0, len(restored) - 2)]
         self.latency.add(latency_ms, time.perf_counter())
-        frame = RestoredFrame(stage, group.numbers, group.index, raw, restored, latency_ms, live)
+        frame = RestoredFrame(
+            stage, group.numbers, group.index, raw, restored, latency_ms, live, kind
+        )
         self.latest_restored = {**self.latest_restored, stage: frame}
         self.emit("restored", frame)

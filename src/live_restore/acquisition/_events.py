@@ -35,6 +35,7 @@ class RestoredFrame:
     restored: np.ndarray = field(repr=False)  # float32, scaled by the stage's factor
     latency_ms: float
     live: bool = False  # from live mode (not saved)
+    kind: str = "image"  # "image", or "sigma": a trust map (a model's expected error)
 
 
 @dataclass(frozen=True)

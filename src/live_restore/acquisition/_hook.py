@@ -107,6 +107,16 @@ class RestoreHook:
         self._executor_closed = False
         self._intake = Intake(config.process, int(config.memory_mb * 2**20))
         self._live = LivePoller(core) if config.live else None
+        live_refused = {}
+        if config.live:
+            for runner in runners:
+                if (why := runner.grouping.live_problem()) is not None:
+                    live_refused[runner.name] = why
+        if live_refused:  # refused here, once, in one line: never skipped silently
+            logger.warning(
+                "live mode will not run %s (MDA acquisitions restore it as always)",
+                "; ".join(f"{name}: {why}" for name, why in live_refused.items()),
+            )
         self._worker = Worker(
             runners,
             self._intake,
@@ -117,6 +127,7 @@ class RestoreHook:
             self.focus,
             self.hold,
             self._live,
+            live_refused,
         )
         # the runner's own state: a pause it has not honoured yet (mid-event, or a whole
         # hardware-sequenced burst) is not shown as paused, and a cancel clears it
@@ -278,6 +289,16 @@ class RestoreHook:
     def stages(self) -> list[tuple[str, int]]:
         """(name, scale) of each stage, in order."""
         return [(s.name, s.scale) for s in self._worker.stages]
+
+    @property
+    def trust_stages(self) -> list[str]:
+        """The stages whose output is a trust map (sigma), not an image."""
+        return [s.name for s in self._worker.stages if s.kind == "sigma"]
+
+    @property
+    def live_refused(self) -> dict[str, str]:
+        """Stages live mode does not run, each with why (refused when the hook was built)."""
+        return dict(self._worker.live_refused)
 
     def latest(self, stage: str | None = None) -> RestoredFrame | None:
         """The newest restored frame (of ``stage``, default the first): the display mailbox."""

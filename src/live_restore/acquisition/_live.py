@@ -31,16 +31,18 @@ class LivePoller:
         self._min_period_s = min_period_s
         self._max_period_s = max_period_s
         self._lock = threading.Lock()
-        self._slot: tuple[np.ndarray, float] | None = None
+        self._slot: tuple[np.ndarray, float, int] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.frames_seen = 0
         self.frames_replaced = 0
+        self.session = 0  # counts live sessions: a new one starts a new time series
 
     def start(self) -> None:
         """Start watching (idempotent)."""
         if self._thread is not None and self._thread.is_alive():
             return
+        self.session += 1
         self._stop.clear()
         self._thread = threading.Thread(target=self._poll, name="live-restore-live", daemon=True)
         self._thread.start()
@@ -52,8 +54,8 @@ class LivePoller:
             self._thread.join(timeout_s)
             self._thread = None
 
-    def take(self) -> tuple[np.ndarray, float] | None:
-        """The newest live frame not yet taken, with its receipt time, or None."""
+    def take(self) -> tuple[np.ndarray, float, int] | None:
+        """The newest live frame not yet taken, its receipt time and session, or None."""
         with self._lock:
             slot, self._slot = self._slot, None
             return slot
@@ -81,6 +83,7 @@ class LivePoller:
                     with self._lock:
                         if self._slot is not None:
                             self.frames_replaced += 1
-                        self._slot = (np.array(image, copy=True), time.perf_counter())
+                        received_s = time.perf_counter()
+                        self._slot = (np.array(image, copy=True), received_s, self.session)
                     self.frames_seen += 1
             self._stop.wait(period_s)

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from live_restore.frames import AxisPairs, Restorer, check_restorer
+from live_restore.frames import Restorer, check_restorer
 
 from ._process_worker import Described
 
@@ -79,6 +79,7 @@ class RemoteStage:
         self.grouping = described.grouping
         self.max_batch = described.max_batch
         self.writes_input = described.writes_input
+        self.output_kind = described.output_kind
         self._provenance = dict(described.provenance)
 
     def provenance(self) -> dict[str, str]:
@@ -287,8 +288,8 @@ class ProcessExecutor:
         out_shape: tuple[int, ...] = (height * restorer.scale, width * restorer.scale)
         if batched:
             out_shape = (inputs.shape[0], *out_shape)
-        elif isinstance(restorer.grouping, AxisPairs):  # a pair gives the full-rate frames
-            out_shape = (restorer.grouping.factor if len(inputs) == 2 else 1, *out_shape)
+        elif (stacked := restorer.grouping.stacked_outputs(len(inputs))) is not None:
+            out_shape = (stacked, *out_shape)  # e.g. a pair's full-rate frames
         self._wait_out_backoff()
         with self._lock:
             self._check_open()

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from live_restore.frames import Grouping, Restorer, check_restorer
+from live_restore.frames import Grouping, Restorer, check_restorer, output_kind_of
 
 __all__ = ["Described", "worker_main"]
 
@@ -39,6 +39,7 @@ class Described:
     max_batch: int
     writes_input: bool
     provenance: dict[str, str]
+    output_kind: str = "image"
 
 
 def _describe(restorer: Restorer) -> Described:
@@ -50,6 +51,7 @@ def _describe(restorer: Restorer) -> Described:
         restorer.max_batch,
         restorer.writes_input,
         dict(restorer.provenance()),
+        output_kind_of(restorer),
     )
 
 

@@ -20,13 +20,11 @@ import numpy as np
 
 from live_restore._version import __version__
 from live_restore.frames import (
-    AxisPairs,
     FrameGroup,
     FrameIndex,
     FrameStatus,
     IndexKey,
     Policy,
-    SingleFrame,
     format_index,
     index_key,
 )
@@ -177,13 +175,14 @@ class RunRecord:
             "live_restore_version": __version__,
         }
         sink: RestoredSink | FullRateSink
-        if isinstance(stage.grouping, AxisPairs):
+        if stage.grouping.full_rate is not None:
+            axis, factor = stage.grouping.full_rate
             sink = FullRateSink(
                 self.folder / f"{stage.name}.ome.zarr",
                 raw_shape,
                 raw_pixel_um,
-                stage.grouping.axis,
-                stage.grouping.factor,
+                axis,
+                factor,
                 provenance,
             )
         else:
@@ -226,7 +225,7 @@ class RunRecord:
         RESTORED once every one is in the store, else UNSAVED (each row says which).
         """
         group, restored, grouping = outcome.group, outcome.restored, stage.grouping
-        assert isinstance(grouping, AxisPairs) and restored is not None
+        assert restored is not None
         self.gap_rows(stage, group)
         if self.folder is not None and stage.name not in self.sinks:
             self._open_sink(stage, (restored.shape[-2], restored.shape[-1]))
@@ -268,9 +267,8 @@ class RunRecord:
     def gap_rows(self, stage: StageRunner, group: FrameGroup) -> None:
         """Rows for the full-rate positions a missing predecessor leaves empty (never guessed)."""
         grouping = stage.grouping
-        if not isinstance(grouping, AxisPairs):
-            return
         index = format_index(group.index)
+        axis = grouping.full_rate[0] if grouping.full_rate is not None else ""
         for gap in grouping.gap_before(group):
             self.row(
                 frame=group.numbers[-1],
@@ -278,7 +276,7 @@ class RunRecord:
                 output_index=format_index(gap),
                 stage=stage.name,
                 status=FrameStatus.INCOMPLETE_GROUP,
-                error=f"the acquired frame before {index} along '{grouping.axis}' did not "
+                error=f"the acquired frame before {index} along '{axis}' did not "
                 "arrive: nothing interpolated here",
             )
 
@@ -302,7 +300,7 @@ class RunRecord:
         """Rows (and missing outputs) for frames the "latest" policy skipped."""
         for offset, index in enumerate(skipped.indices):
             for stage in stages:
-                if isinstance(stage.grouping, SingleFrame):
+                if stage.grouping.group_size == 1:  # its own output is missing
                     group = FrameGroup((skipped.first + offset,), index, None)
                     self.mark_missing(stage, group, None)
                 self.row(

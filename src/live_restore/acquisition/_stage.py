@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from live_restore.frames import (
-    AxisPairs,
     Executor,
     FrameGroup,
     FrameStatus,
     Restorer,
     check_restorer,
+    output_kind_of,
 )
 
 from ._executor import InThreadExecutor
@@ -59,7 +59,7 @@ class StageRunner:
     ) -> None:
         self.restorer = check_restorer(restorer)
         self.name = restorer.name
-        self.scale = restorer.scale
+        self.kind = output_kind_of(restorer)  # "image", or "sigma" (a trust map)
         self.grouping = restorer.grouping
         self.executor: Executor = executor or InThreadExecutor()
         self.max_consecutive_failures = max_consecutive_failures
@@ -68,6 +68,11 @@ class StageRunner:
         self.restored = 0
         self.disabled_reason: str | None = None
         self.disable_reported = False
+
+    @property
+    def scale(self) -> int:
+        """The restorer's (a plain function's is known from its first output)."""
+        return int(self.restorer.scale)
 
     @property
     def disabled(self) -> bool:
@@ -130,9 +135,7 @@ class StageRunner:
                 frames = np.array(frames, copy=True)
             output = self.executor.run(self.restorer, frames, batched=False)
             # an interpolation stage returns its group's full-rate frames, stacked
-            count = (
-                len(self.grouping.outputs(group)) if isinstance(self.grouping, AxisPairs) else None
-            )
+            count = self.grouping.stacked_outputs(len(group.numbers))
             restored = self._checked(output, frames.shape[-2:], count)
         except _BadOutput as e:
             return self._failed(group, "bad-output", str(e), started)

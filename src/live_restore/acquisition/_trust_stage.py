@@ -31,10 +31,9 @@ __all__ = [
     "TRUST_SUFFIX",
     "UNTRUSTED_FRACTION_OF_SPAN",
     "TrustStage",
-    "is_trust_stage",
     "stages_sharing_restorations",
+    "trust_stage_name",
     "untrusted_fraction",
-    "untrusted_share",
 ]
 
 TRUST_SUFFIX = "+trust"  # in a model list: "dfcan-sr2x-tiny+trust"
@@ -47,9 +46,9 @@ _RESTORATION = {
 }
 
 
-def is_trust_stage(name: str) -> bool:
-    """Whether a stage's output is a trust map (sigma), not an image."""
-    return name.endswith(_STAGE_SUFFIX)
+def trust_stage_name(model: str) -> str:
+    """The stage (and store) name of ``model``'s trust map: ``NAME-trust``."""
+    return f"{model}{_STAGE_SUFFIX}"
 
 
 def untrusted_fraction(
@@ -61,15 +60,10 @@ def untrusted_fraction(
     return float(np.mean(sigma > threshold * span))
 
 
-def untrusted_share(stage: str, raw: np.ndarray | None, output: np.ndarray | None) -> float | None:
-    """A trust stage's untrusted share of one frame; None for other stages (or no raw)."""
-    if not is_trust_stage(stage) or raw is None or output is None or raw.size == 0:
-        return None
-    return untrusted_fraction(output, raw)
-
-
 class TrustStage(RestorerBase):
     """Frame (raw counts) -> sigma of ``session``'s restoration (float32, its output's shape)."""
+
+    output_kind = "sigma"
 
     def __init__(self, session: ModelSession, shared: bool = False) -> None:
         """Trust of ``session``'s restorations.
@@ -85,7 +79,7 @@ class TrustStage(RestorerBase):
         if shared:
             session.keep_recent_outputs()
         self.session, self.borrowed = session, shared
-        self.name = f"{session.name}{_STAGE_SUFFIX}"
+        self.name = trust_stage_name(session.name)
         self.scale = session.scale
 
     def provenance(self) -> dict[str, str]:

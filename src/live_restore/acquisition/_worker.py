@@ -11,6 +11,7 @@ can always take over from a stage that never returns.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -22,15 +23,7 @@ from typing import Any
 import numpy as np
 
 from live_restore.focus import FocusHold, FocusMonitor
-from live_restore.frames import (
-    AxisPairs,
-    FrameGroup,
-    FrameStatus,
-    SingleFrame,
-    TemporalWindow,
-    format_index,
-    read_only,
-)
+from live_restore.frames import FrameGroup, FrameStatus, Grouping, format_index, read_only
 
 from ._adaptive_light import AdaptiveLight
 from ._counters import Counters, HookReport, HookStats, report_of, stats_of
@@ -45,7 +38,7 @@ from ._record import RunRecord
 from ._recovery import Recovery
 from ._sinks import known_sequence
 from ._stage import StageOutcome, StageRunner
-from ._trust_stage import untrusted_share
+from ._trust_stage import untrusted_fraction
 
 __all__ = ["Worker"]
 
@@ -69,6 +62,7 @@ class Worker(Recovery, FocusWatch):
         focus: FocusMonitor | None,
         hold: FocusHold | None,
         live: LivePoller | None,
+        live_refused: dict[str, str] | None = None,
     ) -> None:
         self.stages = stages
         self.intake = intake
@@ -81,6 +75,13 @@ class Worker(Recovery, FocusWatch):
         self._max_batch = max_batch
         self._stats_interval_s = stats_interval_s
         self._live = live
+        # live mode: stages whose groups cannot form from one stream (refused at build), and
+        # each other stage's grouping over the current live session (a fresh copy per session)
+        self.live_refused = dict(live_refused or {})
+        self._live_templates = {s.name: copy.deepcopy(s.grouping) for s in stages}
+        self._live_groupings: dict[str, Grouping] = {}
+        self._live_session = -1
+        self._live_count = 0
         self._thread: threading.Thread | None = None
         self.closing = threading.Event()  # finish what is queued, then stop
         self.abandoned = threading.Event()  # stop now; close() took over the records
@@ -266,23 +267,29 @@ class Worker(Recovery, FocusWatch):
             run.open()
 
     def _end_run(self, end: SequenceEnd) -> None:
-        self._flush_windows()
+        self._finish_groups()
         with self.lock:
             if self.run is None or self.abandoned.is_set():
                 return
-            self._end_groups()  # groups cut short (a SIM set at cancel): reported, never restored
             reason = end.reason or ("canceled" if end.canceled else "completed")
             self.finish_run(end.canceled, reason)
 
-    def _flush_windows(self) -> None:
-        """Centred windows' last outputs wait for frames that will not come: make them now."""
+    def _finish_groups(self) -> None:
+        """The run ended: restore each grouping's complete leftovers, report the rest.
+
+        Complete: a centred window's last outputs (padded); incomplete: a SIM set cut short.
+        """
         for stage in self.stages:
             if self.run is None or stage.name in self.run.refused:
                 continue
-            if isinstance(stage.grouping, TemporalWindow) and (groups := stage.grouping.flush()):
-                outcomes = self._call(stage, groups)  # outside the lock, as every stage call
-                if outcomes is not None:
-                    self._record(stage, outcomes, {})
+            leftovers = stage.grouping.finish()
+            if complete := [g for g in leftovers if g.complete]:
+                outcomes = self._call(stage, complete)  # outside the lock, as every stage call
+                if outcomes is None:
+                    return
+                self._record(stage, outcomes, {})
+            cut = [StageOutcome(g, None, FrameStatus.INCOMPLETE_GROUP) for g in leftovers]
+            self._record(stage, [o for o in cut if not o.group.complete], {})
 
     def finish_run(self, canceled: bool, reason: str) -> None:
         """Close the current run's records (stores, table, summary.json)."""
@@ -392,8 +399,9 @@ class Worker(Recovery, FocusWatch):
                 received = frame.received_s if frame is not None else now
                 latency_ms = (now - received) * 1000
                 status, message = outcome.status, outcome.message
+                full_rate = stage.grouping.full_rate is not None
                 if status is FrameStatus.RESTORED and outcome.restored is not None:
-                    if isinstance(stage.grouping, AxisPairs):  # a row per full-rate frame
+                    if full_rate:  # a row per full-rate frame
                         at, ms = f"{received - run.started_s:.4f}", f"{latency_ms:.2f}"
                         timing = {"received_s": at, "source": source, "latency_ms": ms}
                         status = run.save_full_rate(stage, outcome, timing)
@@ -404,8 +412,10 @@ class Worker(Recovery, FocusWatch):
                         message = f"restored and shown, not saved: {run.why_unsaved[stage.name]}"
                         self.error(stage.name, newest, "unsaved", message)
                     shown = raw if raw is not None else np.zeros((0, 0))
-                    self.display.publish(stage.name, group, shown, outcome.restored, latency_ms)
-                    if isinstance(stage.grouping, AxisPairs):
+                    self.display.publish(
+                        stage.name, group, shown, outcome.restored, latency_ms, kind=stage.kind
+                    )
+                    if full_rate:
                         self.fates.resolve(stage.name, group.numbers, status)
                         continue
                 else:
@@ -425,15 +435,15 @@ class Worker(Recovery, FocusWatch):
                     batch=outcome.batch,
                     flags=f"fused {','.join(map(str, group.sources))}"
                     if group.sources
-                    else self._trust(stage.name, newest, group.index, raw, outcome.restored),
+                    else self._trust(stage, newest, group.index, raw, outcome.restored),
                     error=message,
                 )
 
-    def _trust(self, stage: str, frame: int, index: Any, raw: Any, output: Any) -> str:
+    def _trust(self, stage: StageRunner, frame: int, index: Any, raw: Any, output: Any) -> str:
         """A trust stage's flag for frames.csv; its share goes to the adaptive light."""
-        share = untrusted_share(stage, raw, output)
-        if share is None:
+        if stage.kind != "sigma" or raw is None or output is None or raw.size == 0:
             return ""
+        share = untrusted_fraction(output, raw)
         if self.light is not None:
             self.light.offer(frame, index, share)
         return f"untrusted {100 * share:.1f}%"
@@ -471,24 +481,41 @@ class Worker(Recovery, FocusWatch):
             if focus.wanted(f.index, newest[focus.series_of(f.index)] == f.number):
                 self._watch_focus(image, f.number, f.index, f.z_um)
 
-    def _restore_live(self, image: np.ndarray, received_s: float) -> None:
+    def _restore_live(self, image: np.ndarray, received_s: float, session: int) -> None:
+        """One live frame through the same stages and groupings as an MDA's, display only.
+
+        A live session is a time series: its k-th frame taken is ``t=k``, so windows (mfsr)
+        and pairs along t (interp-t) form as in an MDA. Stages refused for live mode at build
+        (no set or plane can form) are named once per session.
+        """
         image = read_only(image)
+        if session != self._live_session:  # a new live session: fresh groupings
+            self._live_session, self._live_count = session, 0
+            self._live_groupings = {
+                name: copy.deepcopy(grouping) for name, grouping in self._live_templates.items()
+            }
+            for name, why in self.live_refused.items():
+                message = f"not restored in live mode: {why}"
+                self.display.emit("error", StageError(name, None, "live-refused", message))
+        number, self._live_count = self._live_count, self._live_count + 1
         with self.lock:
             self.current_stage = "focus"
         self._watch_focus(image, -1, {}, None, live=True)
         with self.lock:
             self.current_stage = None
         for stage in self.stages:
-            if not isinstance(stage.grouping, SingleFrame) or stage.disabled:
+            if stage.disabled or stage.name in self.live_refused:
                 continue
-            group = FrameGroup((-1,), {}, image)
-            outcomes = self._call(stage, [group])
-            if outcomes is None:
-                return
-            outcome = outcomes[0]
-            if outcome.restored is None:
-                self.error(stage.name, None, outcome.kind or "live", outcome.message)
-                continue
-            latency_ms = (time.perf_counter() - received_s) * 1000
-            self.display.publish(stage.name, group, image, outcome.restored, latency_ms, True)
+            for group in self._live_groupings[stage.name].add(number, {"t": number}, image):
+                outcomes = self._call(stage, [group])
+                if outcomes is None:
+                    return
+                outcome = outcomes[0]
+                if outcome.restored is None:
+                    self.error(stage.name, None, outcome.kind or "live", outcome.message)
+                    continue
+                latency_ms = (time.perf_counter() - received_s) * 1000
+                self.display.publish(
+                    stage.name, group, image, outcome.restored, latency_ms, True, stage.kind
+                )
         self.display.latest_raw = RawFrame(-1, {}, image, received_s, live=True)

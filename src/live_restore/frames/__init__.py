@@ -8,28 +8,41 @@ from ._frame import CAMERA_AXIS, FrameIndex, IndexKey, as_frame, format_index, i
 from ._grouping import (
     AxisPairs,
     AxisSet,
+    BatchPlan,
     FrameGroup,
     FullRateOutput,
     Grouping,
+    PlannedGroup,
     SingleFrame,
     TemporalWindow,
 )
 from ._photons import PhotonConversion
-from ._restorer import Executor, Restorer, RestorerBase, check_restorer
+from ._restorer import (
+    Executor,
+    FunctionStage,
+    Restorer,
+    RestorerBase,
+    as_stage,
+    check_restorer,
+    output_kind_of,
+)
 
 __all__ = [
     "CAMERA_AXIS",
     "AxisPairs",
     "AxisSet",
     "BackendName",
+    "BatchPlan",
     "Executor",
     "FrameGroup",
     "FrameIndex",
     "FrameStatus",
     "FullRateOutput",
+    "FunctionStage",
     "Grouping",
     "IndexKey",
     "PhotonConversion",
+    "PlannedGroup",
     "Policy",
     "Precision",
     "Restorer",
@@ -37,8 +50,10 @@ __all__ = [
     "SingleFrame",
     "TemporalWindow",
     "as_frame",
+    "as_stage",
     "check_restorer",
     "format_index",
     "index_key",
+    "output_kind_of",
     "read_only",
 ]

@@ -11,10 +11,17 @@ A grouping sees frames in acquisition order and returns the groups they complete
 guesses: a set that is still incomplete when a frame of the next set arrives (a cancelled or
 skipped frame) is returned as *incomplete* so the caller can report it, never restored from
 the wrong frames.
+
+A grouping owns its whole plan, so nothing else asks which kind it is: the groups of a stream
+(``add``, ``finish``), where each group's outputs go (``outputs``, ``gap_before``; several for
+an interpolation pair, on a full-rate axis), whether a live stream can form groups at all
+(``live_problem``) and the plan over a finished image (``batch_plan``). A live stream is a time
+series: frame ``k`` taken from live mode has index ``{"t": k}``.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -26,9 +33,11 @@ from ._frame import CAMERA_AXIS
 __all__ = [
     "AxisPairs",
     "AxisSet",
+    "BatchPlan",
     "FrameGroup",
     "FullRateOutput",
     "Grouping",
+    "PlannedGroup",
     "SingleFrame",
     "TemporalWindow",
 ]
@@ -54,12 +63,51 @@ class FrameGroup:
         return self.frames is not None
 
 
+Index = tuple[int, ...]  # a position in an image's leading (non y, x) axes
+
+
+@dataclass(frozen=True)
+class FullRateOutput:
+    """One output of a group: where it goes and whether it was acquired.
+
+    On a full-rate axis (interpolation) real frame i sits at ``i * factor``; elsewhere a
+    group's one output goes to the group's index.
+    """
+
+    index: dict[str, int]
+    interpolated: bool = False
+    fraction: float = 1.0  # between the pair's frames (1.0: the newer real frame itself)
+
+
+@dataclass(frozen=True)
+class PlannedGroup:
+    """One group of a batch plan: the input positions it reads, the output positions it fills."""
+
+    outputs: tuple[Index, ...]
+    inputs: tuple[Index, ...]
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Every group over a finished image: the output's leading axes and shape, and the groups."""
+
+    axes: tuple[str, ...]
+    shape: tuple[int, ...]
+    groups: list[PlannedGroup]
+
+
 @runtime_checkable
 class Grouping(Protocol):
-    """Turns a stream of frames into the groups a stage takes."""
+    """Turns a stream of frames into the groups a stage takes, and places their outputs."""
 
     removed_axis: str | None
     """The MDA axis the group spans and the output drops (``None``: same axes as raw)."""
+
+    group_size: int
+    """Frames in a full group (what a stage's input stacks; 1: a 2-D frame)."""
+
+    full_rate: tuple[str, int] | None
+    """``(axis, factor)`` when outputs go on a full-rate axis (interpolation), else None."""
 
     def add(self, number: int, index: dict[str, int], frame: np.ndarray) -> list[FrameGroup]:
         """Take the next frame; return the groups it completes (or proves incomplete)."""
@@ -73,11 +121,57 @@ class Grouping(Protocol):
         """Why ``sequence`` can never give complete groups, or None (also when it cannot tell)."""
         ...
 
+    def live_problem(self) -> str | None:
+        """Why a live stream (consecutive frames, no MDA axes) can never give a group, or None."""
+        ...
 
-class SingleFrame:
+    def outputs(self, group: FrameGroup) -> list[FullRateOutput]:
+        """Where the group's outputs go, in the order the stage returns them."""
+        ...
+
+    def stacked_outputs(self, frames: int) -> int | None:
+        """Outputs a group of ``frames`` frames gives, stacked; None: one 2-D output."""
+        ...
+
+    def gap_before(self, group: FrameGroup) -> list[dict[str, int]]:
+        """Output positions a missing frame before ``group`` leaves empty (never guessed)."""
+        ...
+
+    def batch_plan(self, axes: tuple[str, ...], shape: tuple[int, ...]) -> BatchPlan:
+        """Every group over a finished image with leading ``axes`` of ``shape``.
+
+        ValueError when the image cannot give one.
+        """
+        ...
+
+
+class _OneOutput:
+    """What most groupings share: one 2-D output per group, at the group's index."""
+
+    full_rate: tuple[str, int] | None = None
+
+    def outputs(self, group: FrameGroup) -> list[FullRateOutput]:
+        """The one output, at the group's index."""
+        return [FullRateOutput(dict(group.index))]
+
+    def stacked_outputs(self, frames: int) -> int | None:
+        """One 2-D output."""
+        return None
+
+    def gap_before(self, group: FrameGroup) -> list[dict[str, int]]:
+        """Nothing is placed before a group."""
+        return []
+
+    def live_problem(self) -> str | None:
+        """Consecutive frames can form its groups."""
+        return None
+
+
+class SingleFrame(_OneOutput):
     """Every frame on its own: the group is the 2-D frame."""
 
     removed_axis: str | None = None
+    group_size = 1
 
     def add(self, number: int, index: dict[str, int], frame: np.ndarray) -> list[FrameGroup]:
         """One frame is one complete group."""
@@ -91,8 +185,13 @@ class SingleFrame:
         """Any sequence will do."""
         return None
 
+    def batch_plan(self, axes: tuple[str, ...], shape: tuple[int, ...]) -> BatchPlan:
+        """Every frame on its own."""
+        positions = itertools.product(*map(range, shape))
+        return BatchPlan(axes, shape, [PlannedGroup((i,), (i,)) for i in positions])
 
-class AxisSet:
+
+class AxisSet(_OneOutput):
     """Frames that differ only along ``axis`` form a set of ``size`` (a SIM raw set).
 
     The group's frames are stacked in arrival order, shape ``(size, rows, columns)``. The
@@ -105,7 +204,7 @@ class AxisSet:
             raise ValueError(f"a set needs at least 2 frames, got {size}")
         self.removed_axis: str | None = axis
         self.axis = axis
-        self.size = int(size)
+        self.size = self.group_size = int(size)
         # per camera (several cameras give one frame each per event, interleaved): the set
         # being collected, as (output key, numbers, frames)
         self._open: dict[int, tuple[tuple[tuple[str, int], ...], list[int], list[np.ndarray]]] = {}
@@ -174,8 +273,36 @@ class AxisSet:
             )
         return None
 
+    def live_problem(self) -> str | None:
+        """Live mode has no axis to take a set along: a set never forms."""
+        return (
+            f"a set is {self.size} frames along the '{self.axis}' axis (the SIM pattern presets) "
+            "and live mode is one stream of frames with no such axis"
+        )
 
-class TemporalWindow:
+    def batch_plan(self, axes: tuple[str, ...], shape: tuple[int, ...]) -> BatchPlan:
+        """One group per set along the axis; the output drops that axis."""
+        if self.axis not in axes:
+            raise ValueError(
+                f"the model restores sets of {self.size} frames along '{self.axis}'; the image "
+                f"has no such axis (axes: {''.join(axes)})"
+            )
+        where = axes.index(self.axis)
+        if shape[where] != self.size:
+            raise ValueError(
+                f"the model restores sets of {self.size} frames along '{self.axis}'; the image "
+                f"has {shape[where]} there"
+            )
+        rest = [range(n) for k, n in enumerate(shape) if k != where]
+        groups = []
+        for out in itertools.product(*rest):
+            inputs = tuple((*out[:where], p, *out[where:]) for p in range(self.size))
+            groups.append(PlannedGroup((out,), inputs))
+        keep = [k for k in range(len(axes)) if k != where]
+        return BatchPlan(tuple(axes[k] for k in keep), tuple(shape[k] for k in keep), groups)
+
+
+class TemporalWindow(_OneOutput):
     """Windows of ``size`` consecutive frames at one position, channel and plane (``t`` varies).
 
     - causal (default): each frame with the ``size - 1`` before it; the output goes to that
@@ -201,7 +328,7 @@ class TemporalWindow:
             raise ValueError(f"a temporal window needs at least 2 frames, got {size}")
         if centred and size % 2 == 0:
             raise ValueError(f"a centred window needs an odd number of frames, got {size}")
-        self.size = int(size)
+        self.size = self.group_size = int(size)
         self.centred = bool(centred)
         self.wait = bool(wait) and self.centred
         self.latency_frames = self.size // 2 if self.wait else 0
@@ -255,17 +382,29 @@ class TemporalWindow:
         """Any sequence will do (a short series repeats its frames)."""
         return None
 
+    def batch_plan(self, axes: tuple[str, ...], shape: tuple[int, ...]) -> BatchPlan:
+        """A window per frame along t, the series' ends repeated as live (no waiting there)."""
+        if "t" not in axes:
+            raise ValueError(
+                f"the model needs a time series; the image has no 't' axis ({''.join(axes)})"
+            )
+        where = axes.index("t")
+        groups = []
+        for out in itertools.product(*map(range, shape)):
+            if self.centred:
+                half = self.size // 2
+                last = shape[where] - 1 if self.wait else out[where]
+                times = [min(max(out[where] + d, 0), last) for d in range(-half, half + 1)]
+            else:
+                first = max(out[where] - self.size + 1, 0)
+                times = [first] * (self.size - (out[where] - first + 1))
+                times += list(range(first, out[where] + 1))
+            inputs = tuple((*out[:where], t, *out[where + 1 :]) for t in times)
+            groups.append(PlannedGroup((out,), inputs))
+        return BatchPlan(axes, shape, groups)
+
 
 _Held = tuple[int, int, dict[str, int], np.ndarray]
-
-
-@dataclass(frozen=True)
-class FullRateOutput:
-    """One frame of a full-rate series: where it goes and whether it was acquired."""
-
-    index: dict[str, int]  # on the full-rate axis (real frame i sits at i * factor)
-    interpolated: bool
-    fraction: float  # between the pair's frames (1.0: the newer real frame itself)
 
 
 class AxisPairs:
@@ -287,6 +426,8 @@ class AxisPairs:
             raise ValueError(f"the interpolation factor must be 2..16, got {factor}")
         self.axis = axis
         self.factor = int(factor)
+        self.group_size = 2
+        self.full_rate: tuple[str, int] | None = (axis, self.factor)
         self._last: dict[tuple[tuple[str, int], ...], tuple[int, int, np.ndarray]] = {}
 
     def add(self, number: int, index: dict[str, int], frame: np.ndarray) -> list[FrameGroup]:
@@ -311,6 +452,10 @@ class AxisPairs:
             for j in range(1, self.factor)
         ]
         return [*between, real]
+
+    def stacked_outputs(self, frames: int) -> int | None:
+        """A pair gives ``factor`` frames (those between, then the newer); a frame alone, 1."""
+        return self.factor if frames == 2 else 1
 
     def gap_before(self, group: FrameGroup) -> list[dict[str, int]]:
         """Full-rate positions left empty before a group of one (not the series' first)."""
@@ -352,3 +497,38 @@ class AxisPairs:
                 f"has {count}"
             )
         return None
+
+    def live_problem(self) -> str | None:
+        """Live frames are a time series: pairs along t form, along z they never do."""
+        if self.axis == "t":
+            return None
+        return "interpolation along 'z' needs planes, and live mode is one plane over time"
+
+    def batch_plan(self, axes: tuple[str, ...], shape: tuple[int, ...]) -> BatchPlan:
+        """The full-rate image: acquired position i at i * factor, each pair fills between."""
+        if self.axis not in axes:
+            raise ValueError(
+                f"interpolation runs along '{self.axis}' and the image has no such axis "
+                f"(axes: {''.join(axes)})"
+            )
+        where = axes.index(self.axis)
+        if shape[where] < 2:
+            raise ValueError(
+                f"interpolation along '{self.axis}' needs at least 2 positions there; the image "
+                f"has {shape[where]}"
+            )
+        out_shape = (*shape[:where], self.full_rate_length(shape[where]), *shape[where + 1 :])
+        groups = []
+        for position in itertools.product(*map(range, shape)):
+            i = position[where]
+
+            def at(p: int, position: Index = position) -> Index:
+                return (*position[:where], p, *position[where + 1 :])
+
+            if i == 0:
+                groups.append(PlannedGroup((at(0),), (position,)))
+            else:
+                start = (i - 1) * self.factor
+                outputs = tuple(at(start + j) for j in range(1, self.factor + 1))
+                groups.append(PlannedGroup(outputs, (at(i - 1), position)))
+        return BatchPlan(axes, out_shape, groups)

@@ -6,17 +6,33 @@ array it must not write into) and returns the restored frame as float32, scaled 
 output in ``provenance()``. Every part of the contract is explicit: a restorer says how it groups
 frames (``grouping``), how many inputs one ``restore_batch`` call may take (``max_batch``) and
 how it lets go of what it holds (``close``). :class:`RestorerBase` gives the usual defaults.
+A restorer may also say what its output is (``output_kind``: ``"image"``, or ``"sigma"`` for a
+trust map, a model's per-pixel expected error); without it, an image.
+
+A plain function ``fn(frame) -> frame`` is a stage too (:func:`as_stage` wraps it): its name
+is the function's, its scale is read off its first output, and its provenance is its
+qualified name.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from ._grouping import Grouping, SingleFrame
 
-__all__ = ["Executor", "Restorer", "RestorerBase", "check_restorer"]
+__all__ = [
+    "Executor",
+    "FunctionStage",
+    "Restorer",
+    "RestorerBase",
+    "as_stage",
+    "check_restorer",
+    "output_kind_of",
+]
 
 
 @runtime_checkable
@@ -60,6 +76,7 @@ class RestorerBase:
     grouping: Grouping = SingleFrame()  # stateless, so one instance can serve every subclass
     max_batch: int = 1
     writes_input: bool = False
+    output_kind: str = "image"  # or "sigma": a trust map
 
     def provenance(self) -> dict[str, str]:
         """At least the name; subclasses add what reproduces their output."""
@@ -75,6 +92,55 @@ class RestorerBase:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+OUTPUT_KINDS = ("image", "sigma")
+
+
+def output_kind_of(stage: object) -> str:
+    """What a stage's output is: ``"image"`` (the default) or ``"sigma"`` (a trust map)."""
+    return str(getattr(stage, "output_kind", "image"))
+
+
+class FunctionStage(RestorerBase):
+    """A plain function ``fn(frame) -> frame`` as a stage (see the module docstring).
+
+    The scale is 1 until the first output, then that output's size over its input's (an
+    integer, the same for rows and columns, or the call fails naming the shapes).
+    """
+
+    def __init__(self, function: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.function = function
+        raw_name = str(getattr(function, "__name__", type(function).__name__))
+        self.name = re.sub(r"[^A-Za-z0-9_.-]+", "", raw_name) or "function"
+        module = getattr(function, "__module__", None) or ""
+        qualname = str(getattr(function, "__qualname__", raw_name))
+        self.qualified_name = f"{module}.{qualname}" if module else qualname
+        self._scale_known = False
+
+    def provenance(self) -> dict[str, str]:
+        """The function's qualified name (its code is the user's to keep)."""
+        return {"model": self.name, "function": self.qualified_name}
+
+    def __call__(self, frame: np.ndarray, /) -> np.ndarray:
+        output = np.asarray(self.function(frame))
+        if not self._scale_known and output.ndim == 2 and np.ndim(frame) == 2:
+            rows, columns = output.shape[0] / frame.shape[0], output.shape[1] / frame.shape[1]
+            if rows != columns or rows < 1 or rows != int(rows):
+                raise ValueError(
+                    f"{self.name} returned shape {output.shape} for a frame of {frame.shape}: a "
+                    "stage's output is its input scaled by one integer factor"
+                )
+            self.scale, self._scale_known = int(rows), True
+        return output
+
+
+def as_stage(stage: object) -> Restorer:
+    """A Restorer as it is, a plain function wrapped in :class:`FunctionStage`; else TypeError."""
+    parts = [part for part in _REQUIRED if hasattr(stage, part)]
+    if callable(stage) and not parts:
+        return check_restorer(FunctionStage(stage))
+    return check_restorer(stage)
 
 
 _REQUIRED = (
@@ -98,7 +164,7 @@ def check_restorer(stage: object) -> Restorer:
         raise TypeError(
             f"{stage!r} is not a Restorer (missing: {', '.join(missing) or 'callable parts'}); "
             "subclass live_restore.RestorerBase and give name, scale, provenance() and "
-            "__call__(frame)"
+            "__call__(frame), or give a plain function fn(frame) -> frame"
         )
     if not isinstance(stage.scale, int) or stage.scale < 1:
         raise TypeError(f"stage {stage.name!r} has scale {stage.scale!r}; it must be an int >= 1")
@@ -106,6 +172,11 @@ def check_restorer(stage: object) -> Restorer:
         raise TypeError(f"stage {stage.name!r} has a grouping that is not a Grouping")
     if not isinstance(stage.max_batch, int) or stage.max_batch < 1:
         raise TypeError(f"stage {stage.name!r} has max_batch {stage.max_batch!r}; need an int >= 1")
+    if output_kind_of(stage) not in OUTPUT_KINDS:
+        raise TypeError(
+            f"stage {stage.name!r} has output_kind {output_kind_of(stage)!r}; it must be one of "
+            f"{', '.join(OUTPUT_KINDS)}"
+        )
     return stage
 
 

@@ -16,7 +16,6 @@ the frame and those before it in t (the first frame repeated at the start, as li
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import os
 import shutil
 import time
@@ -29,7 +28,7 @@ import numpy as np
 import zarr
 
 from live_restore.acquisition import StageRecipe, instrument_for_pixel
-from live_restore.frames import AxisSet, Grouping, Restorer, SingleFrame, TemporalWindow
+from live_restore.frames import BatchPlan, Grouping, Restorer
 
 from ._zarr_image import (
     InputImage,
@@ -47,9 +46,9 @@ Index = tuple[int, ...]
 
 @dataclass(frozen=True)
 class _Item:
-    """One output frame and the input frames it is made from, oldest first."""
+    """One group: the output frames it fills and the input frames it reads, oldest first."""
 
-    output: Index
+    outputs: tuple[Index, ...]
     inputs: tuple[Index, ...]
     series: str = ""  # the image in a bioformats2raw container ("" for a single image)
     label: str = ""  # how records name it: "p=1;t=3" (set by restore_store)
@@ -73,53 +72,17 @@ class BatchReport:
 
 def _label(axes: tuple[str, ...], item: _Item) -> str:
     parts = [f"p={item.series}"] if item.series else []
-    parts += [f"{a}={i}" for a, i in zip(axes, item.output, strict=True)]
+    parts += [f"{a}={i}" for a, i in zip(axes, item.outputs[-1], strict=True)]
     return ";".join(parts)
 
 
-def plan_outputs(image: InputImage, grouping: Grouping) -> tuple[tuple[str, ...], list[_Item]]:
-    """The output axes and every output frame with its inputs; ValueError if it cannot fit."""
-    lead_axes = image.axes[:-2]
-    lead_shape = image.shape[:-2]
-    if isinstance(grouping, SingleFrame):
-        items = [_Item(i, (i,)) for i in itertools.product(*map(range, lead_shape))]
-        return lead_axes, items
-    if isinstance(grouping, AxisSet):
-        if grouping.axis not in lead_axes:
-            raise ValueError(
-                f"the model restores sets of {grouping.size} frames along '{grouping.axis}'; "
-                f"{image.path} has no such axis (axes: {''.join(image.axes)})"
-            )
-        where = lead_axes.index(grouping.axis)
-        if lead_shape[where] != grouping.size:
-            raise ValueError(
-                f"the model restores sets of {grouping.size} frames along '{grouping.axis}'; "
-                f"{image.path} has {lead_shape[where]} there"
-            )
-        rest = [range(n) for k, n in enumerate(lead_shape) if k != where]
-        items = []
-        for out in itertools.product(*rest):
-            inputs = tuple((*out[:where], p, *out[where:]) for p in range(grouping.size))
-            items.append(_Item(out, inputs))
-        return tuple(a for a in lead_axes if a != grouping.axis), items
-    if isinstance(grouping, TemporalWindow):
-        if "t" not in lead_axes:
-            raise ValueError(f"the model needs a time series; {image.path} has no 't' axis")
-        where = lead_axes.index("t")
-        items = []
-        for out in itertools.product(*map(range, lead_shape)):
-            if grouping.centred:  # the series' ends repeated, as live (no waiting: no future)
-                half = grouping.size // 2
-                last = lead_shape[where] - 1 if grouping.wait else out[where]
-                times = [min(max(out[where] + d, 0), last) for d in range(-half, half + 1)]
-            else:
-                first = max(out[where] - grouping.size + 1, 0)
-                times = [first] * (grouping.size - (out[where] - first + 1))
-                times += list(range(first, out[where] + 1))
-            inputs = tuple((*out[:where], t, *out[where + 1 :]) for t in times)
-            items.append(_Item(out, inputs))
-        return lead_axes, items
-    raise ValueError(f"batch restoration does not know the grouping {type(grouping).__name__}")
+def plan_outputs(image: InputImage, grouping: Grouping) -> tuple[BatchPlan, list[_Item]]:
+    """The grouping's plan over ``image`` and an item per group; ValueError if it cannot fit."""
+    try:
+        plan = grouping.batch_plan(image.axes[:-2], image.shape[:-2])
+    except ValueError as e:
+        raise ValueError(f"{image.path}: {e}") from None
+    return plan, [_Item(g.outputs, g.inputs) for g in plan.groups]
 
 
 # -- the work, in the workers -----------------------------------------------------------------
@@ -155,12 +118,15 @@ def _restore_items(job: _Job, items: list[_Item]) -> list[tuple[_Item, str | Non
         try:
             frames = np.stack([np.asarray(source[index]) for index in item.inputs])
             output = np.asarray(restorer(frames if job.grouped else frames[0]), np.float32)
-            expected = target.shape[-2:]
+            stacked = restorer.grouping.stacked_outputs(len(item.inputs))
+            expected = target.shape[-2:] if stacked is None else (stacked, *target.shape[-2:])
             if output.shape != expected:
                 raise ValueError(f"returned shape {output.shape}, expected {expected}")
             if not np.isfinite(output).all():
                 raise ValueError("returned non-finite pixels (NaN/inf)")
-            target[item.output] = output  # a write that fails (disk full) fails the frame
+            images = output[None] if stacked is None else output
+            for index, image in zip(item.outputs, images, strict=True):
+                target[index] = image  # a write that fails (disk full) fails the group
         except Exception as e:
             done.append((item, f"{type(e).__name__}: {e}"))
             continue
@@ -200,19 +166,23 @@ def _make_room(output: Path, input_path: Path, overwrite: bool) -> None:
 
 
 def _open_or_create(
-    output: Path, images: dict[str, InputImage], restorer: Restorer, attributes: dict[str, Any]
+    output: Path,
+    images: dict[str, InputImage],
+    restorer: Restorer,
+    plans: dict[str, BatchPlan],
+    attributes: dict[str, Any],
 ) -> set[str]:
     """The labels already done (resume), after checking the output is this job's."""
     if not output.exists():
-        removed, scale = restorer.grouping.removed_axis, restorer.scale
+        grouping, scale = restorer.grouping, restorer.scale
         # the record says "creating" until every array exists: a rerun then starts afresh
         creating = {**attributes, "state": "creating"}
         if list(images) == [""]:
-            create_output(output, images[""], removed, scale, creating)
+            create_output(output, images[""], grouping, plans[""].shape, scale, creating)
         else:
             create_container(output, creating)
             for series, image in images.items():
-                create_output(output / series, image, removed, scale, {})
+                create_output(output / series, image, grouping, plans[series].shape, scale, {})
         group = zarr.open_group(str(output), mode="r+")
         group.attrs["live_restore"] = {**attributes, "state": "created"}
         return set()
@@ -281,11 +251,12 @@ def restore_store(
     restorer = recipe()  # here first: an unknown model or corrupt weights fail before a cluster
     try:
         items: list[_Item] = []
+        plans: dict[str, BatchPlan] = {}
         for series, image in images.items():
-            out_axes, planned = plan_outputs(image, restorer.grouping)
+            plans[series], planned = plan_outputs(image, restorer.grouping)
             for i in planned:
                 item = replace(i, series=series)
-                items.append(replace(item, label=_label(out_axes, item)))
+                items.append(replace(item, label=_label(plans[series].axes, item)))
         attributes = {
             **restorer.provenance(),
             "input": str(Path(input_path).resolve()),
@@ -295,8 +266,8 @@ def restore_store(
             "done": [],
         }
         _make_room(output, Path(input_path), overwrite)
-        done = _open_or_create(output, images, restorer, attributes)
-        grouped = not isinstance(restorer.grouping, SingleFrame)
+        done = _open_or_create(output, images, restorer, plans, attributes)
+        grouped = restorer.grouping.group_size > 1
     finally:
         restorer.close()
     report = BatchReport(output, total=len(items))

@@ -17,6 +17,8 @@ from typing import Any, cast
 import numpy as np
 import zarr
 
+from live_restore.frames import Grouping
+
 __all__ = [
     "InputImage",
     "ZarrImageError",
@@ -131,16 +133,24 @@ def create_container(path: str | Path, attributes: dict[str, Any]) -> None:
 def create_output(
     path: str | Path,
     image: InputImage,
-    removed_axis: str | None,
+    grouping: Grouping,
+    lead_shape: tuple[int, ...],
     scale_factor: int,
     attributes: dict[str, Any],
 ) -> zarr.Array[Any]:
-    """The restored image's array, created (``path`` must not exist: resumes open, see batch)."""
-    keep = [i for i, a in enumerate(image.axes) if a != removed_axis]
-    shape = [image.shape[i] for i in keep]
-    shape[-2:] = [shape[-2] * scale_factor, shape[-1] * scale_factor]
+    """The restored image's array, created (``path`` must not exist: resumes open, see batch).
+
+    ``lead_shape``: the output's leading (non y, x) shape, from the grouping's batch plan; a
+    full-rate axis (interpolation) gets its finer step in the scale.
+    """
+    keep = [i for i, a in enumerate(image.axes) if a != grouping.removed_axis]
+    shape = [*lead_shape, image.shape[-2] * scale_factor, image.shape[-1] * scale_factor]
     scale = [image.scale[i] for i in keep]
     scale[-2:] = [scale[-2] / scale_factor, scale[-1] / scale_factor]
+    if grouping.full_rate is not None:
+        rate_axis, factor = grouping.full_rate
+        where = [image.axes[i] for i in keep].index(rate_axis)
+        scale[where] = scale[where] / factor
     axes = []
     for i in keep:
         axis: dict[str, Any] = {"name": image.axes[i]}

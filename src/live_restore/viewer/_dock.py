@@ -463,18 +463,17 @@ class LiveRestoreDock(QWidget):
 
     def _trust_text(self) -> str:
         """The newest frame's untrusted share per trust stage, and the threshold it uses."""
-        from live_restore.acquisition._trust_stage import (
-            UNTRUSTED_FRACTION_OF_SPAN,
-            untrusted_share,
-        )
+        from live_restore.acquisition import UNTRUSTED_FRACTION_OF_SPAN, untrusted_fraction
 
         if self.hook is None:
             return "-"
         parts = []
         for name, _scale in self.hook.stages:
             frame = self.hook.latest(name)
-            share = None if frame is None else untrusted_share(name, frame.raw, frame.restored)
-            if frame is not None and share is not None:
+            if frame is None or frame.kind != "sigma" or frame.raw.size == 0:
+                continue
+            share = untrusted_fraction(frame.restored, frame.raw)
+            if share is not None:
                 parts.append(f"{100 * share:.1f}% untrusted (frame {frame.numbers[-1]})")
         if not parts:
             return "- (add MODEL+trust)"

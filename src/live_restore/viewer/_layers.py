@@ -19,7 +19,7 @@ Two ways to show, chosen per update by what exists:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -110,10 +110,17 @@ class StreamLayers:
         The restoration stages, in the order their layers stack (above raw).
     """
 
-    def __init__(self, viewer: Any, raw_pixel_um: float, stages: Sequence[tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        viewer: Any,
+        raw_pixel_um: float,
+        stages: Sequence[tuple[str, int]],
+        trust_stages: Collection[str] = (),
+    ) -> None:
         self.viewer = viewer
         self.raw_pixel_um = float(raw_pixel_um) if raw_pixel_um and raw_pixel_um > 0 else 1.0
         self.scales = {name: int(scale) for name, scale in stages}
+        self.trust_stages = set(trust_stages)  # their output is sigma, not an image
         self.mode: Literal["frames", "stores"] | None = None
         self.layers: dict[str, Any] = {}  # RAW_LAYER or stage name -> napari Image layer
         self._views: dict[str, Any] = {}  # the unwrapped view each store layer reads
@@ -175,7 +182,7 @@ class StreamLayers:
         dims = [str(d) for d in getattr(view, "dims", ())]
         steps = {dims.index(a): float(f) for a, f in finer.items() if a in dims}
         scale, translate = self._placement(name, len(data.shape), spans, steps)
-        kind = "raw" if name == RAW_LAYER else "trust" if name.endswith("-trust") else "restored"
+        kind = "raw" if name == RAW_LAYER else "trust" if name in self.trust_stages else "restored"
         # a trust map (sigma, a model's expected error) glows red over its restored layer, so
         # untrusted regions show where the user is looking
         colormap = {"raw": "gray", "trust": "red", "restored": "magma"}[kind]

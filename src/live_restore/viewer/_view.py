@@ -102,7 +102,8 @@ class LiveView(QObject):
         self.viewer = viewer
         self.hook = hook
         self.core = core
-        self.layers = StreamLayers(viewer, float(core.getPixelSizeUm() or 0.0), hook.stages)
+        pixel_um = float(core.getPixelSizeUm() or 0.0)
+        self.layers = StreamLayers(viewer, pixel_um, hook.stages, hook.trust_stages)
         self.on_stats = on_stats
         self.on_defocus = on_defocus
         self.on_error = on_error
