@@ -127,7 +127,9 @@ def serve(
     """Serve models to several microscopes from one machine: a Triton inference server.
 
     Starts NVIDIA Triton (PyTriton) with each model under its own name and dynamic batching,
-    on the GPU where there is one. Clients: `acquire --server grpc://HOST:8001`, a HookConfig
+    on the GPU where there is one: single-frame models, SIM (9-frame sets), mfsr (windows),
+    interp-t / interp-z (pairs and their fractions), and NAME-trust beside each model with a
+    trust calibration (for NAME+trust stages). Clients: `acquire --server grpc://HOST:8001`, a HookConfig
     with `executor: grpc://HOST:8001`, or `load_model(NAME, server="grpc://HOST:8001")`; every
     answer carries the sha256 of the weights that made it, and clients refuse other weights.
     Runs until Ctrl-C or SIGTERM. PyTriton needs NumPy 1 and the rest of live-restore NumPy 2,
@@ -141,12 +143,8 @@ def serve(
     from .acquisition import shipped_model_names
 
     check_backend(backend)
-    # not served: the focus estimator, interpolation (a pair and fractions), multi-frame windows
-    servable = [
-        n
-        for n in shipped_model_names()
-        if n != "focus-est" and not n.startswith(("interp", "mfsr"))
-    ]
+    # every shipped model but the focus estimator (it runs beside the camera, every frame)
+    servable = [n for n in shipped_model_names() if n != "focus-est"]
     unknown = [m for m in model if m not in servable]
     if unknown:
         raise fail(

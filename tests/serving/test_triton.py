@@ -2,90 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 import useq
 import yaml
 import zarr
+from triton_server import Server, free_ports, skip_without_server_env, tritonserver_pids
 
 from live_restore import HookConfig, build_hook
-from live_restore._cli_serving import _serve_python
 from live_restore.inference import ServerError, load_model
 from live_restore.models import engines_dir
 
 MODEL = "dfcan-sr2x-tiny"
 
-if _serve_python() is None:
-    if os.environ.get("LIVE_RESTORE_REQUIRE_SERVER_TESTS"):
-        raise RuntimeError(
-            "no server environment (make serve-env) and the server tests are required"
-        )
-    pytest.skip("no server environment: make serve-env", allow_module_level=True)
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _tritonserver_pids() -> set[int]:
-    found = set()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if b"tritonserver" in cmdline.read_bytes().split(b"\0")[0]:
-                found.add(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return found
-
-
-class Server:
-    """`live-restore serve` in a subprocess; its PID is the server's (the command execs it)."""
-
-    def __init__(self, tmp: Path, *models: str) -> None:
-        grpc, http, metrics = _free_ports(3)
-        self.url = f"grpc://127.0.0.1:{grpc}"
-        self.log = tmp / f"serve-{grpc}.log"
-        args = [sys.executable, "-m", "live_restore", "serve", "--backend", "torch-cpu"]
-        for model in models:
-            args += ["-m", model]
-        args += ["--grpc-port", str(grpc), "--http-port", str(http)]
-        args += ["--metrics-port", str(metrics)]
-        self.before = _tritonserver_pids()
-        with self.log.open("w") as out:
-            self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 240  # a loaded CI machine imports torch slowly
-        while "live-restore serve: ready" not in self.log.read_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the server did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.2)
-
-    def stop(self) -> int:
-        """SIGTERM by PID; the exit code (0: a clean shutdown)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+skip_without_server_env()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +27,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
     running = Server(tmp_path_factory.mktemp("triton"), MODEL, "dfcan-sim")
     yield running
     assert running.stop() == 0, running.log.read_text()[-2000:]
-    assert _tritonserver_pids() <= running.before  # Triton's own process went too
+    assert tritonserver_pids() <= running.before  # Triton's own process went too
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +101,7 @@ def test_an_answer_from_other_weights_is_refused(server, tmp_path):
 def test_a_model_not_served_or_a_server_not_there_is_a_clear_error(server, core):
     with pytest.raises(ServerError, match="does not serve 'refocus'"):
         load_model("refocus", server=server.url)
-    (dead,) = _free_ports(1)
+    (dead,) = free_ports(1)
     with pytest.raises(ServerError, match=f"no Triton server answers at grpc://127.0.0.1:{dead}"):
         load_model(MODEL, server=f"grpc://127.0.0.1:{dead}")
     with pytest.raises(ValueError, match="not a served model"):
@@ -181,7 +115,7 @@ def test_a_server_that_goes_down_costs_frames_named_never_raw(core, tmp_path):
     out = tmp_path / "run"
     hook = build_hook(core, HookConfig(models=[MODEL], executor=own.url, output=out))
     assert own.stop() == 0  # SIGTERM by PID: a clean exit
-    assert _tritonserver_pids() <= own.before
+    assert tritonserver_pids() <= own.before
     errors = []
     with hook:
         hook.events.error.connect(errors.append)

@@ -20,7 +20,7 @@ from ._registry import (
     instrument_of,
     make_restorer,
     restorer_for,
-    shipped_model_names,
+    served_restorer,
 )
 from ._trust_stage import stages_sharing_restorations
 
@@ -98,7 +98,23 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         stages: list[Restorer] = list(process.start())
         executor = process
     elif config.executor.startswith("grpc://"):
-        stages = [_served(name, config.executor) for name in config.models]
+        instrument = instrument_of(core)
+        stages = []
+        try:
+            for name in config.models:
+                stages.append(
+                    served_restorer(
+                        name,
+                        config.executor,
+                        instrument,
+                        config.interp_factor,
+                        config.window_mode,
+                    )
+                )
+        except BaseException:
+            for stage in stages:
+                stage.close()
+            raise
         executor = InThreadExecutor()  # the calls wait on the network, outside the GIL
     else:
         stages = stages_sharing_restorations(
@@ -130,22 +146,6 @@ def _light(config: HookConfig, stages: Sequence[Restorer]) -> AdaptiveLight | No
             "adaptive light follows a trust stage: add one (e.g. dfcan-sr2x-tiny+trust)"
         )
     return AdaptiveLight(**config.light.model_dump())
-
-
-def _served(name: str, server: str) -> Restorer:
-    from live_restore.inference import TritonSession
-
-    if name.startswith(("interp", "mfsr")):
-        raise ValueError(
-            f"{name!r} is not served by Triton here (it takes a pair or a window of frames); "
-            "run it with executor 'thread' or 'process'"
-        )
-    if name not in shipped_model_names():
-        raise ValueError(
-            f"{name!r} is not a served model (a Triton server serves the shipped models: "
-            f"{', '.join(shipped_model_names())}); run it with executor 'thread' or 'process'"
-        )
-    return TritonSession(name, server)
 
 
 def _focus_parts(config: HookConfig, backend: str) -> tuple[FocusMonitor | None, FocusHold | None]:

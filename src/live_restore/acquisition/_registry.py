@@ -33,6 +33,7 @@ __all__ = [
     "register_restorer",
     "restorer_for",
     "restorer_names",
+    "served_restorer",
     "shipped_model_names",
 ]
 
@@ -217,3 +218,40 @@ def restorer_for(
         return _trained_model(name, instrument, backend, precision, interp_factor, window_mode)
     factory, _ = RESTORERS[name]
     return factory(instrument)
+
+
+def served_restorer(
+    name: str,
+    server: str,
+    instrument: Instrument,
+    interp_factor: int = 2,
+    window_mode: str = "centred",
+) -> Restorer:
+    """The stage ``name`` with its model on the Triton server at ``server``.
+
+    The grouping stays here (it only sorts frames); what the server gets is each group: a
+    frame, a SIM set, an mfsr window, an interpolation pair with its fractions, or a frame
+    for a trust map (``NAME+trust``). Restorers with no trained model run where the frames
+    are: ValueError names them.
+    """
+    from live_restore.inference import TritonInterpolation, TritonSession
+    from live_restore.models import ModelTask, model_dir, read_spec
+
+    model = name.removesuffix(TRUST_SUFFIX)
+    if model not in shipped_model_names():
+        raise ValueError(
+            f"{model!r} is not a served model (a Triton server serves the shipped models: "
+            f"{', '.join(shipped_model_names())}); run it with executor 'thread' or 'process'"
+        )
+    if name.endswith(TRUST_SUFFIX):
+        return TritonSession(model, server, trust=True)
+    task = read_spec(model_dir(model)).task
+    if task is ModelTask.INTERPOLATION:
+        from ._interp_stage import InterpolationStage
+
+        remote = TritonInterpolation(model, server, instrument.camera.photon_conversion)
+        return InterpolationStage(remote, interp_factor)
+    session = TritonSession(model, server)
+    if task is ModelTask.MULTI_FRAME_SR:
+        session.use_mode(window_mode)
+    return session

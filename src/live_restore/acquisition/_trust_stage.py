@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from live_restore.frames import Restorer, RestorerBase
+from live_restore.frames import Restorer, RestorerBase, trust_stage_name
 
 if TYPE_CHECKING:  # torch stays out of a light `import live_restore.acquisition`
     from live_restore.inference import ModelSession
@@ -32,23 +32,16 @@ __all__ = [
     "UNTRUSTED_FRACTION_OF_SPAN",
     "TrustStage",
     "stages_sharing_restorations",
-    "trust_stage_name",
     "untrusted_fraction",
 ]
 
 TRUST_SUFFIX = "+trust"  # in a model list: "dfcan-sr2x-tiny+trust"
-_STAGE_SUFFIX = "-trust"  # the stage (and its store): "dfcan-sr2x-tiny-trust"
 UNTRUSTED_FRACTION_OF_SPAN = 0.1
 # what each trust method's sigma is the error of
 _RESTORATION = {
     "head": "the restoration (the model's own output, as in its store)",
     "tta": "the mean of the 8 restorations under the square's symmetries",
 }
-
-
-def trust_stage_name(model: str) -> str:
-    """The stage (and store) name of ``model``'s trust map: ``NAME-trust``."""
-    return f"{model}{_STAGE_SUFFIX}"
 
 
 def untrusted_fraction(

@@ -25,6 +25,7 @@ from ._restorer import (
     as_stage,
     check_restorer,
     output_kind_of,
+    trust_stage_name,
 )
 
 __all__ = [
@@ -56,4 +57,5 @@ __all__ = [
     "index_key",
     "output_kind_of",
     "read_only",
+    "trust_stage_name",
 ]

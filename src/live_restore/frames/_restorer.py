@@ -32,6 +32,7 @@ __all__ = [
     "as_stage",
     "check_restorer",
     "output_kind_of",
+    "trust_stage_name",
 ]
 
 
@@ -95,6 +96,11 @@ class RestorerBase:
 
 
 OUTPUT_KINDS = ("image", "sigma")
+
+
+def trust_stage_name(model: str) -> str:
+    """The stage (store, served model) name of ``model``'s trust map: ``NAME-trust``."""
+    return f"{model}-trust"
 
 
 def output_kind_of(stage: object) -> str:

@@ -27,7 +27,7 @@ from ._session import (
 )
 from ._tensorrt_ops import TENSORRT_ONNX_OPERATORS, tensorrt_unsupported
 from ._tiling import tile_starts, tiled_apply, tiled_apply_stack
-from ._triton_client import ServerError, TritonSession, server_address
+from ._triton_client import ServerError, TritonInterpolation, TritonSession, server_address
 from ._trust import (
     METHOD_NOTES,
     SINGLE_FRAME_METHODS,
@@ -64,6 +64,7 @@ __all__ = [
     "ModelSession",
     "ServerError",
     "SimSession",
+    "TritonInterpolation",
     "TritonSession",
     "Trust",
     "TrustCalibration",

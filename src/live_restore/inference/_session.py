@@ -21,13 +21,21 @@ import torch
 
 from live_restore._version import __version__
 from live_restore.frames import AxisSet, PhotonConversion, RestorerBase, TemporalWindow, as_frame
-from live_restore.models import ModelSpec, ModelTask, frame_scale, interp_inputs, load_network
+from live_restore.models import (
+    ModelSpec,
+    ModelTask,
+    frame_scale,
+    interp_inputs,
+    load_network,
+    model_dir,
+    read_spec,
+)
 from live_restore.models.trust_head import TrustHead
 
 from ._backend import Backend, backend_device, create_backend, resolve_backend
 from ._cache import EngineCache
 from ._tiling import tiled_apply_stack
-from ._triton_client import TritonSession
+from ._triton_client import TritonInterpolation, TritonSession
 from ._trust import (
     Trust,
     TrustCalibration,
@@ -434,7 +442,7 @@ def load_model(
     cpu_variant: bool = True,
     server: str | None = None,
     **options: Any,
-) -> ModelSession | FocusSession | InterpSession | TritonSession:
+) -> ModelSession | FocusSession | InterpSession | TritonSession | TritonInterpolation:
     """A ready inference session for a shipped model name or a model folder.
 
     ``server="grpc://HOST:PORT"``: the model runs on that Triton server (``live-restore
@@ -451,6 +459,8 @@ def load_model(
     faster CPU runtime (``cpu_backend`` in model.yaml); the log says so.
     """
     if server is not None:
+        if read_spec(model_dir(name)).task is ModelTask.INTERPOLATION:
+            return TritonInterpolation(name, server)
         return TritonSession(name, server)
     resolved, _ = resolve_backend(backend, precision)
     chosen = str(name)

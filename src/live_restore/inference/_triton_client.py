@@ -2,7 +2,9 @@
 
 ``load_model(name, server="grpc://HOST:8001")`` returns a :class:`TritonSession`: the same call
 signature as a local session (raw counts in, float32 out, ``scale`` x larger; a SIM model takes
-its 9-frame set), and a :class:`~live_restore.frames.Restorer`, so a hook stage can be one.
+its 9-frame set, an mfsr model its window), and a :class:`~live_restore.frames.Restorer`, so a
+hook stage can be one. ``TritonInterpolation`` is a served interp-t / interp-z model, and
+``TritonSession(name, server, trust=True)`` a model's trust map.
 
 Trust: the client reads the model's ``model.yaml`` from its own ``engines/`` (name, scale,
 grouping, weights sha256). Every answer from the server carries the sha256 of the weights that
@@ -18,10 +20,18 @@ from typing import Any
 import numpy as np
 
 from live_restore._version import __version__
-from live_restore.frames import AxisSet, RestorerBase, SingleFrame
+from live_restore.frames import (
+    AxisSet,
+    Grouping,
+    PhotonConversion,
+    RestorerBase,
+    SingleFrame,
+    TemporalWindow,
+    trust_stage_name,
+)
 from live_restore.models import ModelTask, model_dir, read_spec
 
-__all__ = ["ServerError", "TritonSession", "server_address"]
+__all__ = ["ServerError", "TritonInterpolation", "TritonSession", "server_address"]
 
 INPUT = "frames"  # (batch, frames per group, rows, columns), float32 raw counts
 OUTPUT = "restored"  # (batch, rows x scale, columns x scale), float32
@@ -39,12 +49,12 @@ def server_address(url: str) -> str:
     return url[len("grpc://") :]
 
 
-class TritonSession(RestorerBase):
-    """One served model; see the module docstring."""
+class _ServedModel:
+    """A connection to one model on a Triton server, checked to be served with our weights."""
 
-    max_batch = 8  # the server batches too (dynamic batching across clients)
-
-    def __init__(self, name: str | Path, server: str, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, name: str | Path, server: str, timeout_s: float, served_as: str = ""
+    ) -> None:
         try:
             import tritonclient.grpc as grpcclient
             from tritonclient.utils import InferenceServerException
@@ -55,58 +65,42 @@ class TritonSession(RestorerBase):
         self._grpc = grpcclient
         self._server_error = InferenceServerException
         self.spec = read_spec(model_dir(name))
-        self.name = self.spec.name
-        self.scale = self.spec.scale
+        if self.spec.task is ModelTask.FOCUS_ESTIMATION:
+            raise ValueError(
+                f"{self.spec.name} estimates focus; it is not served (it runs locally)"
+            )
+        self.served_as = served_as or self.spec.name
         self.server = server
         self.timeout_s = timeout_s
-        self.grouping = (
-            AxisSet("c", int(self.spec.arguments.get("in_channels", 9)))
-            if self.spec.task is ModelTask.SIM_RECONSTRUCTION
-            else SingleFrame()
-        )
-        if self.spec.task is ModelTask.FOCUS_ESTIMATION:
-            raise ValueError(f"{self.name} estimates focus; it is not served (it runs locally)")
         self._client = grpcclient.InferenceServerClient(server_address(server))
         try:
             live = self._client.is_server_live(client_timeout=min(timeout_s, 10.0))
-            ready = live and self._client.is_model_ready(self.name, client_timeout=10.0)
+            ready = live and self._client.is_model_ready(self.served_as, client_timeout=10.0)
         except InferenceServerException as e:
             raise ServerError(f"no Triton server answers at {server}: {_first_line(e)}") from None
         if not ready:
             raise ServerError(
-                f"the Triton server at {server} does not serve {self.name!r}; start it with "
-                f"`live-restore serve -m {self.name}`"
+                f"the Triton server at {server} does not serve {self.served_as!r}; start it with "
+                f"`live-restore serve -m {self.spec.name}`"
             )
 
-    def provenance(self) -> dict[str, str]:
-        """The model as the client knows it, and the server that ran it."""
-        return {
-            "model": self.name,
-            "weights_sha256": self.spec.weights_sha256,
-            "executor": f"triton {self.server}",
-            "live_restore": __version__,
-        }
-
-    def __call__(self, frame: np.ndarray, /) -> np.ndarray:
-        """Restore one input (a frame, or a SIM set) on the server."""
-        return self.restore_batch(np.asarray(frame)[None])[0]
-
-    def restore_batch(self, frames: np.ndarray, /) -> np.ndarray:
-        """Restore stacked inputs in one request."""
-        stack = np.asarray(frames, dtype=np.float32)
-        if isinstance(self.grouping, SingleFrame):
-            stack = stack[:, None]  # a group of one frame
-        if stack.ndim != 4:
-            raise ValueError(f"{self.name} got inputs of shape {np.shape(frames)}")
-        request = self._grpc.InferInput(INPUT, list(stack.shape), "FP32")
-        request.set_data_from_numpy(np.ascontiguousarray(stack))
+    def _infer(self, **inputs: np.ndarray) -> np.ndarray:
+        """One request with the named float32 inputs; the ``restored`` output, weights checked."""
+        requests = []
+        for name, value in inputs.items():
+            array = np.ascontiguousarray(value, dtype=np.float32)
+            request = self._grpc.InferInput(name, list(array.shape), "FP32")
+            request.set_data_from_numpy(array)
+            requests.append(request)
         wanted = [self._grpc.InferRequestedOutput(name) for name in (OUTPUT, WEIGHTS)]
         try:
             answer = self._client.infer(
-                self.name, [request], outputs=wanted, client_timeout=self.timeout_s
+                self.served_as, requests, outputs=wanted, client_timeout=self.timeout_s
             )
         except self._server_error as e:
-            raise ServerError(f"Triton at {self.server}, {self.name}: {_first_line(e)}") from None
+            raise ServerError(
+                f"Triton at {self.server}, {self.served_as}: {_first_line(e)}"
+            ) from None
         restored: Any = answer.as_numpy(OUTPUT)
         self._check_weights(answer.as_numpy(WEIGHTS))
         return np.asarray(restored, dtype=np.float32)
@@ -115,14 +109,105 @@ class TritonSession(RestorerBase):
         shas = {bytes(v).decode() if not isinstance(v, str) else v for v in np.ravel(answered)}
         if shas != {self.spec.weights_sha256}:
             raise ServerError(
-                f"the Triton server at {self.server} answered {self.name} with other weights "
-                f"(sha256 {', '.join(sorted(shas))[:16]}..., here {self.spec.weights_sha256[:16]}"
-                "...); refusing its output: serve the same model.yaml and weights"
+                f"the Triton server at {self.server} answered {self.served_as} with other "
+                f"weights (sha256 {', '.join(sorted(shas))[:16]}..., here "
+                f"{self.spec.weights_sha256[:16]}...); refusing its output: serve the same "
+                "model.yaml and weights"
             )
+
+    def _provenance(self) -> dict[str, str]:
+        return {
+            "model": self.served_as,
+            "weights_sha256": self.spec.weights_sha256,
+            "executor": f"triton {self.server}",
+            "live_restore": __version__,
+        }
 
     def close(self) -> None:
         """Close the connection."""
         self._client.close()
+
+
+class TritonSession(_ServedModel, RestorerBase):
+    """One served model as a stage; see the module docstring.
+
+    ``trust=True``: the model's calibrated trust map (sigma), served as ``NAME-trust``.
+    """
+
+    max_batch = 8  # the server batches too (dynamic batching across clients)
+
+    def __init__(
+        self, name: str | Path, server: str, timeout_s: float = 60.0, trust: bool = False
+    ) -> None:
+        spec_name = read_spec(model_dir(name)).name
+        super().__init__(name, server, timeout_s, trust_stage_name(spec_name) if trust else "")
+        self.name = self.served_as
+        self.scale = self.spec.scale
+        self.output_kind = "sigma" if trust else "image"
+        self.grouping: Grouping = SingleFrame()
+        if self.spec.task is ModelTask.SIM_RECONSTRUCTION:
+            self.grouping = AxisSet("c", int(self.spec.arguments.get("in_channels", 9)))
+        elif self.spec.task is ModelTask.MULTI_FRAME_SR:
+            self.window = int(self.spec.arguments.get("window", 5))
+            self.use_mode("centred")
+        elif self.spec.task is ModelTask.INTERPOLATION:
+            raise ValueError(
+                f"{self.spec.name} interpolates: use TritonInterpolation (or a hook stage)"
+            )
+
+    def use_mode(self, mode: str) -> None:
+        """A multi-frame model's windows: ``centred`` or ``causal`` (as MFSRSession's)."""
+        if mode not in ("centred", "causal"):
+            raise ValueError(f"mode must be 'centred' or 'causal', got {mode!r}")
+        self.grouping = TemporalWindow(self.window, centred=True, wait=mode == "centred")
+
+    def provenance(self) -> dict[str, str]:
+        """The model as the client knows it, and the server that ran it."""
+        return self._provenance()
+
+    def __call__(self, frame: np.ndarray, /) -> np.ndarray:
+        """Restore one input (a frame, or its group's stack) on the server."""
+        return self.restore_batch(np.asarray(frame)[None])[0]
+
+    def restore_batch(self, frames: np.ndarray, /) -> np.ndarray:
+        """Restore stacked inputs in one request."""
+        stack = np.asarray(frames, dtype=np.float32)
+        if self.grouping.group_size == 1:
+            stack = stack[:, None]  # a group of one frame
+        if stack.ndim != 4:
+            raise ValueError(f"{self.name} got inputs of shape {np.shape(frames)}")
+        return self._infer(**{INPUT: stack})
+
+
+class TritonInterpolation(_ServedModel):
+    """A served interpolation model, called as ``InterpSession.between`` is.
+
+    The server answers in counts; they become photons here, with this camera's conversion.
+    """
+
+    def __init__(
+        self,
+        name: str | Path,
+        server: str,
+        camera: PhotonConversion | None = None,
+        timeout_s: float = 60.0,
+    ) -> None:
+        super().__init__(name, server, timeout_s)
+        if self.spec.task is not ModelTask.INTERPOLATION:
+            raise ValueError(f"{self.spec.name} does not interpolate")
+        self.name = self.spec.name
+        self.axis = self.spec.axis or "t"
+        self.camera = camera or PhotonConversion()
+
+    def provenance(self) -> dict[str, str]:
+        """The model as the client knows it, the server, and the photon conversion."""
+        return {**self._provenance(), "photons": self.camera.describe()}
+
+    def between(self, before: np.ndarray, after: np.ndarray, fractions: list[float]) -> np.ndarray:
+        """The frames at each of ``fractions`` between ``before`` and ``after``: ``(F, H, W)``."""
+        pair = np.stack([np.asarray(before), np.asarray(after)])[None]
+        counts = self._infer(frames=pair, fractions=np.asarray([fractions], np.float32))[0]
+        return self.camera.photons(counts)
 
 
 def _first_line(error: BaseException) -> str:

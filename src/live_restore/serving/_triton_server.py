@@ -7,11 +7,15 @@ rest of live-restore needs NumPy 2. So this module imports only ``inference`` (t
 Runtime, safetensors), never zarr, Dask or Qt.
 
 Each model is served under its own name with dynamic batching. Input ``frames``: (batch, frames
-per group, rows, columns) float32 raw counts (group 1 for single-frame models, 9 for a SIM
-set); outputs ``restored`` (batch, rows x scale, columns x scale) float32 and
-``weights_sha256``, the weights that made each answer, which the client checks against its own
-model.yaml. PyTriton's model config has no free-form fields, so provenance travels with every
-answer instead. SIGTERM and SIGINT stop it cleanly (Triton's own process too).
+per group, rows, columns) float32 raw counts (its grouping's group: 1 for single-frame models,
+9 for a SIM set, the window for mfsr); outputs ``restored`` (batch, rows x scale, columns x
+scale) float32 and ``weights_sha256``, the weights that made each answer, which the client
+checks against its own model.yaml. An interpolation model takes a pair (batch, 2, rows,
+columns) and ``fractions`` (batch, F) and answers the F frames between, in counts (batch, F,
+rows, columns): the client converts them to photons with its own camera's offset and gain. A
+model with a trust calibration is also served as ``NAME-trust``: its sigma map. PyTriton's
+model config has no free-form fields, so provenance travels with every answer instead.
+SIGTERM and SIGINT stop it cleanly (Triton's own process too).
 """
 
 from __future__ import annotations
@@ -28,25 +32,93 @@ from typing import Any
 
 import numpy as np
 
+from live_restore.frames import SingleFrame, trust_stage_name
+
 __all__ = ["main"]
 
 log = logging.getLogger("live_restore.serve")
 
 
-def _infer_function(session: Any) -> Callable[..., dict[str, np.ndarray]]:
+def _infer_function(stage: Any, sha256: str) -> Callable[..., dict[str, np.ndarray]]:
+    """A restorer (a session or a trust stage) as PyTriton's batched infer function."""
     from pytriton.decorators import batch
 
-    sha = session.spec.weights_sha256.encode()
-    single = not hasattr(session, "frames_per_set")
+    sha = sha256.encode()
+    single = stage.grouping.group_size == 1
 
     @batch  # type: ignore[untyped-decorator]
     def infer(frames: np.ndarray) -> dict[str, np.ndarray]:
         inputs = frames[:, 0] if single else frames
-        restored = session.restore_batch(inputs) if len(inputs) > 1 else session(inputs[0])[None]
+        restored = stage.restore_batch(inputs) if len(inputs) > 1 else stage(inputs[0])[None]
         answered = np.array([[sha]] * len(inputs), dtype=np.object_)
         return {"restored": np.asarray(restored, np.float32), "weights_sha256": answered}
 
     served: Callable[..., dict[str, np.ndarray]] = infer
+    return served
+
+
+def _interp_function(session: Any) -> Callable[..., dict[str, np.ndarray]]:
+    """An interpolation session: pairs and fractions in, the frames between out (counts)."""
+    from pytriton.decorators import batch
+
+    from live_restore.frames import PhotonConversion
+
+    sha = session.spec.weights_sha256.encode()
+    session.camera = PhotonConversion(offset_adu=0.0, gain_adu_per_e=1.0)  # counts out
+
+    @batch  # type: ignore[untyped-decorator]
+    def infer(frames: np.ndarray, fractions: np.ndarray) -> dict[str, np.ndarray]:
+        restored = [
+            session.between(pair[0], pair[1], [float(f) for f in wanted])
+            for pair, wanted in zip(frames, fractions, strict=True)
+        ]
+        answered = np.array([[sha]] * len(frames), dtype=np.object_)
+        return {"restored": np.asarray(restored, np.float32), "weights_sha256": answered}
+
+    served: Callable[..., dict[str, np.ndarray]] = infer
+    return served
+
+
+class _Sigma:
+    """A single-frame model's calibrated trust map (sigma), served as ``NAME-trust``."""
+
+    grouping = SingleFrame()
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.calibration = session.trust_calibration()  # ValueError: not calibrated
+
+    def provenance(self) -> dict[str, str]:
+        return {**self.session.provenance(), "output": "sigma", "model": self.name}
+
+    @property
+    def name(self) -> str:
+        return trust_stage_name(self.session.name)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        sigma: np.ndarray = self.session.with_trust(frame, self.calibration).sigma
+        return sigma
+
+    def restore_batch(self, frames: np.ndarray) -> np.ndarray:
+        return np.stack([self(frame) for frame in frames])
+
+
+def _served_stages(sessions: dict[str, Any]) -> dict[str, tuple[Any, bool]]:
+    """Every name served: each model, and ``NAME-trust`` beside a calibrated one.
+
+    Value: (the stage, whether it interpolates).
+    """
+    from live_restore.inference import InterpSession, ModelSession
+
+    served: dict[str, tuple[Any, bool]] = {}
+    for name, session in sessions.items():
+        served[name] = (session, isinstance(session, InterpSession))
+        if type(session) is ModelSession:
+            try:
+                sigma = _Sigma(session)
+            except ValueError:  # no trust calibration: the model alone
+                continue
+            served[sigma.name] = (sigma, False)
     return served
 
 
@@ -67,6 +139,7 @@ def serve(
 
     # the named model, not its CPU variant: a client checks the weights it asked for
     sessions = {name: load_model(name, backend, cpu_variant=False) for name in models}
+    stages = _served_stages(sessions)
     # Triton's own log (hundreds of lines) goes to a file; the console keeps what matters
     log_file = Path(tempfile.gettempdir()) / f"live-restore-serve-{grpc_port}.log"
     config = TritonConfig(
@@ -82,13 +155,18 @@ def serve(
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # serve() stops on SIGINT
     with Triton(config=config) as triton:
-        for name, session in sessions.items():
+        for name, (stage, interpolates) in stages.items():
+            inputs = [Tensor(name="frames", dtype=np.float32, shape=(-1, -1, -1))]
+            if interpolates:
+                inputs.append(Tensor(name="fractions", dtype=np.float32, shape=(-1,)))
+            out_shape = (-1, -1, -1) if interpolates else (-1, -1)
+            sha = stage.provenance()["weights_sha256"]
             triton.bind(
                 model_name=name,
-                infer_func=_infer_function(session),
-                inputs=[Tensor(name="frames", dtype=np.float32, shape=(-1, -1, -1))],
+                infer_func=_interp_function(stage) if interpolates else _infer_function(stage, sha),
+                inputs=inputs,
                 outputs=[
-                    Tensor(name="restored", dtype=np.float32, shape=(-1, -1)),
+                    Tensor(name="restored", dtype=np.float32, shape=out_shape),
                     Tensor(name="weights_sha256", dtype=bytes, shape=(1,)),
                 ],
                 config=ModelConfig(
@@ -97,7 +175,7 @@ def serve(
                 ),
             )
         triton.run()
-        provenance = {name: s.provenance() for name, s in sessions.items()}
+        provenance = {name: stage.provenance() for name, (stage, _) in stages.items()}
         # one line the serve command (and tests) wait for
         print(
             "live-restore serve: ready "
