@@ -109,3 +109,35 @@ def test_import_is_light_and_the_public_names_resolve():
         assert name in live_restore.__all__
     for name in live_restore.__all__:
         assert getattr(live_restore, name) is not None, name
+
+
+def test_building_a_hook_config_and_importing_acquisition_load_no_torch_qt_or_napari():
+    code = (
+        "import sys\n"
+        "from live_restore import HookConfig\n"
+        "HookConfig(models=['dfcan-sr2x-tiny'], executor='process')\n"
+        "import live_restore.acquisition\n"
+        "heavy = [m for m in ('torch', 'napari', 'qtpy', 'PyQt6', 'onnxruntime') "
+        "if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"loaded {done.stdout.strip()}"
+
+
+def _private_imports() -> list[str]:
+    """Imports of another subpackage's private module (``live_restore.X._y`` from outside X)."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        source = _part_of(module)
+        for imported in _imports(path):
+            parts = imported.split(".")
+            if len(parts) >= 3 and parts[1] != source and parts[2].startswith("_"):
+                if (PACKAGE / parts[1]).is_dir():
+                    found.append(f"{module} imports {'.'.join(parts[:3])}")
+    return sorted(set(found))
+
+
+def test_subpackages_meet_only_through_their_public_names():
+    assert _private_imports() == []

@@ -262,8 +262,7 @@ def acquire(
 @app.command("models")
 def models_list() -> None:
     """List the restoration models this installation can run (model-free and trained)."""
-    from .acquisition import RESTORERS, shipped_model_names
-    from .acquisition._registry import trust_calibrated
+    from .acquisition import RESTORERS, shipped_model_names, trust_calibrated
     from .inference import TrustCalibration
     from .models import ModelLoadError, model_dir, read_spec
 

@@ -161,8 +161,7 @@ def bench_command(
     """
     import torch
 
-    from .inference import CPU_VARIANTS, available_backends
-    from .inference._bench import bench
+    from .inference import CPU_VARIANTS, available_backends, bench
 
     # on a CPU, leave out the published-size models that live use swaps for a CPU variant
     gpu, shipped = torch.cuda.is_available(), _shipped()

@@ -129,9 +129,10 @@ def serve(
     Starts NVIDIA Triton (PyTriton) with each model under its own name and dynamic batching,
     on the GPU where there is one: single-frame models, SIM (9-frame sets), mfsr (windows),
     interp-t / interp-z (pairs and their fractions), and NAME-trust beside each model with a
-    trust calibration (for NAME+trust stages). Clients: `acquire --server grpc://HOST:8001`, a HookConfig
-    with `executor: grpc://HOST:8001`, or `load_model(NAME, server="grpc://HOST:8001")`; every
-    answer carries the sha256 of the weights that made it, and clients refuse other weights.
+    trust calibration (for NAME+trust stages). Clients: `acquire --server grpc://HOST:8001`, a
+    HookConfig with `executor: grpc://HOST:8001`, or `load_model(NAME,
+    server="grpc://HOST:8001")`; every answer carries the sha256 of the weights that made it,
+    and clients refuse other weights.
     Runs until Ctrl-C or SIGTERM. PyTriton needs NumPy 1 and the rest of live-restore NumPy 2,
     so the server runs in its own environment: `make serve-env` (or set
     LIVE_RESTORE_SERVE_PYTHON to an interpreter with nvidia-pytriton, torch and live-restore).

@@ -12,8 +12,7 @@ from rich.table import Table
 from ._cli_common import console, fail, progress
 
 if TYPE_CHECKING:
-    from .training import TrainResult
-    from .training._evaluate import EvalRow
+    from .training import EvalRow, TrainResult
 
 __all__ = ["evaluate_model", "simulate", "train"]
 
@@ -93,8 +92,7 @@ def train(
     error) show as it runs; history.csv keeps them; a checkpoint is saved every 100 steps.
     """
     from .models import ModelLoadError, engines_dir
-    from .training import RECIPES, train_model
-    from .training._interp import INTERP_MODELS
+    from .training import INTERP_MODELS, RECIPES, train_model
 
     max_seconds = None if max_minutes is None else 60.0 * max_minutes
 
@@ -138,8 +136,7 @@ def _train_new(
     max_seconds: float | None,
 ) -> None:
     """interp-t, interp-z, mfsr-sr2x: their own trainers, with their own defaults."""
-    from .training._interp import train_interp
-    from .training._mfsr import train_mfsr
+    from .training import train_interp, train_mfsr
 
     given = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate}
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
@@ -166,8 +163,8 @@ def _trained(name: str, result: TrainResult, folder: Path) -> None:
 def _evaluate_mfsr(name: str, out: Path, seed: int) -> None:
     import numpy as np
 
-    from .training._evaluate import write_table
-    from .training._mfsr_eval import EVALUATION_SEED, evaluate_mfsr
+    from .training import MFSR_EVALUATION_SEED as EVALUATION_SEED
+    from .training import evaluate_mfsr, write_table
 
     try:
         rows = evaluate_mfsr(name, seed=EVALUATION_SEED + seed)
@@ -220,8 +217,7 @@ def _adversarial_start(name: str) -> str | None:
 def _evaluate_gan(
     name: str, baseline: str, out: Path, fields: int, seed: int, structures: list[str]
 ) -> None:
-    from .training._evaluate import write_table
-    from .training._gan_eval import compare_generators
+    from .training import compare_generators, write_table
 
     stem = Path(name).name
     rows = compare_generators([baseline, name], structures, fields=fields, seed=seed)
@@ -251,8 +247,8 @@ def _is_interpolation(name: str) -> bool:
 def _evaluate_interp(name: str, out: Path, seed: int) -> None:
     import numpy as np
 
-    from .training._evaluate import write_table
-    from .training._interp_eval import EVALUATION_SEED, evaluate_interp, plot_interp
+    from .training import INTERP_EVALUATION_SEED as EVALUATION_SEED
+    from .training import evaluate_interp, plot_interp, write_table
 
     try:
         rows = evaluate_interp(name, seed=EVALUATION_SEED + seed)
@@ -308,7 +304,7 @@ def evaluate_model(
     level) vs the model, per structure x photon level.
     """
     from .models import ModelLoadError
-    from .training._evaluate import evaluate, plot_sr_matrix, write_table
+    from .training import evaluate, plot_sr_matrix, write_table
 
     if _is_interpolation(name):
         _evaluate_interp(name, out, seed)
@@ -338,7 +334,7 @@ def evaluate_model(
             chosen = [s.strip() for s in structures.split(",")]
             _evaluate_gan(name, baseline, out, fields, seed, chosen)
     if record:
-        from .training._evaluate import record_summary
+        from .training import record_summary
 
         console.print(f"recorded in {record_summary(name, kind, rows)}")
 

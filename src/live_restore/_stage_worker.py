@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from multiprocessing.connection import Connection
 
-from live_restore.acquisition._process_worker import worker_main
+from live_restore.acquisition import worker_main
 
 if __name__ == "__main__":
     worker_main(Connection(int(sys.argv[1])))

@@ -196,9 +196,7 @@ def test_live_mode_runs_every_kind_or_refuses_it_at_build(
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_batch_restoration_on_dask_runs_every_kind_by_the_same_plan(
-    kind, core, cluster, tmp_path
-):
+def test_batch_restoration_on_dask_runs_every_kind_by_the_same_plan(kind, core, cluster, tmp_path):
     sequence, _ = KINDS[kind]
     raw = tmp_path / "raw.ome.zarr"
     core.mda.run(sequence, output=str(raw))

@@ -7,6 +7,7 @@ from ._events import HookEvents, RawFrame, RestoredFrame, StageError
 from ._executor import InThreadExecutor
 from ._hook import RestoreHook, build_hook
 from ._process import ProcessExecutor, RemoteStage, StageProcessError
+from ._process_worker import worker_main
 from ._registry import (
     RESTORERS,
     Instrument,
@@ -15,7 +16,9 @@ from ._registry import (
     make_restorer,
     register_restorer,
     restorer_names,
+    served_restorer,
     shipped_model_names,
+    trust_calibrated,
 )
 from ._restorers import IdentityRestorer, RichardsonLucyRestorer
 from ._sinks import TABLE_COLUMNS, SinkError
@@ -53,6 +56,9 @@ __all__ = [
     "make_restorer",
     "register_restorer",
     "restorer_names",
+    "served_restorer",
     "shipped_model_names",
+    "trust_calibrated",
     "untrusted_fraction",
+    "worker_main",
 ]

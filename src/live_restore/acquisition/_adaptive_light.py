@@ -151,7 +151,7 @@ class AdaptiveLight:
         if engine is not None and self in engine.adjusters:
             engine.adjusters.remove(self)
         if core is not None and previous is not None:
-            from live_restore.focus._hold import restore_engine_when_idle
+            from live_restore.focus import restore_engine_when_idle
 
             restore_engine_when_idle(core, engine, previous)
 

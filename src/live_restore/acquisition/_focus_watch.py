@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,15 @@ class FocusWatch:
     ) -> None:
         """Report a failure (the worker's)."""
         raise NotImplementedError
+
+    def _watch_batch_focus(self, focus: FocusMonitor, frames: list[Any]) -> None:
+        """Focus over a batch of (frame, image, source) the worker took, oldest first."""
+        # the monitor may estimate only every Nth frame of a series while catching up: focus
+        # is about now, and the estimator's time goes to restoring (and the display)
+        newest = {focus.series_of(f.index): f.number for f, _image, _source in frames}
+        for f, image, _source in frames:
+            if focus.wanted(f.index, newest[focus.series_of(f.index)] == f.number):
+                self._watch_focus(image, f.number, f.index, f.z_um)
 
     def _watch_focus(
         self,

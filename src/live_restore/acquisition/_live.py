@@ -8,13 +8,16 @@ leaves the buffer to whoever else is reading it, like napari-micromanager's live
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from typing import Any
 
 import numpy as np
 
-__all__ = ["LivePoller"]
+from live_restore.frames import FrameGroup, Grouping
+
+__all__ = ["LiveGroups", "LivePoller"]
 
 
 def _fingerprint(image: np.ndarray) -> bytes:
@@ -87,3 +90,35 @@ class LivePoller:
                         self._slot = (np.array(image, copy=True), received_s, self.session)
                     self.frames_seen += 1
             self._stop.wait(period_s)
+
+
+class LiveGroups:
+    """Each stage's grouping over the current live session: live frames as a time series.
+
+    A session's k-th frame taken is ``t=k``, so windows (mfsr) and pairs along t (interp-t)
+    form as they do in an MDA. Every new session starts from fresh groupings (copies of the
+    stages' own, made before any frame), so no group spans two sessions.
+    """
+
+    def __init__(self, groupings: dict[str, Grouping]) -> None:
+        self._templates = {name: copy.deepcopy(g) for name, g in groupings.items()}
+        self._current: dict[str, Grouping] = {}
+        self.session = -1
+        self._count = 0
+
+    def begin(self, session: int) -> bool:
+        """Start ``session`` if it is new (fresh groupings); whether it was."""
+        if session == self.session:
+            return False
+        self.session, self._count = session, 0
+        self._current = {name: copy.deepcopy(g) for name, g in self._templates.items()}
+        return True
+
+    def next_number(self) -> int:
+        """The next frame's number (its t) in this session."""
+        number, self._count = self._count, self._count + 1
+        return number
+
+    def add(self, stage: str, number: int, image: np.ndarray) -> list[FrameGroup]:
+        """The groups of ``stage`` this frame completes."""
+        return self._current[stage].add(number, {"t": number}, image)

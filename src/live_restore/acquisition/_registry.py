@@ -110,7 +110,7 @@ def restorer_names() -> list[str]:
 
 def trust_calibrated(names: list[str]) -> list[str]:
     """Those of ``names`` whose folder holds a trust calibration (``MODEL+trust`` works)."""
-    from live_restore.inference._trust import TRUST_FILE
+    from live_restore.inference import TRUST_FILE
     from live_restore.models import ModelLoadError, model_dir
 
     found = []

@@ -11,7 +11,6 @@ can always take over from a stage that never returns.
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from live_restore.focus import FocusHold, FocusMonitor
-from live_restore.frames import FrameGroup, FrameStatus, Grouping, format_index, read_only
+from live_restore.frames import FrameGroup, FrameStatus, format_index, read_only
 
 from ._adaptive_light import AdaptiveLight
 from ._counters import Counters, HookReport, HookStats, report_of, stats_of
@@ -32,7 +31,7 @@ from ._events import HookEvents, RawFrame, StageError
 from ._fates import FrameFates
 from ._focus_watch import FocusWatch
 from ._intake import Intake, IntakeFrame, IntakeItem, SequenceEnd, SequenceStart, SkippedRun
-from ._live import LivePoller
+from ._live import LiveGroups, LivePoller
 from ._raw_reader import NoRawStore, RawReader
 from ._record import RunRecord
 from ._recovery import Recovery
@@ -75,13 +74,9 @@ class Worker(Recovery, FocusWatch):
         self._max_batch = max_batch
         self._stats_interval_s = stats_interval_s
         self._live = live
-        # live mode: stages whose groups cannot form from one stream (refused at build), and
-        # each other stage's grouping over the current live session (a fresh copy per session)
+        # live mode: stages whose groups cannot form from one stream (refused at build)
         self.live_refused = dict(live_refused or {})
-        self._live_templates = {s.name: copy.deepcopy(s.grouping) for s in stages}
-        self._live_groupings: dict[str, Grouping] = {}
-        self._live_session = -1
-        self._live_count = 0
+        self._live_groups = LiveGroups({s.name: s.grouping for s in stages})
         self._thread: threading.Thread | None = None
         self.closing = threading.Event()  # finish what is queued, then stop
         self.abandoned = threading.Event()  # stop now; close() took over the records
@@ -471,33 +466,16 @@ class Worker(Recovery, FocusWatch):
             numbers = range(skipped.first, skipped.first + skipped.count)
             self.counters.note(FrameStatus.SKIPPED, numbers)
 
-    # -- focus and live mode ----------------------------------------------------------------
-
-    def _watch_batch_focus(self, focus: FocusMonitor, frames: list[_Taken]) -> None:
-        # the monitor may estimate only every Nth frame of a series while catching up: focus
-        # is about now, and the estimator's time goes to restoring (and the display)
-        newest = {focus.series_of(f.index): f.number for f, _image, _source in frames}
-        for f, image, _source in frames:
-            if focus.wanted(f.index, newest[focus.series_of(f.index)] == f.number):
-                self._watch_focus(image, f.number, f.index, f.z_um)
+    # -- live mode ----------------------------------------------------------------
 
     def _restore_live(self, image: np.ndarray, received_s: float, session: int) -> None:
-        """One live frame through the same stages and groupings as an MDA's, display only.
-
-        A live session is a time series: its k-th frame taken is ``t=k``, so windows (mfsr)
-        and pairs along t (interp-t) form as in an MDA. Stages refused for live mode at build
-        (no set or plane can form) are named once per session.
-        """
+        """One live frame through the same stages and groupings as an MDA's, display only."""
         image = read_only(image)
-        if session != self._live_session:  # a new live session: fresh groupings
-            self._live_session, self._live_count = session, 0
-            self._live_groupings = {
-                name: copy.deepcopy(grouping) for name, grouping in self._live_templates.items()
-            }
+        if self._live_groups.begin(session):  # refused stages are named once per session
             for name, why in self.live_refused.items():
                 message = f"not restored in live mode: {why}"
                 self.display.emit("error", StageError(name, None, "live-refused", message))
-        number, self._live_count = self._live_count, self._live_count + 1
+        number = self._live_groups.next_number()
         with self.lock:
             self.current_stage = "focus"
         self._watch_focus(image, -1, {}, None, live=True)
@@ -506,7 +484,7 @@ class Worker(Recovery, FocusWatch):
         for stage in self.stages:
             if stage.disabled or stage.name in self.live_refused:
                 continue
-            for group in self._live_groupings[stage.name].add(number, {"t": number}, image):
+            for group in self._live_groups.add(stage.name, number, image):
                 outcomes = self._call(stage, [group])
                 if outcomes is None:
                     return

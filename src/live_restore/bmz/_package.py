@@ -37,8 +37,8 @@ import torch
 import yaml
 
 from live_restore.models import ModelSpec, ModelTask, load_network
-from live_restore.models import _fourier as fourier_module
 from live_restore.models import dfcan as dfcan_module
+from live_restore.models import fourier as fourier_module
 from live_restore.models import unet as unet_module
 
 from ._source import architecture_source
@@ -88,8 +88,7 @@ _OUTPUT_UNITS = {
 def _test_input(spec: ModelSpec) -> np.ndarray:
     """Simulated raw counts for the model's task, (1, C, TILE_PX, TILE_PX) float32."""
     from live_restore.simulate import CameraParams, expose
-    from live_restore.training import render_fields
-    from live_restore.training._sim_data import render_sim_fields
+    from live_restore.training import render_fields, render_sim_fields
 
     camera, rng = CameraParams(), np.random.default_rng(_TEST_SEED)
     if spec.task is ModelTask.SIM_RECONSTRUCTION:
@@ -199,8 +198,7 @@ def _export(name: str | Path, out: Path) -> Path:
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5 as bmz
 
-    from live_restore.inference import export_onnx
-    from live_restore.inference._export import OPSET
+    from live_restore.inference import OPSET, export_onnx
 
     if out.suffix != ".zip":  # before loading anything
         raise ValueError(f"the package is a .zip file, not {out.name}")

@@ -10,7 +10,7 @@
 puts them in the acquisition.
 """
 
-from ._hold import FocusHold, FocusMove, HeldFocusEngine
+from ._hold import FocusHold, FocusMove, HeldFocusEngine, restore_engine_when_idle
 from ._monitor import SCORES, FocusMonitor
 from ._policy import Flagger, FlagPolicy
 from ._reading import DefocusReading
@@ -24,4 +24,5 @@ __all__ = [
     "FocusMonitor",
     "FocusMove",
     "HeldFocusEngine",
+    "restore_engine_when_idle",
 ]

@@ -6,7 +6,6 @@ Everything in live_restore may import this; it imports nothing of live_restore's
 from ._enums import BackendName, FrameStatus, Policy, Precision
 from ._frame import CAMERA_AXIS, FrameIndex, IndexKey, as_frame, format_index, index_key, read_only
 from ._grouping import (
-    AxisPairs,
     AxisSet,
     BatchPlan,
     FrameGroup,
@@ -14,7 +13,6 @@ from ._grouping import (
     Grouping,
     PlannedGroup,
     SingleFrame,
-    TemporalWindow,
 )
 from ._photons import PhotonConversion
 from ._restorer import (
@@ -27,6 +25,7 @@ from ._restorer import (
     output_kind_of,
     trust_stage_name,
 )
+from ._series import AxisPairs, TemporalWindow
 
 __all__ = [
     "CAMERA_AXIS",

@@ -12,8 +12,9 @@ from ._backend import (
     create_backend,
     resolve_backend,
 )
+from ._bench import bench
 from ._cache import CacheEntry, EngineCache, EngineFileError, default_cache_dir
-from ._export import export_onnx
+from ._export import OPSET, export_onnx
 from ._session import (
     CPU_VARIANTS,
     FocusEstimate,
@@ -31,6 +32,7 @@ from ._triton_client import ServerError, TritonInterpolation, TritonSession, ser
 from ._trust import (
     METHOD_NOTES,
     SINGLE_FRAME_METHODS,
+    TRUST_FILE,
     TRUST_HEAD_FILE,
     TRUST_METHODS,
     Trust,
@@ -48,9 +50,11 @@ __all__ = [
     "BACKENDS",
     "CPU_VARIANTS",
     "METHOD_NOTES",
+    "OPSET",
     "PRECISIONS",
     "SINGLE_FRAME_METHODS",
     "TENSORRT_ONNX_OPERATORS",
+    "TRUST_FILE",
     "TRUST_HEAD_FILE",
     "TRUST_METHODS",
     "Backend",
@@ -69,6 +73,7 @@ __all__ = [
     "Trust",
     "TrustCalibration",
     "available_backends",
+    "bench",
     "create_backend",
     "default_cache_dir",
     "dihedral_passes",

@@ -1,5 +1,6 @@
 """The restoration networks (PyTorch is their source of truth) and their shipped files."""
 
+from . import _fourier as fourier  # the module itself: a zoo package bundles its source
 from ._grow import grow_dfcan
 from ._normalise import FrameScale, frame_scale, interp_inputs
 from ._registry import ARCHITECTURES, build_network, load_network, register_architecture
@@ -40,6 +41,7 @@ __all__ = [
     "build_network",
     "engines_dir",
     "file_sha256",
+    "fourier",
     "frame_scale",
     "grow_dfcan",
     "interp_inputs",

@@ -4,10 +4,17 @@
 deep-learned one, ``dfcan-sim``, is a shipped model (``load_model("dfcan-sim")``).
 """
 
-from ._classical import SimParameters, estimate_parameters, reconstruct_sim, theoretical_otf
+from ._classical import (
+    SIM_FRAMES,
+    SimParameters,
+    estimate_parameters,
+    reconstruct_sim,
+    theoretical_otf,
+)
 from ._restorer import ClassicalSimRestorer, set_signal_photons, wiener_for_signal
 
 __all__ = [
+    "SIM_FRAMES",
     "ClassicalSimRestorer",
     "SimParameters",
     "estimate_parameters",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from live_restore.models import frame_scale
-from live_restore.sim_recon._classical import SIM_FRAMES
+from live_restore.sim_recon import SIM_FRAMES
 from live_restore.simulate import OpticsParams, SimPatternParams
 
 from ._simulated import _log_uniform, _Sampler, field_scope
