@@ -14,7 +14,7 @@ from ._cli_common import console, fail, progress
 if TYPE_CHECKING:
     from .training import EvalRow, TrainResult
 
-__all__ = ["evaluate_model", "simulate", "train"]
+__all__ = ["calibrate_trust", "evaluate_model", "simulate", "train"]
 
 
 def _photon_range(text: str) -> tuple[float, float]:
@@ -386,3 +386,42 @@ def simulate(
         except (ValueError, FileExistsError) as e:
             raise fail(str(e)) from None
     console.print(f"wrote {spec.count} samples to [bold]{path}[/]")
+
+
+def calibrate_trust(
+    model: Annotated[str, typer.Argument(help="A single-frame model (name or folder).")],
+    fields: Annotated[int, typer.Option(min=1, help="Fields per structure, each set.")] = 2,
+    frame_size: Annotated[int, typer.Option(min=32, help="Simulated field side (px).")] = 128,
+    head_steps: Annotated[int, typer.Option(min=1, help="Trust head training steps.")] = 3000,
+    head_fields: Annotated[
+        int, typer.Option(min=1, help="Fields per structure to train the head on.")
+    ] = 6,
+    reuse_head: Annotated[
+        bool, typer.Option(help="Calibrate the head already in the model folder.")
+    ] = False,
+    write: Annotated[
+        bool, typer.Option(help="Write trust.yaml (and the head); --no-write prints only.")
+    ] = True,
+) -> None:
+    """Calibrate a model's per-pixel trust map (MODEL+trust stages use it).
+
+    Trains the model's trust head, calibrates each candidate (head, 8-pass tta, pair) on
+    simulated fields so that 95 % of pixels have |error| <= 2 sigma, checks it on held-out
+    fields, measures each one's cost, and writes the chosen default to the model folder's
+    trust.yaml. Minutes on a CPU for a small model (the head's training dominates).
+    """
+    from .training import calibrate_model_trust
+
+    try:
+        calibrate_model_trust(
+            model,
+            fields=fields,
+            frame_size=frame_size,
+            head_steps=head_steps,
+            head_fields=head_fields,
+            reuse_head=reuse_head,
+            write=write,
+            say=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+        )
+    except ValueError as e:
+        raise fail(str(e)) from None

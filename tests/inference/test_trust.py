@@ -131,7 +131,7 @@ def test_a_model_without_calibration_says_how_to_make_one(tmp_path, field):
     shutil.copytree(engines_dir() / MODEL, folder)
     (folder / "trust.yaml").unlink()
     uncalibrated = load_model(folder, "torch-cpu")
-    with pytest.raises(ValueError, match=r"no trust calibration.*calibrate_trust.py"):
+    with pytest.raises(ValueError, match=r"no trust calibration.*live-restore calibrate-trust"):
         uncalibrated.with_trust(field[0])
     stale = engines_dir() / MODEL / "trust.yaml"
     (folder / "trust.yaml").write_text(stale.read_text().replace("902f", "0000"))
@@ -164,3 +164,20 @@ def test_a_method_that_needs_two_frames_is_refused_by_with_trust(session, field)
         session.with_trust(field[0], pair)
     tta = calibration.candidate("tta")  # a candidate describes itself, not the default
     assert tta.details["method"] == "tta" and "test-time augmentation" in tta.details["how"]
+
+
+def test_calibrate_trust_makes_a_model_trust_map_usable(tmp_path, field, cli):
+    folder = tmp_path / "uncalibrated"
+    shutil.copytree(engines_dir() / "dfcan-sr2x-tiny", folder)
+    for name in ("trust.yaml", "trust-head.safetensors"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="live-restore calibrate-trust"):
+        load_model(folder, "torch-cpu").with_trust(field[0])
+    args = ["--head-steps", "5", "--head-fields", "1", "--fields", "1", "--frame-size", "64"]
+    result = cli("calibrate-trust", str(folder), *args)
+    assert result.exit_code == 0, result.output
+    assert "default:" in result.output and (folder / "trust.yaml").is_file()
+    trust = load_model(folder, "torch-cpu").with_trust(field[0])
+    assert trust.sigma.shape == trust.image.shape and np.isfinite(trust.sigma).all()
+    refused = cli("calibrate-trust", "interp-t", "--no-write")
+    assert refused.exit_code == 2 and "not a single-frame restoration model" in refused.output

@@ -164,7 +164,7 @@ class ModelSession(_Session, RestorerBase):
         if calibration.details.get("weights_sha256") != self.spec.weights_sha256:
             raise ValueError(
                 f"{self.folder / 'trust.yaml'} was calibrated for other weights than "
-                f"{self.name}'s; recalibrate: python benchmarks/calibrate_trust.py {self.name}"
+                f"{self.name}'s; recalibrate: live-restore calibrate-trust {self.name}"
             )
         if calibration.method == "head":
             # loaded here, so a missing or corrupt head file is refused up front

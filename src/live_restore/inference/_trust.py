@@ -1,7 +1,7 @@
 """Per-pixel trust for a restoration: sigma, the expected absolute error, calibrated on truth.
 
 Three ways to estimate it were built and measured against each other (the trust issue;
-``benchmarks/calibrate_trust.py``, table in benchmarks/RESULTS.md):
+``live-restore calibrate-trust``, table in benchmarks/RESULTS.md):
 
 - ``head``: a heteroscedastic head (``models/trust_head.py``) beside the frozen model predicts
   each pixel's Laplace scale from the raw and the restored frame; one pass of the model plus a
@@ -91,7 +91,7 @@ class TrustCalibration:
         if not path.is_file():
             raise ValueError(
                 f"{folder.name} has no trust calibration ({path} is missing); make it with "
-                f"`python benchmarks/calibrate_trust.py {folder.name}`"
+                f"`live-restore calibrate-trust {folder.name}`"
             )
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         try:
@@ -104,7 +104,7 @@ class TrustCalibration:
         if method not in SINGLE_FRAME_METHODS:
             raise ValueError(
                 f"{path}: method {method!r} is not a single-frame trust method (head or tta); "
-                f"recalibrate: python benchmarks/calibrate_trust.py {folder.name}"
+                f"recalibrate: live-restore calibrate-trust {folder.name}"
             )
         return calibration
 
@@ -237,7 +237,7 @@ def load_trust_head(folder: Path, scale: int, sha256: str | None) -> TrustHead:
     if sha256 and file_sha256(path) != sha256:
         raise ModelLoadError(
             f"{path} does not match the sha256 in {TRUST_FILE}: recalibrate with "
-            f"`python benchmarks/calibrate_trust.py {folder.name}`"
+            f"`live-restore calibrate-trust {folder.name}`"
         )
     head = TrustHead(scale)
     try:

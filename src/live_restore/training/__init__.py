@@ -24,6 +24,7 @@ from ._recipes import (
 from ._sim_data import render_sim_fields
 from ._simulated import FieldStack, FocusSampler, RefocusSampler, SRSampler, render_fields
 from ._trainer import Trainer, TrainResult, TrainSettings
+from ._trust_candidates import TrustCandidates, calibrate_model_trust
 
 __all__ = [
     "INTERP_EVALUATION_SEED",
@@ -45,7 +46,9 @@ __all__ = [
     "TrainedNetwork",
     "Trainer",
     "TrainingData",
+    "TrustCandidates",
     "biosr_pairs",
+    "calibrate_model_trust",
     "charbonnier_frequency_loss",
     "choose_data",
     "compare_generators",
