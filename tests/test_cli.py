@@ -382,3 +382,17 @@ def test_bench_prints_a_row_per_cell_and_writes_them(tmp_path, cli):
     ]
     assert all(float(r["median_ms"]) > 0 and float(r["gflop_per_frame"]) > 0 for r in rows)
     assert "x torch-cpu" in result.stdout and "floor share" in result.stdout
+
+
+def test_a_bad_option_is_named_and_the_old_process_flag_still_works(cli, tmp_path):
+    sequence = tmp_path / "seq.yaml"
+    sequence.write_text("time_plan: {interval: 0, loops: 2}\n")
+    base = ["acquire", "--sequence", str(sequence), "-m", "identity"]
+    bad_mode = cli(*base, "--window-mode", "sideways", "--out", str(tmp_path / "a"))
+    assert bad_mode.exit_code == 2 and "--window-mode 'sideways'" in bad_mode.output
+    bad_server = cli(*base, "--server", "http://nope", "--out", str(tmp_path / "b"))
+    assert bad_server.exit_code == 2 and "--server 'http://nope'" in bad_server.output
+    old = cli(*base, "--process", "latest", "--out", str(tmp_path / "c"))
+    assert old.exit_code == 0, old.output
+    assert "--process is now --policy" in old.output
+    assert '"policy": "latest"' in (tmp_path / "c" / "summary.json").read_text()

@@ -20,12 +20,14 @@ from ._cli_options import (
     ConfigOption,
     MemoryOption,
     ModelsOption,
+    OldProcessOption,
     OutFolderOption,
     OverwriteOption,
-    ProcessOption,
+    PolicyOption,
     ScreenshotOption,
     check_backend,
     check_policy,
+    config_from_options,
     open_window,
     prepare_out,
 )
@@ -69,7 +71,8 @@ def gui(
     ] = None,
     model: ModelsOption = None,
     backend: BackendOption = "auto",
-    process: ProcessOption = "all",
+    policy: PolicyOption = "all",
+    process: OldProcessOption = None,
     screenshot: ScreenshotOption = None,
 ) -> None:
     """Napari with microscope controls (pymmcore-widgets) and the Live Restore dock.
@@ -77,11 +80,11 @@ def gui(
     Press Start in the dock, then run an MDA from the MDA tab (or live mode): every frame is
     restored off the acquisition thread and shown beside the raw one.
     """
-    check_policy(process)
+    policy = check_policy(policy, process)
     check_backend(backend)
     if config is not None and not config.is_file():
         raise _fail(f"Micro-Manager config not found: {config}")
-    open_window(config, out, model, backend, process, None, screenshot)
+    open_window(config, out, model, backend, policy, None, screenshot)
 
 
 @app.command()
@@ -96,12 +99,13 @@ def acquire(
         typer.Option(
             "--hook-config",
             help="A saved hook configuration (YAML/JSON: models, backend, policy, focus, ...), "
-            "e.g. from the napari dock's Save; instead of -m/--backend/--process/--memory-mb.",
+            "e.g. from the napari dock's Save; instead of -m/--backend/--policy/--memory-mb.",
         ),
     ] = None,
     backend: BackendOption = "auto",
     out: OutFolderOption = Path("acquisition"),
-    process: ProcessOption = "all",
+    policy: PolicyOption = "all",
+    process: OldProcessOption = None,
     memory_mb: MemoryOption = 512.0,
     executor: Annotated[
         str,
@@ -160,7 +164,7 @@ def acquire(
         except ConfigError as e:
             raise _fail(str(e)) from None
     else:
-        check_policy(process)
+        policy = check_policy(policy, process)
         check_backend(backend)
         if executor not in ("thread", "process"):
             raise _fail(f"--executor must be thread or process, not {executor!r}")
@@ -168,22 +172,18 @@ def acquire(
             if executor != "thread":
                 raise _fail("give --executor process or --server, not both")
             executor = server
-        try:
-            settings = HookConfig.model_validate(
-                {
-                    "models": model or ["richardson-lucy"],
-                    "backend": backend,
-                    "process": process,
-                    "memory_mb": memory_mb,
-                    "executor": executor,
-                    "interp_factor": interp_factor,
-                    "window_mode": window_mode,
-                }
-            )
-        except ValueError as e:  # pydantic's ValidationError: a malformed --server
-            if window_mode not in ("centred", "causal"):
-                raise _fail(f"--window-mode must be centred or causal, not {window_mode!r}") from e
-            raise _fail(f"--server must be grpc://HOST:PORT ({executor!r} is not)") from e
+        settings = config_from_options(
+            {
+                "models": model or ["richardson-lucy"],
+                "backend": backend,
+                "policy": policy,
+                "memory_mb": memory_mb,
+                "executor": executor,
+                "interp_factor": interp_factor,
+                "window_mode": window_mode,
+            },
+            {"models": "-m", "executor": "--server" if server is not None else "--executor"},
+        )
     # the command's own bars show progress; --out names the folder whatever the file says
     settings = settings.model_copy(update={"output": out, "progress": False})
     if not sequence.is_file():

@@ -13,9 +13,10 @@ from ._cli_options import (
     BackendOption,
     MemoryOption,
     ModelsOption,
+    OldProcessOption,
     OutFolderOption,
     OverwriteOption,
-    ProcessOption,
+    PolicyOption,
     ScreenshotOption,
     check_backend,
     check_policy,
@@ -86,7 +87,8 @@ def demo(
     ] = None,
     model: ModelsOption = None,
     backend: BackendOption = "auto",
-    process: ProcessOption = "all",
+    policy: PolicyOption = "all",
+    process: OldProcessOption = None,
     memory_mb: MemoryOption = 512.0,
     overwrite: OverwriteOption = False,
     screenshot: ScreenshotOption = None,
@@ -104,7 +106,7 @@ def demo(
     """
     from ._demo import run_demo
 
-    check_policy(process)
+    policy = check_policy(policy, process)
     check_backend(backend)
     models = model or ["dfcan-sr2x"]
     prepare_out(out, overwrite)
@@ -135,7 +137,7 @@ def demo(
             )
         except ValueError as e:
             raise fail(str(e)) from None
-        open_window(None, out, models, backend, process, settings, screenshot)
+        open_window(None, out, models, backend, policy, settings, screenshot)
         return
     if screenshot is not None:
         raise fail("--screenshot needs the window: drop --headless")
@@ -158,7 +160,7 @@ def demo(
                 hold_focus=hold_focus,
                 models=models,
                 backend=backend,
-                process=process,
+                policy=policy,
                 memory_mb=memory_mb,
                 on_frame=lambda n: bar.update(acquiring, completed=n),
                 on_restored=lambda n: bar.update(restoring, completed=n),

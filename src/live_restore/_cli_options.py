@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,18 +15,21 @@ from ._cli_common import console, fail
 
 if TYPE_CHECKING:
     from ._demo import DemoSettings
+    from .acquisition import HookConfig
 
 __all__ = [
     "BackendOption",
     "ConfigOption",
     "MemoryOption",
     "ModelsOption",
+    "OldProcessOption",
     "OutFolderOption",
     "OverwriteOption",
-    "ProcessOption",
+    "PolicyOption",
     "ScreenshotOption",
     "check_backend",
     "check_policy",
+    "config_from_options",
     "open_window",
     "prepare_out",
 ]
@@ -45,8 +48,14 @@ ModelsOption = Annotated[
 OutFolderOption = Annotated[
     Path, typer.Option(help="Output folder: raw.ome.zarr, <model>.ome.zarr, frames.csv.")
 ]
-ProcessOption = Annotated[
-    str, typer.Option(help="all: restore every frame; latest: newest frame wins (display).")
+PolicyOption = Annotated[
+    str,
+    typer.Option(
+        "--policy", help="Which frames: all, every one restored; latest, the newest wins (display)."
+    ),
+]
+OldProcessOption = Annotated[
+    str | None, typer.Option("--process", hidden=True, help="The old name of --policy.")
 ]
 MemoryOption = Annotated[
     float, typer.Option(min=1.0, help="Most memory the hook holds frames in (MB).")
@@ -84,7 +93,7 @@ def open_window(
     out: Path | None,
     models: list[str] | None,
     backend: str,
-    process: str,
+    policy: str,
     demo: DemoSettings | None,
     screenshot: Path | None,
 ) -> None:
@@ -102,7 +111,7 @@ def open_window(
             output=out,
             models=models,
             backend=backend,
-            process=process,
+            policy=policy,
             demo=demo,
             screenshot=screenshot,
         )
@@ -116,9 +125,38 @@ def open_window(
     )
 
 
-def check_policy(process: str) -> None:
-    if process not in ("all", "latest"):
-        raise fail(f"--process must be 'all' or 'latest', got {process!r}")
+def check_policy(policy: str, old_process: str | None = None) -> str:
+    """The frame policy, from --policy or its old name --process (with a warning)."""
+    if old_process is not None:
+        console.print(
+            "[yellow]--process is now --policy; --process goes in the next release[/yellow]"
+        )
+        policy = old_process
+    if policy not in ("all", "latest"):
+        raise fail(f"--policy must be 'all' or 'latest', got {policy!r}")
+    return policy
+
+
+def config_from_options(values: dict[str, Any], flags: dict[str, str]) -> HookConfig:
+    """A HookConfig from a command's options; a bad one fails naming its option.
+
+    ``flags``: the option of a field whose name is not ``--field-name`` (e.g. models: -m).
+    """
+    from pydantic import ValidationError
+
+    from .acquisition import HookConfig
+
+    try:
+        return HookConfig.model_validate(values)
+    except ValidationError as e:
+        problems = []
+        for error in e.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            flag = flags.get(field, "--" + field.replace("_", "-"))
+            value = values.get(field)
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{flag} {value!r}: {message}")
+        raise fail("; ".join(problems)) from None
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:

@@ -175,7 +175,7 @@ def run_demo(
     hold_focus: bool = False,
     models: Sequence[str] = ("richardson-lucy",),
     backend: str = "auto",
-    process: str = "all",
+    policy: str = "all",
     memory_mb: float = 512.0,
     on_frame: Callable[[int], None] | None = None,
     on_restored: Callable[[int], None] | None = None,
@@ -213,7 +213,7 @@ def run_demo(
             {
                 "models": list(models),
                 "backend": backend,
-                "process": process,
+                "policy": policy,
                 "memory_mb": memory_mb,
                 "output": partial,
                 "progress": progress,

@@ -23,7 +23,7 @@ def fast_core(core):
 def test_a_config_round_trips_through_yaml_and_json(tmp_path):
     config = HookConfig(
         models=["richardson-lucy", "identity"],
-        process=Policy.LATEST,
+        policy=Policy.LATEST,
         memory_mb=64,
         output=tmp_path / "out",
         focus=FocusConfig(threshold_um=0.4, hold=HoldConfig(gain=0.5)),
@@ -58,7 +58,7 @@ def test_build_hook_makes_the_stages_the_config_names(fast_core, tmp_path):
     config = HookConfig(models=["identity", "richardson-lucy"], output=tmp_path / "run")
     hook = build_hook(fast_core, config)
     assert hook.stages == [("identity", 1), ("richardson-lucy", 1)]
-    assert hook.config.backend is BackendName.AUTO and hook.process is Policy.ALL
+    assert hook.config.backend is BackendName.AUTO and hook.policy is Policy.ALL
     with hook:
         hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 3}))
     assert hook.report.frames_restored == 3
@@ -87,9 +87,21 @@ def test_acquire_refuses_a_bad_hook_config_in_one_line(tmp_path):
     sequence = tmp_path / "seq.yaml"
     sequence.write_text("time_plan: {interval: 0, loops: 3}\n")
     hook_file = tmp_path / "hook.yaml"
-    hook_file.write_text("models: [identity]\nprocess: sometimes\n")
+    hook_file.write_text("models: [identity]\npolicy: sometimes\n")
     args = ["acquire", "--sequence", str(sequence), "--hook-config", str(hook_file)]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "acq")])
     assert result.exit_code == 2
-    assert "process" in result.output and "Traceback" not in result.output
+    assert "policy" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "acq").exists()  # nothing that looks like a run
+
+
+def test_the_frame_policy_old_name_still_reads_with_a_warning(tmp_path):
+    with pytest.warns(FutureWarning, match="'process' is now 'policy'"):
+        config = HookConfig(models=["identity"], process="latest")
+    assert config.policy is Policy.LATEST and "process" not in config.to_yaml()
+    old_file = tmp_path / "old.yaml"
+    old_file.write_text("models: [identity]\nprocess: latest\n")
+    with pytest.warns(FutureWarning):
+        assert HookConfig.from_file(old_file).policy is Policy.LATEST
+    with pytest.raises(ValueError, match="give the frame policy once"):
+        HookConfig(models=["identity"], process="all", policy="all")

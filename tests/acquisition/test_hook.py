@@ -138,7 +138,7 @@ def test_catch_up_works_when_the_raw_store_is_written_elsewhere(fast_core, tmp_p
 
 def test_latest_policy_skips_and_counts_but_keeps_raw_complete(fast_core, tmp_path):
     out = tmp_path / "run"
-    with RestoreHook(fast_core, SlowIdentity(), output=out, process="latest") as hook:
+    with RestoreHook(fast_core, SlowIdentity(), output=out, policy="latest") as hook:
         hook.run(_sequence())
     report = hook.report
     assert report.frames_skipped > 0
@@ -354,7 +354,7 @@ def test_hook_refuses_what_is_not_a_restorer(core):
     with pytest.raises(ValueError, match="unique"):
         RestoreHook(core, [IdentityRestorer(), IdentityRestorer()])
     with pytest.raises(ValueError, match="'all' or 'latest'"):
-        RestoreHook(core, IdentityRestorer(), process="some")  # type: ignore[arg-type]
+        RestoreHook(core, IdentityRestorer(), policy="some")  # type: ignore[arg-type]
 
 
 _QT_BACKEND_RUN = """

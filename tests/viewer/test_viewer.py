@@ -104,22 +104,22 @@ def test_the_dock_saves_its_settings_and_loads_them_back(window, tmp_path):
     from live_restore import HookConfig
 
     dock = window.dock
-    dock.process.setCurrentText("latest")
+    dock.policy.setCurrentText("latest")
     dock.executor.setCurrentText("process")
     dock.hold_focus.setChecked(True)
     saved = dock.save_config(tmp_path / "hook.yaml")
     config = HookConfig.from_file(saved)
-    assert config.models == ["richardson-lucy"] and config.process == "latest"
+    assert config.models == ["richardson-lucy"] and config.policy == "latest"
     assert config.executor == "process"
     assert config.focus is not None and config.focus.hold is not None
     assert config.output == tmp_path / "restored"
     # another set-up, then the file: the controls show what was saved
-    dock.process.setCurrentText("all")
+    dock.policy.setCurrentText("all")
     dock.executor.setCurrentText("thread")
     dock.hold_focus.setChecked(False)
     dock.output.setText("")
     assert dock.load_config(saved) == config
-    assert dock.process.currentText() == "latest" and dock.hold_focus.isChecked()
+    assert dock.policy.currentText() == "latest" and dock.hold_focus.isChecked()
     assert dock.executor.currentText() == "process"  # never dropped on the way to Start
     assert dock.output.text() == str(tmp_path / "restored")
     assert dock.hook_config() == config

@@ -29,7 +29,8 @@ __all__ = ["HookParts", "StageRecipe", "build_parts", "parts_from_keywords"]
 # HookConfig fields that the keyword form takes as they are
 _OPTIONS = (
     "output",
-    "process",
+    "policy",
+    "process",  # policy's old name: HookConfig reads it with a warning
     "memory_mb",
     "max_batch",
     "max_consecutive_failures",

@@ -7,11 +7,20 @@ one front end runs the same in another. YAML or JSON; unknown keys are refused.
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from live_restore.frames import BackendName, Policy, Precision
 
@@ -80,8 +89,10 @@ class HookConfig(_Strict):
     )
     backend: BackendName = Field(BackendName.AUTO, description="Where trained models run.")
     precision: Precision = Field(Precision.AUTO, description="Arithmetic of trained models.")
-    process: Policy = Field(
-        Policy.ALL, description="'all': every frame restored; 'latest': display only."
+    policy: Policy = Field(
+        Policy.ALL,
+        description="Which frames: 'all', every frame restored; 'latest', the newest wins "
+        "(display). The old name 'process' is read too, with a warning.",
     )
     memory_mb: float = Field(512.0, gt=0.0, description="Most memory frames are held in (MB).")
     max_batch: int = Field(8, ge=1, description="Most frames handed to a stage at once.")
@@ -128,8 +139,29 @@ class HookConfig(_Strict):
         description="Where stages run: 'thread', the hook's worker thread; 'process', a worker "
         "process that owns the models (frames cross by shared memory; the camera keeps its "
         "cores and the GIL); 'grpc://HOST:PORT', a Triton server (`live-restore serve`).",
-        pattern=r"^(thread|process|grpc://[^\s:/]+:\d+)$",
     )
+
+    @field_validator("executor")
+    @classmethod
+    def _an_executor(cls, value: str) -> str:
+        if value in ("thread", "process") or re.fullmatch(r"grpc://[^\s:/]+:\d+", value):
+            return value
+        raise ValueError("an executor is 'thread', 'process' or 'grpc://HOST:PORT' (Triton)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """``process`` (the frame policy's name until 0.3) is read as ``policy``, with a warning."""
+        if isinstance(data, dict) and "process" in data:
+            if "policy" in data:
+                raise ValueError("give the frame policy once: 'policy' ('process' is its old name)")
+            warnings.warn(
+                "'process' is now 'policy' (all | latest); 'process' goes in the next release",
+                FutureWarning,
+                stacklevel=2,
+            )
+            data = {("policy" if k == "process" else k): v for k, v in data.items()}
+        return data
 
     @classmethod
     def from_file(cls, path: str | Path) -> HookConfig:

@@ -48,7 +48,7 @@ class RestoreHook:
 
     - ``RestoreHook(core, config)`` with a :class:`HookConfig`: the stages (by name), focus
       monitor and hold are loaded from it (``build_hook(core, config)`` is the same).
-    - ``RestoreHook(core, restorers, output=..., process=..., focus=..., hold=...)``: stages
+    - ``RestoreHook(core, restorers, output=..., policy=..., focus=..., hold=...)``: stages
       you made yourself; the keywords are :class:`HookConfig`'s fields (see there), plus
       ``focus`` (a :class:`~live_restore.focus.FocusMonitor` or a bare estimator such as
       ``load_model("focus-est")``), ``hold`` (a :class:`~live_restore.focus.FocusHold`; needs
@@ -90,7 +90,7 @@ class RestoreHook:
         self.config = config
         self.core = core
         self.output = config.output
-        self.process = config.process
+        self.policy = config.policy
         self.drain_timeout_s = config.drain_timeout_s
         self.progress = config.progress
         self.events = HookEvents()
@@ -105,7 +105,7 @@ class RestoreHook:
         self.light = parts.light
         self._executor = parts.executor
         self._executor_closed = False
-        self._intake = Intake(config.process, int(config.memory_mb * 2**20))
+        self._intake = Intake(config.policy, int(config.memory_mb * 2**20))
         self._live = LivePoller(core) if config.live else None
         live_refused = {}
         if config.live:

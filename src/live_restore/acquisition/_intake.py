@@ -86,7 +86,7 @@ class Intake:
 
     def __init__(self, policy: Policy | str, memory_bound_bytes: int) -> None:
         if policy not in tuple(Policy):
-            raise ValueError(f"process must be 'all' or 'latest', got {policy!r}")
+            raise ValueError(f"policy must be 'all' or 'latest', got {policy!r}")
         if memory_bound_bytes < 1:
             raise ValueError(f"memory bound must be positive, got {memory_bound_bytes} bytes")
         self.policy = Policy(policy)

@@ -165,7 +165,7 @@ class Worker(Recovery, FocusWatch):
                 "no-raw-store",
                 f"{dropped - self._dropped_reported} frames could not be held (memory bound "
                 "reached) nor read back (the MDA writes no raw store): run the MDA with "
-                "output=... so that process='all' can catch up",
+                "output=... so that policy 'all' can catch up",
             )
             self._dropped_reported = dropped
         self.display.emit("stats", self.stats())

@@ -65,7 +65,7 @@ def run_window(
     output: str | Path | None = None,
     models: list[str] | None = None,
     backend: str = "auto",
-    process: str = "all",
+    policy: str = "all",
     demo: DemoSettings | None = None,
     screenshot: Path | None = None,
     screenshot_after: int | None = None,
@@ -88,7 +88,7 @@ def run_window(
     try:
         if demo is not None:
             configure_demo_core(core, demo)
-        window = build_window(viewer, core, output, models, backend, process)
+        window = build_window(viewer, core, output, models, backend, policy)
         if demo is not None:
             window.dock.set_side_by_side(True)  # raw beside restored from the first frame
             if not window.dock.start():

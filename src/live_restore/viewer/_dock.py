@@ -89,7 +89,7 @@ class LiveRestoreDock(QWidget):
         output: str | Path | None = None,
         models: list[str] | None = None,
         backend: str = "auto",
-        process: str = "all",
+        policy: str = "all",
         estimate_focus: bool = True,
         parent: QWidget | None = None,
     ) -> None:
@@ -123,10 +123,10 @@ class LiveRestoreDock(QWidget):
         # only what runs here: choosing tensorrt on a laptop would fail only at start
         self.backend.addItems(["auto", *available_backends()])
         self.backend.setCurrentText(backend)
-        self.process = QComboBox()
-        self.process.addItems(["all", "latest"])
-        self.process.setCurrentText(process)
-        self.process.setToolTip(
+        self.policy = QComboBox()
+        self.policy.addItems(["all", "latest"])
+        self.policy.setCurrentText(policy)
+        self.policy.setToolTip(
             "all: every frame is restored and saved (catching up from the raw store);\n"
             "latest: the newest frame wins (display), skipped frames are counted"
         )
@@ -158,7 +158,7 @@ class LiveRestoreDock(QWidget):
         settings = QFormLayout()
         settings.addRow("models", self.models)
         settings.addRow("backend", self.backend)
-        settings.addRow("policy", self.process)
+        settings.addRow("policy", self.policy)
         settings.addRow("run in", self.executor)
         settings.addRow("interpolate x", self.interp_factor)
         settings.addRow("save to", self.output)
@@ -226,7 +226,7 @@ class LiveRestoreDock(QWidget):
             {
                 "models": self.chosen_models(),
                 "backend": self.backend.currentText(),
-                "process": self.process.currentText(),
+                "policy": self.policy.currentText(),
                 "output": self.output.text().strip() or None,
                 "progress": False,  # no terminal bar behind a window
                 "focus": focus,
@@ -250,7 +250,7 @@ class LiveRestoreDock(QWidget):
                 ticked = row.text() in config.models
                 row.setCheckState(Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
         self.backend.setCurrentText(str(config.backend))
-        self.process.setCurrentText(str(config.process))
+        self.policy.setCurrentText(str(config.policy))
         self.executor.setCurrentText(config.executor)
         self.interp_factor.setValue(config.interp_factor)
         self.output.setText("" if config.output is None else str(config.output))
@@ -425,7 +425,7 @@ class LiveRestoreDock(QWidget):
         for widget in (
             self.models,
             self.backend,
-            self.process,
+            self.policy,
             self.executor,
             self.interp_factor,
             self.output,

@@ -99,7 +99,7 @@ def build_window(
     output: str | Path | None = None,
     models: Sequence[str] | None = None,
     backend: str = "auto",
-    process: str = "all",
+    policy: str = "all",
     estimate_focus: bool = True,
 ) -> GuiWindow:
     """Add pymmcore-widgets' controls and the Live Restore dock to ``viewer`` for ``core``."""
@@ -132,7 +132,7 @@ def build_window(
         output=output,
         models=list(models) if models else None,
         backend=backend,
-        process=process,
+        policy=policy,
         estimate_focus=estimate_focus,
     )
     _start_on_widefield(core, mda)
