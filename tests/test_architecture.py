@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,13 @@ def _private_imports() -> list[str]:
 
 def test_subpackages_meet_only_through_their_public_names():
     assert _private_imports() == []
+
+
+def test_docs_architecture_names_every_module_and_only_modules_that_exist():
+    text = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    listed = text.split("## Every module", 1)[1]
+    modules = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")}
+    missing = sorted(m for m in modules if f"`{m}`" not in listed)
+    assert not missing, f"docs/architecture.md does not name: {missing}"
+    named = set(re.findall(r"^- `([\w/]+\.py)`", listed, flags=re.MULTILINE))
+    assert named <= modules, f"named but gone: {sorted(named - modules)}"

@@ -1,7 +1,9 @@
 """Executors: where a stage's calls run (the :class:`~live_restore.frames.Executor` seam).
 
-Today every stage runs in the worker's own thread. The serving issue adds a worker process and
-a Triton client behind the same two methods, so the hook and the worker never change for them.
+``InThreadExecutor`` calls the restorer in the worker's own thread: for stages that run here,
+and for served ones (a ``TritonSession`` waits on the network, outside the GIL). The process
+executor (``_process.py``) runs them in a worker process behind the same two methods, so the
+hook and the worker never change with the venue.
 """
 
 from __future__ import annotations
