@@ -40,6 +40,15 @@ def restore(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes of the local cluster.")] = 1,
     frames_per_task: Annotated[int, typer.Option(min=1, help="Output frames per Dask task.")] = 1,
     backend: BackendOption = "auto",
+    interp_factor: Annotated[
+        int,
+        typer.Option(
+            min=2, max=16, help="With interp-t / interp-z: full-rate frames per acquired step."
+        ),
+    ] = 2,
+    window_mode: Annotated[
+        str, typer.Option(help="With mfsr-sr2x: centred (both sides) or causal (before only).")
+    ] = "centred",
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -71,6 +80,8 @@ def restore(
                 frames_per_task=frames_per_task,
                 overwrite=overwrite,
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+                interp_factor=interp_factor,
+                window_mode=window_mode,
             )
         except (ZarrImageError, ValueError, ConnectionError) as e:
             raise fail(str(e)) from None

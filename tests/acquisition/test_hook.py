@@ -855,3 +855,31 @@ def test_behind_the_focus_monitor_estimates_every_nth_frame_and_the_newest(fast_
         assert {0, 4, 8} <= set(numbers) and len(numbers) < 12
         assert sum(n % 4 != 0 for n in numbers) <= 4, numbers
         assert hook.focus is monitor and monitor.summary()["frames_skipped_behind"] > 0
+
+
+def _double(frame: np.ndarray) -> np.ndarray:
+    """2x by pixel replication: a user's own function, not a Restorer."""
+    return np.kron(np.asarray(frame, np.float32), np.ones((2, 2), np.float32))
+
+
+def test_a_plain_function_is_a_stage(fast_core, tmp_path):
+    out = tmp_path / "run"
+    with RestoreHook(fast_core, [_double, lambda frame: frame * 1.0], output=out) as hook:
+        hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 3}))
+    assert [name for name, _ in hook.stages] == ["_double", "lambda"]
+    assert hook.stages[0][1] == 2  # the scale, read off its first output
+    raw = _array(out / "raw.ome.zarr")
+    doubled = zarr.open_group(str(out / "_double.ome.zarr"), mode="r")
+    np.testing.assert_array_equal(np.asarray(doubled["0"][:]), _double(raw.reshape(-1, 64, 64)))
+    record = dict(doubled.attrs["live_restore"])
+    assert record["function"].endswith("test_hook._double") and record["scale"] == 2
+    assert hook.report.frames_restored == 3 and hook.report.errors == 0
+    with pytest.raises(TypeError, match="missing: grouping"):  # half a Restorer is not a function
+
+        class HalfAStage:
+            name, scale = "half", 1
+
+            def __call__(self, frame):
+                return frame
+
+        RestoreHook(fast_core, [HalfAStage()])

@@ -86,9 +86,9 @@ def _read(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     return np.asarray(array[...]), image.axes
 
 
-def _reference(kind: str, core: Any, raw_path: Path) -> np.ndarray:
+def _reference(kind: str, core: Any, raw_path: Path, **options: Any) -> np.ndarray:
     """The kind's outputs over the raw store, made in this process by the grouping's plan."""
-    restorer = make_restorer(kind, core, "torch-cpu")
+    restorer = make_restorer(kind, core, "torch-cpu", **options)
     raw, axes = _read(raw_path)
     grouping = restorer.grouping
     plan = grouping.batch_plan(axes[:-2], raw.shape[:-2])
@@ -205,3 +205,22 @@ def test_batch_restoration_on_dask_runs_every_kind_by_the_same_plan(kind, core, 
     assert report.complete and report.written_now == report.total > 0
     restored, _ = _read(out)
     _assert_close(restored, _reference(kind, core, raw))
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [("mfsr-sr2x", {"window_mode": "causal"}), ("interp-t", {"interp_factor": 3})],
+)
+def test_batch_restoration_takes_the_hooks_window_mode_and_factor(
+    kind, options, core, cluster, tmp_path, cli
+):
+    raw = tmp_path / "raw.ome.zarr"
+    core.mda.run(_timelapse(3), output=str(raw))
+    out = tmp_path / "restored.ome.zarr"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+    result = cli("restore", str(raw), "-m", kind, "--out", str(out), "--scheduler", cluster, *flags)
+    assert result.exit_code == 0, result.output
+    restored, _ = _read(out)
+    if kind == "interp-t":
+        assert restored.shape[0] == (3 - 1) * 3 + 1  # the full-rate axis
+    _assert_close(restored, _reference(kind, core, raw, **options))

@@ -9,8 +9,10 @@ paths. Each worker process loads the model once.
 
 A rerun with the same input, model and output resumes: the output's ``live_restore.done`` lists
 every frame written (updated by the driver as tasks finish), and only the rest is submitted.
-Groups follow the model's grouping: a SIM set is the frames along its axis; a temporal window is
-the frame and those before it in t (the first frame repeated at the start, as live).
+Groups follow the model's grouping, by the same plan as live (``Grouping.batch_plan``): a SIM
+set is the frames along its axis; a temporal window is the frame with those around it in t
+(centred) or before it (causal), the series' ends repeated as live; an interpolation pair fills
+the full-rate axis between two acquired frames, as live.
 """
 
 from __future__ import annotations
@@ -231,13 +233,16 @@ def restore_store(
     frames_per_task: int = 1,
     overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    interp_factor: int = 2,
+    window_mode: str = "centred",
 ) -> BatchReport:
     """Restore every frame of ``input_path`` with ``model`` into ``output`` (see module doc).
 
     ``on_progress(done, total)`` is called as frames finish. ZarrImageError for an input or
     output that cannot be used, ValueError for a model that does not fit the image.
     ``overwrite`` replaces an earlier restoration at ``output`` (only once the input and the
-    model are found good, and never anything this tool did not write).
+    model are found good, and never anything this tool did not write). ``interp_factor`` and
+    ``window_mode`` are the hook's (interpolation into a full-rate image; mfsr windows).
     """
     if importlib.util.find_spec("distributed") is None:
         raise ValueError(
@@ -247,7 +252,8 @@ def restore_store(
     images = open_inputs(input_path)
     output = Path(output)
     first = next(iter(images.values()))
-    recipe = StageRecipe(model, instrument_for_pixel(first.pixel_um), backend, precision)
+    instrument = instrument_for_pixel(first.pixel_um)
+    recipe = StageRecipe(model, instrument, backend, precision, interp_factor, window_mode)
     restorer = recipe()  # here first: an unknown model or corrupt weights fail before a cluster
     try:
         items: list[_Item] = []
