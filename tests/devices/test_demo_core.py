@@ -145,9 +145,9 @@ def test_peripheral_without_a_hub_says_how_to_fix_the_config(tmp_path):
 
 def test_a_second_live_hub_with_the_same_label_is_refused(core):
     with pytest.raises(RuntimeError, match="already loaded in this process"):
-        from live_restore.devices import _registry
+        from live_restore.devices import _hubs
 
-        _registry.register("SimScope", SimMicroscope())
+        _hubs.register("SimScope", SimMicroscope())
     # and after release, the label is free again
     hub = SimMicroscopeHub()
     assert microscope_of(core) is not hub.microscope

@@ -18,7 +18,7 @@ from pymmcore_plus.experimental.unicore import UniMMCore
 
 from live_restore.simulate import SimMicroscope
 
-from . import _registry
+from . import _hubs
 
 __all__ = [
     "LiveRestoreCore",
@@ -181,6 +181,6 @@ def microscope_of(core: CMMCorePlus) -> SimMicroscope:
     if not hasattr(core, "isPyDevice"):
         raise LookupError(f"a {type(core).__name__} has no Python devices, so no simulated hub")
     for label in core.getLoadedDevicesOfType(DeviceType.Hub):
-        if core.isPyDevice(label) and (scope := _registry.lookup(label)) is not None:
+        if core.isPyDevice(label) and (scope := _hubs.lookup(label)) is not None:
             return scope
     raise LookupError("this core has no simulated microscope hub (SimMicroscopeHub) loaded")

@@ -32,7 +32,7 @@ from live_restore.simulate import (
     expose_frame,
 )
 
-from . import _registry
+from . import _hubs
 
 __all__ = [
     "SimCamera",
@@ -61,10 +61,10 @@ class SimMicroscopeHub(HubDevice):
         self.microscope = SimMicroscope()
 
     def initialize(self) -> None:
-        _registry.register(self.get_label(), self.microscope)
+        _hubs.register(self.get_label(), self.microscope)
 
     def shutdown(self) -> None:
-        _registry.unregister(self.get_label(), self.microscope)
+        _hubs.unregister(self.get_label(), self.microscope)
 
     def get_installed_peripherals(self) -> Sequence[tuple[str, str]]:
         return (
@@ -186,7 +186,7 @@ class _Peripheral:
                 f"{type(self).__name__} {self.get_label()!r} is not attached to a simulated "
                 f"microscope: add '#py Parent,{self.get_label()},<hub label>' to the config"
             )
-        scope = _registry.lookup(parent)
+        scope = _hubs.lookup(parent)
         if scope is None:
             raise RuntimeError(
                 f"{type(self).__name__} {self.get_label()!r}: its hub {parent!r} is not an "

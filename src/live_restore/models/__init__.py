@@ -3,7 +3,7 @@
 from . import _fourier as fourier  # the module itself: a zoo package bundles its source
 from ._grow import grow_dfcan
 from ._normalise import FrameScale, frame_scale, interp_inputs
-from ._registry import ARCHITECTURES, build_network, load_network, register_architecture
+from ._architectures import ARCHITECTURES, build_network, load_network, register_architecture
 from ._spec import (
     Architecture,
     ModelLoadError,
