@@ -151,9 +151,11 @@ def _distinct_outputs(
 class RestoredSink:
     """One stage's restored frames, written at their MDA index.
 
-    It has pymmcore-plus's sink shape (``setup`` / ``append`` / ``skip`` / ``close``), with
-    the MDA index beside each frame: ome-writers streams are append-only in acquisition
-    order, so the sink walks the sequence's positions in order, and positions passed over
+    Its own four calls (``setup`` / ``append`` / ``skip`` / ``close``), driven by the run
+    record: not pymmcore-plus's handler signals (``frameReady(frame, event, meta)``), because a
+    restored output belongs to an MDA index that may differ from the newest event's (a SIM
+    set's, a centred window's) and may never come. ome-writers streams are append-only in
+    acquisition order, so the sink walks the sequence's positions in order, and positions passed over
     without an output (a failed, skipped or never-restored frame) are left as fill and
     recorded as missing.
 
