@@ -21,7 +21,6 @@ from ._cli_options import (
     MemoryOption,
     ModelsOption,
     OldProcessOption,
-    OutFolderOption,
     OverwriteOption,
     PolicyOption,
     ScreenshotOption,
@@ -103,7 +102,13 @@ def acquire(
         ),
     ] = None,
     backend: BackendOption = "auto",
-    out: OutFolderOption = Path("acquisition"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Output folder: raw.ome.zarr, <model>.ome.zarr, frames.csv (default: the "
+            "hook config's output, else ./acquisition)."
+        ),
+    ] = None,
     policy: PolicyOption = "all",
     process: OldProcessOption = None,
     memory_mb: MemoryOption = 512.0,
@@ -184,7 +189,8 @@ def acquire(
             },
             {"models": "-m", "executor": "--server" if server is not None else "--executor"},
         )
-    # the command's own bars show progress; --out names the folder whatever the file says
+    # --out wins over the file's output; the command's own bars show progress
+    out = out or settings.output or Path("acquisition")
     settings = settings.model_copy(update={"output": out, "progress": False})
     if not sequence.is_file():
         raise _fail(f"sequence file not found: {sequence}")

@@ -162,11 +162,13 @@ def config_from_options(values: dict[str, Any], flags: dict[str, str]) -> HookCo
 def prepare_out(out: Path, overwrite: bool) -> None:
     """Refuse an output that exists (without --overwrite) or cannot be made; nothing is created."""
     if out.exists():
+        if not out.is_dir():
+            raise fail(f"{out} is a file, not a folder; choose another output")
         if not overwrite:
             raise fail(f"{out} already exists; choose another path or pass --overwrite")
         import shutil
 
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+        shutil.rmtree(out)
         return
     parent = out.absolute().parent
     while not parent.exists():

@@ -95,6 +95,39 @@ def test_acquire_refuses_a_bad_hook_config_in_one_line(tmp_path):
     assert not (tmp_path / "acq").exists()  # nothing that looks like a run
 
 
+@pytest.mark.parametrize("case", ["output-is-a-file", "output-below-a-file", "binary-file"])
+def test_a_hook_config_that_cannot_be_used_is_one_line_with_exit_2(tmp_path, case):
+    sequence = tmp_path / "seq.yaml"
+    sequence.write_text("time_plan: {interval: 0, loops: 2}\n")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    hook_file = tmp_path / "hook.yaml"
+    if case == "binary-file":
+        hook_file.write_bytes(b"\x00\x01\xff\xfe")
+        expected = "is not a text file"
+    else:
+        output = a_file if case == "output-is-a-file" else a_file / "below"
+        HookConfig(models=["identity"], output=output).save(hook_file)
+        expected = "is a file, not a folder"
+    args = ["acquire", "--sequence", str(sequence), "--hook-config", str(hook_file)]
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 2 and expected in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert a_file.read_text() == "not a folder"  # --overwrite never removes a file
+
+
+def test_the_hook_config_output_is_used_without_out(tmp_path):
+    sequence = tmp_path / "seq.yaml"
+    sequence.write_text("time_plan: {interval: 0, loops: 2}\n")
+    hook_file = HookConfig(models=["identity"], output=tmp_path / "from-file").save(
+        tmp_path / "hook.yaml"
+    )
+    args = ["acquire", "--sequence", str(sequence), "--hook-config", str(hook_file)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "from-file" / "identity.ome.zarr").is_dir()
+
+
 def test_the_frame_policy_old_name_still_reads_with_a_warning(tmp_path):
     with pytest.warns(FutureWarning, match="'process' is now 'policy'"):
         config = HookConfig(models=["identity"], process="latest")

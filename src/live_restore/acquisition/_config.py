@@ -171,6 +171,9 @@ class HookConfig(_Strict):
             data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
         except OSError as e:
             raise ConfigError(f"cannot read hook config {path}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            message = f"{path} is not a text file (a hook config is YAML or JSON)"
+            raise ConfigError(message) from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML or JSON: {e}") from None
         if not isinstance(data, dict):

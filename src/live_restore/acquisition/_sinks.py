@@ -155,8 +155,8 @@ class RestoredSink:
     record: not pymmcore-plus's handler signals (``frameReady(frame, event, meta)``), because a
     restored output belongs to an MDA index that may differ from the newest event's (a SIM
     set's, a centred window's) and may never come. ome-writers streams are append-only in
-    acquisition order, so the sink walks the sequence's positions in order, and positions passed over
-    without an output (a failed, skipped or never-restored frame) are left as fill and
+    acquisition order, so the sink walks the sequence's positions in order, and positions passed
+    over without an output (a failed, skipped or never-restored frame) are left as fill and
     recorded as missing.
 
     Parameters

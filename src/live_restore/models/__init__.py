@@ -1,9 +1,9 @@
 """The restoration networks (PyTorch is their source of truth) and their shipped files."""
 
 from . import _fourier as fourier  # the module itself: a zoo package bundles its source
+from ._architectures import ARCHITECTURES, build_network, load_network, register_architecture
 from ._grow import grow_dfcan
 from ._normalise import FrameScale, frame_scale, interp_inputs
-from ._architectures import ARCHITECTURES, build_network, load_network, register_architecture
 from ._spec import (
     Architecture,
     ModelLoadError,
