@@ -134,6 +134,18 @@ def serve(
     max_batch: Annotated[
         int, typer.Option(min=1, help="Largest batch Triton's dynamic batcher forms.")
     ] = 8,
+    max_request_mpx: Annotated[
+        float,
+        typer.Option(min=0.01, help="Largest request (input megapixels); bigger ones are refused."),
+    ] = 20.0,
+    queue_timeout_s: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="A request waiting longer than this behind others is refused (so one huge "
+            "request cannot starve the other microscopes).",
+        ),
+    ] = 30.0,
 ) -> None:
     """Serve models to several microscopes from one machine: a Triton inference server.
 
@@ -182,7 +194,8 @@ def serve(
     args = [str(python), "-m", "live_restore.serving._triton_server", "--models", *model]
     args += ["--host", host, "--grpc-port", str(grpc_port), "--http-port", str(http_port)]
     args += ["--metrics-port", str(metrics_port), "--backend", backend]
-    args += ["--max-batch", str(max_batch)]
+    args += ["--max-batch", str(max_batch), "--max-request-mpx", str(max_request_mpx)]
+    args += ["--queue-timeout-s", str(queue_timeout_s)]
     console.print(f"serving {', '.join(model)} on grpc://{host}:{grpc_port} (Ctrl-C stops it)")
     # flush before exec: what was printed must not be lost with the old process image
     sys.stdout.flush()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
+import signal
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +126,74 @@ def test_a_server_that_goes_down_costs_frames_named_never_raw(core, tmp_path):
         hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 4}))
     raw = np.asarray(zarr.open_group(str(out / "raw.ome.zarr"), mode="r")["0"][:])
     assert raw.shape[0] == 4 and raw.min() > 0
-    failed = [e for e in errors if e.kind == "exception"]
+    failed = [e for e in errors if e.kind == "unreachable"]
     assert [e.frame for e in failed] == [0, 1, 2, 3]
     assert all(own.url in e.message for e in failed)
+
+
+def _stale_blocks() -> list[str]:
+    from live_restore.serving._server_process import STALE_PREFIXES, _mapped_paths
+
+    mapped = _mapped_paths()
+    shm = Path("/dev/shm")
+    return [
+        p.name for p in shm.iterdir() if p.name.startswith(STALE_PREFIXES) and str(p) not in mapped
+    ]
+
+
+def _settled(hook, frames: int) -> None:
+    """Wait until the hook has an outcome for ``frames`` frames (restored or failed)."""
+    deadline = time.monotonic() + 120  # a bound on a broken test, not a speed requirement
+    while hook.report.frames_restored + hook.report.frames_failed < frames:
+        assert time.monotonic() < deadline, hook.report
+        time.sleep(0.05)
+
+
+def test_a_killed_server_goes_whole_and_a_restarted_one_is_used_again(core, tmp_path):
+    """SIGKILL to `serve`: tritonserver goes with it, the port is free for a new server, the
+    hook's frames meanwhile fail as unreachable (named), and restore again once it is back."""
+    core.setProperty("Camera", "FrameSize", 64)
+    core.setExposure(5.0)
+    own = Server(tmp_path, MODEL)
+    config = HookConfig(models=[MODEL], executor=own.url, output=tmp_path / "run")
+    errors = []
+    with build_hook(core, config) as hook:
+        hook.events.error.connect(errors.append)
+        hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 2}))
+        _settled(hook, 2)
+        children = tritonserver_pids() - own.before
+        assert children, "the server runs a tritonserver of its own"
+        own.process.send_signal(signal.SIGKILL)
+        own.process.wait(30)
+        deadline = time.monotonic() + 30  # a bound on a broken test, not a speed requirement
+        while children & tritonserver_pids():
+            assert time.monotonic() < deadline, "tritonserver outlived its server"
+            time.sleep(0.1)
+        hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 3}))  # while it is down
+        _settled(hook, 5)
+        again = Server(tmp_path / "run", MODEL, ports=own.ports)  # the same, freed ports
+        try:
+            assert _stale_blocks() == []  # what the dead server left was cleaned up
+            hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 3}))
+            _settled(hook, 8)
+        finally:
+            assert again.stop() == 0
+    down = [e for e in errors if e.kind == "unreachable"]
+    assert sorted({e.frame for e in down}) == [0, 1, 2] and all(own.url in e.message for e in down)
+    assert not hook.report.disabled_stages
+    for run, status in (("run", "restored"), ("run/run-2", "error"), ("run/run-3", "restored")):
+        with (tmp_path / run / "frames.csv").open() as f:
+            rows = [row for row in csv.DictReader(f) if row["stage"] == MODEL]
+        assert [row["status"] for row in rows] == [status] * len(rows) and rows, run
+    third = np.asarray(zarr.open_group(str(tmp_path / "run/run-3" / f"{MODEL}.ome.zarr"))["0"][:])
+    assert third.shape[0] == 3 and third.min() > 0
+
+
+def test_malformed_and_oversized_requests_are_refused_by_the_server(server):
+    remote = load_model(MODEL, server=server.url)
+    with pytest.raises(ServerError, match=r"takes \(batch, 1, rows, columns\)"):
+        remote._infer(frames=np.zeros((1, 9, 32, 32), np.float32))  # 9 channels to one frame
+    with pytest.raises(ValueError, match="real-valued"):
+        remote(np.zeros((32, 32), np.complex64))
+    with pytest.raises(ServerError, match="exceeds this server's limit"):
+        remote(np.zeros((4608, 4608), np.float32))  # 20.25 Mpx over the 20 Mpx default

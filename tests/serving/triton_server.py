@@ -49,8 +49,9 @@ def tritonserver_pids() -> set[int]:
 class Server:
     """`live-restore serve` in a subprocess; its PID is the server's (the command execs it)."""
 
-    def __init__(self, tmp: Path, *models: str) -> None:
-        grpc, http, metrics = free_ports(3)
+    def __init__(self, tmp: Path, *models: str, ports: list[int] | None = None) -> None:
+        self.ports = ports or free_ports(3)
+        grpc, http, metrics = self.ports
         self.url = f"grpc://127.0.0.1:{grpc}"
         self.log = tmp / f"serve-{grpc}.log"
         args = [sys.executable, "-m", "live_restore", "serve", "--backend", "torch-cpu"]

@@ -34,6 +34,7 @@ _OPTIONS = (
     "memory_mb",
     "max_batch",
     "max_consecutive_failures",
+    "server_grace_s",
     "drain_timeout_s",
     "stall_timeout_s",
     "progress",

@@ -99,6 +99,13 @@ class HookConfig(_Strict):
     max_consecutive_failures: int = Field(
         5, ge=1, description="A stage failing this many frames in a row is disabled."
     )
+    server_grace_s: float = Field(
+        60.0,
+        gt=0.0,
+        description="A served stage (executor grpc://...) whose server is unreachable keeps "
+        "trying for this long (its frames fail, each named) before it is disabled; a server "
+        "back within it restores again.",
+    )
     output: Path | None = Field(
         None, description="Folder for restored stores, frames.csv and summary.json."
     )

@@ -95,7 +95,8 @@ class RestoreHook:
         self.progress = config.progress
         self.events = HookEvents()
         runners = [
-            StageRunner(s, config.max_consecutive_failures, parts.executor) for s in parts.stages
+            StageRunner(s, config.max_consecutive_failures, parts.executor, config.server_grace_s)
+            for s in parts.stages
         ]
         names = [s.name for s in runners]
         if len(set(names)) != len(names):

@@ -45,6 +45,8 @@ class StageOutcome:
 def _failure_kind(error: BaseException) -> str:
     if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
         return "out-of-memory"
+    if getattr(error, "transient", False):
+        return "unreachable"
     return "exception"
 
 
@@ -56,6 +58,7 @@ class StageRunner:
         restorer: Restorer,
         max_consecutive_failures: int = 5,
         executor: Executor | None = None,
+        unreachable_grace_s: float = 60.0,
     ) -> None:
         self.restorer = check_restorer(restorer)
         self.name = restorer.name
@@ -63,6 +66,10 @@ class StageRunner:
         self.grouping = restorer.grouping
         self.executor: Executor = executor or InThreadExecutor()
         self.max_consecutive_failures = max_consecutive_failures
+        # a server that is down (an error that says it is transient) may come back: its frames
+        # fail, named, but the stage is disabled only once it has been down this long
+        self.unreachable_grace_s = unreachable_grace_s
+        self.unreachable_since: float | None = None
         self.consecutive_failures = 0
         self.failures = 0
         self.restored = 0
@@ -143,6 +150,7 @@ class StageRunner:
             return self._failed(group, _failure_kind(e), f"{type(e).__name__}: {e}", started)
         compute_ms = (time.perf_counter() - started) * 1000
         self.consecutive_failures = 0
+        self.unreachable_since = None
         self.restored += 1
         return StageOutcome(
             group, restored, FrameStatus.RESTORED, compute_ms=compute_ms, batch=batch
@@ -168,7 +176,19 @@ class StageRunner:
 
     def _failed(self, group: FrameGroup, kind: str, message: str, started: float) -> StageOutcome:
         self.failures += 1
-        self.consecutive_failures += 1
+        if kind == "unreachable":  # the frame fails, named; the stage waits for the server
+            now = time.monotonic()
+            self.unreachable_since = self.unreachable_since or now
+            down_s = now - self.unreachable_since
+            if down_s >= self.unreachable_grace_s:
+                self.disabled_reason = (
+                    f"stage {self.name!r} disabled: its server has been unreachable for "
+                    f"{down_s:.0f} s (last, on frame {group.numbers[-1]}: {message}); raw "
+                    "frames are still saved"
+                )
+        else:
+            self.unreachable_since = None
+            self.consecutive_failures += 1
         if self.consecutive_failures >= self.max_consecutive_failures:
             self.disabled_reason = (
                 f"stage {self.name!r} disabled after {self.consecutive_failures} consecutive "

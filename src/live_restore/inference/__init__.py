@@ -28,7 +28,14 @@ from ._session import (
 )
 from ._tensorrt_ops import TENSORRT_ONNX_OPERATORS, tensorrt_unsupported
 from ._tiling import tile_starts, tiled_apply, tiled_apply_stack
-from ._triton_client import ServerError, TritonInterpolation, TritonSession, server_address
+from ._triton_client import (
+    READY_MODEL,
+    ServerError,
+    ServerUnreachable,
+    TritonInterpolation,
+    TritonSession,
+    server_address,
+)
 from ._trust import (
     METHOD_NOTES,
     SINGLE_FRAME_METHODS,
@@ -52,6 +59,7 @@ __all__ = [
     "METHOD_NOTES",
     "OPSET",
     "PRECISIONS",
+    "READY_MODEL",
     "SINGLE_FRAME_METHODS",
     "TENSORRT_ONNX_OPERATORS",
     "TRUST_FILE",
@@ -67,6 +75,7 @@ __all__ = [
     "MFSRSession",
     "ModelSession",
     "ServerError",
+    "ServerUnreachable",
     "SimSession",
     "TritonInterpolation",
     "TritonSession",

@@ -14,6 +14,7 @@ model. Errors say which server and what failed (unreachable, timeout, model not 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,16 @@ from live_restore.frames import (
 )
 from live_restore.models import ModelTask, model_dir, read_spec
 
-__all__ = ["ServerError", "TritonInterpolation", "TritonSession", "server_address"]
+__all__ = [
+    "READY_MODEL",
+    "ServerError",
+    "ServerUnreachable",
+    "TritonInterpolation",
+    "TritonSession",
+    "server_address",
+]
 
+READY_MODEL = "live-restore-ready"  # loaded last by `serve`: ready means every model is
 INPUT = "frames"  # (batch, frames per group, rows, columns), float32 raw counts
 OUTPUT = "restored"  # (batch, rows x scale, columns x scale), float32
 WEIGHTS = "weights_sha256"  # (batch, 1), bytes: which weights made the answer
@@ -40,6 +49,33 @@ WEIGHTS = "weights_sha256"  # (batch, 1), bytes: which weights made the answer
 
 class ServerError(RuntimeError):
     """The Triton server cannot be reached, does not serve the model, or answered wrongly."""
+
+
+class ServerUnreachable(ServerError):
+    """The connection to the server is down (it may come back): a hook stage keeps trying.
+
+    ``transient`` tells the stage runner not to count it toward disabling the stage until the
+    server has been unreachable for the hook's ``server_grace_s``.
+    """
+
+    transient = True
+
+
+# gRPC retries a lost connection with exponential back-off up to 2 min by default; a server
+# back after a restart should be found within seconds
+_INT32_MAX = 2**31 - 1
+_CHANNEL_ARGS = [  # tritonclient's own defaults (given channel args, it sets none), then ours
+    ("grpc.max_send_message_length", _INT32_MAX),
+    ("grpc.max_receive_message_length", _INT32_MAX),
+    ("grpc.keepalive_time_ms", _INT32_MAX),
+    ("grpc.keepalive_timeout_ms", 20000),
+    ("grpc.keepalive_permit_without_calls", False),
+    ("grpc.http2.max_pings_without_data", 2),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.min_reconnect_backoff_ms", 250),
+]
+_UNREACHABLE = ("StatusCode.UNAVAILABLE",)
 
 
 def server_address(url: str) -> str:
@@ -53,7 +89,12 @@ class _ServedModel:
     """A connection to one model on a Triton server, checked to be served with our weights."""
 
     def __init__(
-        self, name: str | Path, server: str, timeout_s: float, served_as: str = ""
+        self,
+        name: str | Path,
+        server: str,
+        timeout_s: float,
+        served_as: str = "",
+        ready_timeout_s: float = 30.0,
     ) -> None:
         try:
             import tritonclient.grpc as grpcclient
@@ -72,17 +113,32 @@ class _ServedModel:
         self.served_as = served_as or self.spec.name
         self.server = server
         self.timeout_s = timeout_s
-        self._client = grpcclient.InferenceServerClient(server_address(server))
+        self._client = grpcclient.InferenceServerClient(
+            server_address(server), channel_args=_CHANNEL_ARGS
+        )
         try:
-            live = self._client.is_server_live(client_timeout=min(timeout_s, 10.0))
-            ready = live and self._client.is_model_ready(self.served_as, client_timeout=10.0)
+            self._client.is_server_live(client_timeout=min(timeout_s, 10.0))
         except InferenceServerException as e:
             raise ServerError(f"no Triton server answers at {server}: {_first_line(e)}") from None
-        if not ready:
-            raise ServerError(
-                f"the Triton server at {server} does not serve {self.served_as!r}; start it with "
-                f"`live-restore serve -m {self.spec.name}`"
-            )
+        self._wait_until_ready(ready_timeout_s)
+
+    def _wait_until_ready(self, ready_timeout_s: float) -> None:
+        """Wait while the server still loads its models (its READY_MODEL not ready yet)."""
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            try:
+                if self._client.is_model_ready(self.served_as, client_timeout=10.0):
+                    return
+                loaded = self._client.is_model_ready(READY_MODEL, client_timeout=10.0)
+            except self._server_error as e:
+                raise ServerError(f"Triton at {self.server}: {_first_line(e)}") from None
+            if loaded or time.monotonic() > deadline:
+                still = "" if loaded else f" (still loading after {ready_timeout_s:g} s)"
+                raise ServerError(
+                    f"the Triton server at {self.server} does not serve {self.served_as!r}"
+                    f"{still}; start it with `live-restore serve -m {self.spec.name}`"
+                )
+            time.sleep(0.25)
 
     def _infer(self, **inputs: np.ndarray) -> np.ndarray:
         """One request with the named float32 inputs; the ``restored`` output, weights checked."""
@@ -98,9 +154,8 @@ class _ServedModel:
                 self.served_as, requests, outputs=wanted, client_timeout=self.timeout_s
             )
         except self._server_error as e:
-            raise ServerError(
-                f"Triton at {self.server}, {self.served_as}: {_first_line(e)}"
-            ) from None
+            error = ServerUnreachable if str(e.status()) in _UNREACHABLE else ServerError
+            raise error(f"Triton at {self.server}, {self.served_as}: {_first_line(e)}") from None
         restored: Any = answer.as_numpy(OUTPUT)
         self._check_weights(answer.as_numpy(WEIGHTS))
         return np.asarray(restored, dtype=np.float32)
@@ -171,6 +226,11 @@ class TritonSession(_ServedModel, RestorerBase):
 
     def restore_batch(self, frames: np.ndarray, /) -> np.ndarray:
         """Restore stacked inputs in one request."""
+        if not np.isrealobj(frames) or np.asarray(frames).dtype.kind not in "biuf":
+            raise ValueError(
+                f"{self.name} takes real-valued frames (counts), got dtype "
+                f"{np.asarray(frames).dtype}"
+            )
         stack = np.asarray(frames, dtype=np.float32)
         if self.grouping.group_size == 1:
             stack = stack[:, None]  # a group of one frame

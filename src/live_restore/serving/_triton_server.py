@@ -27,27 +27,56 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from live_restore.frames import SingleFrame, trust_stage_name
+from live_restore.inference import READY_MODEL
+
+from ._server_process import port_holder, remove_stale_blocks, tritonserver_dies_with_us
 
 __all__ = ["main"]
 
 log = logging.getLogger("live_restore.serve")
 
 
-def _infer_function(stage: Any, sha256: str) -> Callable[..., dict[str, np.ndarray]]:
+@dataclass(frozen=True)
+class RequestLimit:
+    """What one request may be: its frames per group and its size."""
+
+    max_pixels: int
+
+    def check(self, name: str, frames: np.ndarray, group_frames: int) -> None:
+        """ValueError (Triton answers it as the request's error) naming what is wrong."""
+        if frames.ndim != 4 or frames.shape[1] != group_frames:
+            raise ValueError(
+                f"{name} takes (batch, {group_frames}, rows, columns) frames, got shape "
+                f"{tuple(frames.shape)}"
+            )
+        if frames.size > self.max_pixels:
+            raise ValueError(
+                f"a request of {frames.size / 2**20:.1f} Mpx exceeds this server's limit of "
+                f"{self.max_pixels / 2**20:.1f} Mpx (serve --max-request-mpx); send smaller "
+                "frames or fewer at once"
+            )
+
+
+def _infer_function(
+    stage: Any, sha256: str, limit: RequestLimit
+) -> Callable[..., dict[str, np.ndarray]]:
     """A restorer (a session or a trust stage) as PyTriton's batched infer function."""
     from pytriton.decorators import batch
 
     sha = sha256.encode()
-    single = stage.grouping.group_size == 1
+    group_frames = stage.grouping.group_size
+    single = group_frames == 1
 
     @batch  # type: ignore[untyped-decorator]
     def infer(frames: np.ndarray) -> dict[str, np.ndarray]:
+        limit.check(stage.name, frames, group_frames)
         inputs = frames[:, 0] if single else frames
         restored = stage.restore_batch(inputs) if len(inputs) > 1 else stage(inputs[0])[None]
         answered = np.array([[sha]] * len(inputs), dtype=np.object_)
@@ -57,7 +86,7 @@ def _infer_function(stage: Any, sha256: str) -> Callable[..., dict[str, np.ndarr
     return served
 
 
-def _interp_function(session: Any) -> Callable[..., dict[str, np.ndarray]]:
+def _interp_function(session: Any, limit: RequestLimit) -> Callable[..., dict[str, np.ndarray]]:
     """An interpolation session: pairs and fractions in, the frames between out (counts)."""
     from pytriton.decorators import batch
 
@@ -68,6 +97,7 @@ def _interp_function(session: Any) -> Callable[..., dict[str, np.ndarray]]:
 
     @batch  # type: ignore[untyped-decorator]
     def infer(frames: np.ndarray, fractions: np.ndarray) -> dict[str, np.ndarray]:
+        limit.check(session.name, frames, 2)
         restored = [
             session.between(pair[0], pair[1], [float(f) for f in wanted])
             for pair, wanted in zip(frames, fractions, strict=True)
@@ -103,6 +133,17 @@ class _Sigma:
         return np.stack([self(frame) for frame in frames])
 
 
+def _ready_function() -> Callable[..., dict[str, np.ndarray]]:
+    from pytriton.decorators import batch
+
+    @batch  # type: ignore[untyped-decorator]
+    def ready(ping: np.ndarray) -> dict[str, np.ndarray]:
+        return {"pong": ping}
+
+    served: Callable[..., dict[str, np.ndarray]] = ready
+    return served
+
+
 def _served_stages(sessions: dict[str, Any]) -> dict[str, tuple[Any, bool]]:
     """Every name served: each model, and ``NAME-trust`` beside a calibrated one.
 
@@ -130,16 +171,26 @@ def serve(
     metrics_port: int,
     backend: str,
     max_batch: int,
+    max_request_mpx: float = 20.0,
+    queue_timeout_s: float = 30.0,
 ) -> None:
     """Load the models, start Triton, serve until SIGTERM/SIGINT."""
-    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor
     from pytriton.triton import Triton, TritonConfig
 
     from live_restore.inference import load_model
 
+    for port in (grpc_port, http_port, metrics_port):  # before minutes of loading, not after
+        if (holder := port_holder(host, port)) is not None:
+            raise RuntimeError(f"{holder}; stop it or give another --grpc-port/--http-port")
+    if removed := remove_stale_blocks():
+        log.warning("removed %d shared-memory blocks a dead server left", len(removed))
+    tritonserver_dies_with_us()
+
     # the named model, not its CPU variant: a client checks the weights it asked for
     sessions = {name: load_model(name, backend, cpu_variant=False) for name in models}
     stages = _served_stages(sessions)
+    limit = RequestLimit(int(max_request_mpx * 2**20))
     # Triton's own log (hundreds of lines) goes to a file; the console keeps what matters
     log_file = Path(tempfile.gettempdir()) / f"live-restore-serve-{grpc_port}.log"
     config = TritonConfig(
@@ -163,7 +214,9 @@ def serve(
             sha = stage.provenance()["weights_sha256"]
             triton.bind(
                 model_name=name,
-                infer_func=_interp_function(stage) if interpolates else _infer_function(stage, sha),
+                infer_func=_interp_function(stage, limit)
+                if interpolates
+                else _infer_function(stage, sha, limit),
                 inputs=inputs,
                 outputs=[
                     Tensor(name="restored", dtype=np.float32, shape=out_shape),
@@ -171,10 +224,27 @@ def serve(
                 ],
                 config=ModelConfig(
                     max_batch_size=max_batch,
-                    batcher=DynamicBatcher(max_queue_delay_microseconds=2000),
+                    # a request that waits longer than this behind others is refused, so one
+                    # huge request cannot starve every client
+                    batcher=DynamicBatcher(
+                        max_queue_delay_microseconds=2000,
+                        default_queue_policy=QueuePolicy(
+                            default_timeout_microseconds=int(queue_timeout_s * 1e6),
+                            allow_timeout_override=True,
+                        ),
+                    ),
                 ),
             )
         triton.run()
+        # loaded after every model: its readiness (/v2/models/live-restore-ready/ready, what
+        # clients wait on) says the whole server is, where Triton's own health says ready early
+        triton.bind(
+            model_name=READY_MODEL,
+            infer_func=_ready_function(),
+            inputs=[Tensor(name="ping", dtype=np.float32, shape=(1,))],
+            outputs=[Tensor(name="pong", dtype=np.float32, shape=(1,))],
+            config=ModelConfig(max_batch_size=1),
+        )
         provenance = {name: stage.provenance() for name, (stage, _) in stages.items()}
         # one line the serve command (and tests) wait for
         print(
@@ -197,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--max-request-mpx", type=float, default=20.0)
+    parser.add_argument("--queue-timeout-s", type=float, default=30.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -208,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
             args.metrics_port,
             args.backend,
             args.max_batch,
+            args.max_request_mpx,
+            args.queue_timeout_s,
         )
     except KeyboardInterrupt:
         pass
