@@ -14,6 +14,7 @@ model. Errors say which server and what failed (unreachable, timeout, model not 
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -271,5 +272,15 @@ class TritonInterpolation(_ServedModel):
 
 
 def _first_line(error: BaseException) -> str:
+    """The message of a server error: its first line, or a server traceback's last line."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Traceback" in text:  # a failure inside the served model: its own exception's line
+        raised = [
+            line for line in lines if re.match(r"^\w+(Error|Exception): (?!.*Traceback)", line)
+        ]
+        if raised:
+            return f"{lines[0].split(', message:')[0]}: {raised[-1]}"
+    return lines[0]
