@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-__all__ = ["console", "fail", "print_wide", "progress"]
+__all__ = ["console", "fail", "grouped_lines", "print_wide", "progress"]
 
 # no file=: rich looks sys.stdout up at each print, so output goes wherever stdout is then
 # (typer's CliRunner swaps it to capture a command run in-process)
@@ -41,3 +41,19 @@ def fail(message: str) -> typer.Exit:
     one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
     console.print(Text.assemble(("error:", "bold red"), " ", one_line), soft_wrap=True)
     return typer.Exit(code=2)
+
+
+def grouped_lines(what: str, reasons: dict[str, str]) -> list[str]:
+    """One line per cause: ``failed 57 frames (t=3 .. t=59): why``, not 57 lines.
+
+    ``reasons``: frame label -> why, in frame order; runs of the same why become one line.
+    """
+    lines: list[str] = []
+    run: list[str] = []
+    for label, why in [*reasons.items(), ("", "\0")]:
+        if run and why != reasons.get(run[-1]):
+            count = f"{len(run)} frames ({run[0]} .. {run[-1]})" if len(run) > 1 else run[0]
+            lines.append(f"{what} {count}: {reasons[run[0]]}")
+            run = []
+        run.append(label)
+    return lines

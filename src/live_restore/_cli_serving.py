@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._cli_common import console, fail, progress
+from ._cli_common import console, fail, grouped_lines, progress
 from ._cli_options import BackendOption, check_backend
 
 __all__ = ["restore", "serve"]
@@ -89,10 +89,11 @@ def restore(
     table.add_row("frames", str(report.total))
     table.add_row("written now / resumed", f"{report.written_now} / {report.resumed}")
     table.add_row("failed", str(len(report.failed)))
+    table.add_row("absent from the input", str(len(report.absent)))
     table.add_row("saved", str(report.output))
     console.print(table)
-    for label, why in report.failed.items():
-        console.print(f"failed {label}: {why}", soft_wrap=True, markup=False)
+    for line in grouped_lines("failed", report.failed) + grouped_lines("missing", report.absent):
+        console.print(line, soft_wrap=True, markup=False)
     if not report.complete:
         raise typer.Exit(code=1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,46 @@ def test_a_changed_input_is_not_resumed_and_overwrite_replaces_only_ours(
         restore_store(raw_store, "identity", other, overwrite=True)
     assert (other / "keep.txt").read_text() == "mine"
     assert open_inputs(copy)  # the input is untouched throughout
+
+
+def test_frames_absent_from_the_input_are_missing_not_restored(tmp_path, threads_cluster, cli):
+    """A deleted chunk, and the frames a crashed acquisition never wrote (its planned shape
+    is on disk, its last chunks are not): named as missing, exit 1, never a restoration of
+    fill; a rerun restores them once they appear."""
+    raw = tmp_path / "raw.ome.zarr"
+    _acquire(raw, time_points=4)
+    series = raw / "1" / "0"  # position 1's array: chunks c/t/0/0
+    kept = tmp_path / "kept-chunk"
+    (series / "c" / "1" / "0" / "0").rename(kept)  # deleted
+    for t in (2, 3):  # "crashed" after t=1 at this position
+        (series / "c" / str(t) / "0" / "0").unlink()
+    out = tmp_path / "out.ome.zarr"
+    args = ["restore", str(raw), "-m", "identity", "--out", str(out), "--scheduler"]
+    result = cli(*args, threads_cluster)
+    assert result.exit_code == 1, result.output
+    # one line for the run of them, not a line each
+    assert "missing 3 frames (p=1;t=1 .. p=1;t=3): not in the input (never written)" in (
+        result.output
+    )
+    record = dict(zarr.open_group(str(out), mode="r").attrs["live_restore"])
+    assert record["finished"] == "incomplete"
+    assert record["missing"] == ["p=1;t=1", "p=1;t=2", "p=1;t=3"]
+    assert sorted(record["absent"]) == record["missing"] and "p=1;t=1" not in record["done"]
+    again = cli(*args, threads_cluster)  # a resume does not redo them while they are absent
+    assert again.exit_code == 1 and "0 / 5" in again.output
+    kept.rename(series / "c" / "1" / "0" / "0")  # the frame appears
+    third = cli(*args, threads_cluster)
+    assert third.exit_code == 1 and "1 / 5" in third.output  # t=1 now restored; 2 and 3 not
+    restored = _array(out)
+    np.testing.assert_allclose(restored[1, 1], np.maximum(_array(raw)[1, 1] - 100.0, 0))
+
+
+def test_an_unreadable_metadata_file_is_named(raw_store, tmp_path):
+    broken = tmp_path / "broken.ome.zarr"
+    shutil.copytree(raw_store, broken)
+    (broken / "1" / "0" / "zarr.json").write_text("garbage{")
+    with pytest.raises(ZarrImageError, match=r"broken.ome.zarr/1/0/zarr.json cannot be read"):
+        restore_store(broken, "identity", tmp_path / "out.ome.zarr")
+    (broken / "zarr.json").write_bytes(b"\x00\xff")
+    with pytest.raises(ZarrImageError, match=r"broken.ome.zarr/zarr.json is not a Zarr group"):
+        restore_store(broken, "identity", tmp_path / "out.ome.zarr")

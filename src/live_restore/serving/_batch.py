@@ -35,6 +35,7 @@ from live_restore.frames import BatchPlan, Grouping, Restorer
 from ._zarr_image import (
     InputImage,
     ZarrImageError,
+    absent_frames,
     attributes_of,
     create_container,
     create_output,
@@ -65,11 +66,12 @@ class BatchReport:
     written_now: int = 0
     resumed: int = 0  # written by an earlier run and skipped
     failed: dict[str, str] = field(default_factory=dict)  # index -> why
+    absent: dict[str, str] = field(default_factory=dict)  # index -> its input frames not there
 
     @property
     def complete(self) -> bool:
         """Whether every output frame is on disk."""
-        return not self.failed
+        return not self.failed and not self.absent
 
 
 def _label(axes: tuple[str, ...], item: _Item) -> str:
@@ -277,8 +279,9 @@ def restore_store(
     finally:
         restorer.close()
     report = BatchReport(output, total=len(items))
-    todo = [item for item in items if item.label not in done]
-    report.resumed = len(items) - len(todo)
+    report.absent = _absent_inputs(images, items)
+    todo = [item for item in items if item.label not in done and item.label not in report.absent]
+    report.resumed = sum(1 for item in items if item.label in done)
     if on_progress:
         on_progress(report.resumed, report.total)
     try:
@@ -289,6 +292,25 @@ def restore_store(
     finally:  # also on Ctrl-C: what was written is recorded, and a rerun resumes from it
         _finish(output, done, report)
     return report
+
+
+def _absent_inputs(images: dict[str, InputImage], items: list[_Item]) -> dict[str, str]:
+    """Items whose input frames were never written (a deleted chunk, a crashed run): why."""
+    absent: dict[str, str] = {}
+    for series, image in images.items():
+        mine = [item for item in items if item.series == series]
+        missing = absent_frames(image, sorted({i for item in mine for i in item.inputs}))
+        axes = image.axes[:-2]
+        for item in mine:
+            if lost := [i for i in item.inputs if i in missing]:
+                if item.inputs == item.outputs:  # a frame restored on its own: it is absent
+                    absent[item.label] = "not in the input (never written)"
+                    continue
+                names = ", ".join(
+                    ";".join(f"{a}={v}" for a, v in zip(axes, i, strict=True)) for i in lost
+                )
+                absent[item.label] = f"input frames {names} are not in the input (never written)"
+    return absent
 
 
 def _chunks(items: list[_Item], size: int) -> Iterator[list[_Item]]:
@@ -347,8 +369,9 @@ def _finish(output: Path, done: set[str], report: BatchReport) -> None:
     record = dict(attributes_of(group)["live_restore"])
     record.update(
         done=sorted(done),
-        missing=sorted(report.failed),
+        missing=sorted({*report.failed, *report.absent}),
         failed=report.failed,
+        absent=report.absent,
         finished="completed" if len(done) == report.total else "incomplete",
     )
     group.attrs["live_restore"] = record

@@ -22,6 +22,7 @@ from live_restore.frames import Grouping
 __all__ = [
     "InputImage",
     "ZarrImageError",
+    "absent_frames",
     "attributes_of",
     "create_container",
     "create_output",
@@ -79,7 +80,9 @@ def open_inputs(path: str | Path) -> dict[str, InputImage]:
     try:
         group = zarr.open_group(str(path), mode="r")
     except Exception as e:  # zarr raises several kinds for "not a group"
-        raise ZarrImageError(f"{path} is not a Zarr group ({type(e).__name__}: {e})") from None
+        raise ZarrImageError(
+            f"{_metadata_file(path)} is not a Zarr group's metadata ({type(e).__name__}: {e})"
+        ) from None
     attrs = attributes_of(group)
     if "bioformats2raw.layout" in attrs.get("ome", attrs):
         series = sorted((k for k, v in group.groups() if k.isdigit()), key=int)
@@ -97,7 +100,11 @@ def _open_image(path: Path, group: zarr.Group) -> InputImage:
     first = multiscales[0]
     axes_meta = first.get("axes") or []
     dataset = first["datasets"][0]
-    node = group.get(dataset["path"])
+    try:
+        node = group.get(dataset["path"])
+    except Exception as e:  # a corrupt array metadata file
+        where = _metadata_file(path / str(dataset["path"]))
+        raise ZarrImageError(f"{where} cannot be read ({type(e).__name__}: {e})") from None
     if not isinstance(node, zarr.Array):
         raise ZarrImageError(f"{path}: the image's dataset {dataset['path']!r} is missing")
     axes = tuple(str(a["name"]) if isinstance(a, dict) else str(a) for a in axes_meta)
@@ -121,6 +128,44 @@ def _open_image(path: Path, group: zarr.Group) -> InputImage:
         axis_types=tuple(str(a.get("type", "")) if isinstance(a, dict) else "" for a in axes_meta),
         units=tuple(a.get("unit") if isinstance(a, dict) else None for a in axes_meta),
     )
+
+
+def _metadata_file(folder: Path) -> Path:
+    """The Zarr metadata file of ``folder`` (v3 zarr.json, else v2's), to name in errors."""
+    for name in ("zarr.json", ".zarray", ".zgroup"):
+        if (folder / name).is_file():
+            return folder / name
+    return folder
+
+
+def absent_frames(image: InputImage, frames: list[tuple[int, ...]]) -> set[tuple[int, ...]]:
+    """Those of ``frames`` (leading indices) whose chunk was never written to ``image``.
+
+    A chunk that does not exist reads as fill (zeros), indistinguishable from a dark frame by
+    its pixels: a deleted chunk, or frames past the last one a crashed acquisition wrote. In a
+    sharded array a shard that exists counts as present (its inner chunks are not checked).
+    """
+    from zarr.core.sync import sync
+
+    array = zarr.open_group(str(image.path), mode="r")[image.dataset]
+    assert isinstance(array, zarr.Array)
+    try:
+        store, prefix = array.store_path.store, array.store_path.path
+        chunks = array.metadata.chunks if hasattr(array.metadata, "chunks") else array.chunks
+        encode = array.metadata.encode_chunk_key
+    except AttributeError:  # a zarr that does not say: every frame counts as present
+        return set()
+    leading = len(image.shape) - 2
+    absent = set()
+    keys: dict[tuple[int, ...], bool] = {}
+    for frame in frames:
+        coords = (*tuple(i // c for i, c in zip(frame, chunks[:leading], strict=True)), 0, 0)
+        if coords not in keys:
+            key = f"{prefix}/{encode(coords)}" if prefix else encode(coords)
+            keys[coords] = bool(sync(store.exists(key)))
+        if not keys[coords]:
+            absent.add(frame)
+    return absent
 
 
 def create_container(path: str | Path, attributes: dict[str, Any]) -> None:
