@@ -396,3 +396,21 @@ def test_a_bad_option_is_named_and_the_old_process_flag_still_works(cli, tmp_pat
     assert old.exit_code == 0, old.output
     assert "--process is now --policy" in old.output
     assert '"policy": "latest"' in (tmp_path / "c" / "summary.json").read_text()
+
+
+def test_a_run_of_the_same_error_prints_as_one_line_and_a_count(capsys, monkeypatch):
+    from live_restore._cli_common import RepeatedErrors, console
+    from live_restore.acquisition import StageError
+
+    monkeypatch.setattr(console, "_width", 200)
+    errors = RepeatedErrors()
+    for frame in range(5, 60):
+        errors(StageError("dfcan", frame, "unsaved", "restored and shown, not saved: disk full"))
+    errors(StageError("dfcan", 60, "exception", "ValueError: other"))
+    errors.flush()
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == [
+        "dfcan frame 5: restored and shown, not saved: disk full",
+        "dfcan the same on 54 more frames (frames 6..59); all in run.log",
+        "dfcan frame 60: ValueError: other",
+    ]

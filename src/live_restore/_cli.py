@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
-from ._cli_common import console
+from ._cli_common import RepeatedErrors, console
 from ._cli_common import fail as _fail
 from ._cli_common import progress as _progress
 from ._cli_demo import demo
@@ -232,14 +231,11 @@ def acquire(
 
             core.mda.events.frameReady.connect(_acquired)
             hook.events.restored.connect(_restored)
-            hook.events.error.connect(
-                lambda e: console.print(
-                    Text.assemble((e.stage, "yellow"), f" frame {e.frame}: {e.message}"),
-                    soft_wrap=True,
-                )
-            )
+            errors = RepeatedErrors()
+            hook.events.error.connect(errors)
             with hook:
                 hook.run(mda)
+            errors.flush()
             core.mda.events.frameReady.disconnect(_acquired)
     finally:
         release_core(core)

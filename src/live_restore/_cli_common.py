@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-__all__ = ["console", "fail", "grouped_lines", "print_wide", "progress"]
+__all__ = ["RepeatedErrors", "console", "fail", "grouped_lines", "print_wide", "progress"]
 
 # no file=: rich looks sys.stdout up at each print, so output goes wherever stdout is then
 # (typer's CliRunner swaps it to capture a command run in-process)
@@ -57,3 +59,42 @@ def grouped_lines(what: str, reasons: dict[str, str]) -> list[str]:
             run = []
         run.append(label)
     return lines
+
+
+class RepeatedErrors:
+    """Prints a hook's error events, a run of the same error as one line and a count.
+
+    The first of a run is printed as it happens; repeats (same stage, kind and message, on
+    later frames) are counted and printed as one line when the run ends (``flush``). run.log
+    keeps every one in full.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str, str] | None = None
+        self._frames: list[int | None] = []
+
+    def __call__(self, error: Any) -> None:
+        key = (error.stage, error.kind, error.message)
+        if key == self._key:
+            self._frames.append(error.frame)
+            return
+        self.flush()
+        self._key, self._frames = key, []
+        console.print(
+            Text.assemble((error.stage, "yellow"), f" frame {error.frame}: {error.message}"),
+            soft_wrap=True,
+        )
+
+    def flush(self) -> None:
+        """Print the count of the run of repeats just ended, if any."""
+        if self._key is not None and self._frames:
+            frames = [f for f in self._frames if f is not None]
+            where = f" (frames {frames[0]}..{frames[-1]})" if frames else ""
+            console.print(
+                Text.assemble(
+                    (self._key[0], "yellow"),
+                    f" the same on {len(self._frames)} more frames{where}; all in run.log",
+                ),
+                soft_wrap=True,
+            )
+        self._frames = []

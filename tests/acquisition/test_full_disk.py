@@ -52,8 +52,14 @@ _SCRIPT = textwrap.dedent(
                     if r["stage"] == "identity"}
     except Exception:
         rows = None
+    try:
+        with open(out + "/summary.json") as f:
+            stage_summary = json.load(f)["stages"]["identity"]
+    except Exception:
+        stage_summary = None
     report = hook.report
     print(json.dumps({
+        "summary": stage_summary,
         "raw_frames": int(raw.shape[0]),
         "on_disk": on_disk,
         "rows": rows,
@@ -109,6 +115,13 @@ def test_a_disk_that_fills_mid_run_gives_records_that_match_the_disk(tmp_path):
     assert found["by_status"]["unsaved"] == not_saved and found["unsaved"] == len(not_saved)
     # one error event per frame that did not reach the disk, with its number
     assert sorted(f for f, kind in found["errors"] if kind == "unsaved") == not_saved
+    # summary.json, where it could still be written, counts what is on disk, and keeps the
+    # store's name and why it stopped
+    if found["summary"] is not None:
+        assert found["summary"]["restored"] == len(saved)
+        assert found["summary"]["outputs_by_status"]["unsaved"] == len(not_saved)
+        assert found["summary"]["store"] == "identity.ome.zarr"
+        assert found["summary"]["store_stopped"] and found["summary"]["missing"] is not None
     # frames.csv, where it could still be written, agrees row by row
     if found["rows"] is not None:
         for frame, status in found["rows"].items():

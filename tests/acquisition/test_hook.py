@@ -883,3 +883,30 @@ def test_a_plain_function_is_a_stage(fast_core, tmp_path):
                 return frame
 
         RestoreHook(fast_core, [HalfAStage()])
+
+
+def test_a_store_that_stops_mid_run_leaves_a_summary_that_counts_the_disk(
+    fast_core, tmp_path, monkeypatch
+):
+    from live_restore.acquisition import SinkError
+    from live_restore.acquisition._sinks import RestoredSink
+
+    real_append = RestoredSink.append
+    written = []
+
+    def fills_after_two(self, image, index):
+        if len(written) == 2:
+            raise SinkError("No space left on device")  # as a full disk says it
+        real_append(self, image, index)
+        written.append(index)
+
+    monkeypatch.setattr(RestoredSink, "append", fills_after_two)
+    out = tmp_path / "run"
+    with RestoreHook(fast_core, IdentityRestorer(), output=out) as hook:
+        hook.run(_sequence(6))
+    stage = json.loads((out / "summary.json").read_text())["stages"]["identity"]
+    statuses = [r["status"] for r in _rows(out) if r["stage"] == "identity"]
+    assert statuses == ["restored"] * 2 + ["unsaved"] * 4
+    assert stage["restored"] == 2 and stage["outputs_by_status"] == {"restored": 2, "unsaved": 4}
+    assert stage["store"] == "identity.ome.zarr" and "stopped taking frames" in stage["store_stopped"]
+    assert stage["unsaved"] == [f"t={t};c=0" for t in range(2, 6)]

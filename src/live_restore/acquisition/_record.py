@@ -10,6 +10,7 @@ closed; the record never raises into the worker.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +60,9 @@ class RunRecord:
     views: dict[str, Any] = field(default_factory=dict)  # stage -> live view of its store
     unsaved: dict[str, list[str]] = field(default_factory=dict)  # stage -> outputs not on disk
     why_unsaved: dict[str, str] = field(default_factory=dict)  # stage -> what stopped its store
+    lost: dict[str, RestoredSink | FullRateSink] = field(default_factory=dict)  # stopped stores
+    # stage -> status -> rows: what summary.json counts, the same rows frames.csv holds
+    statuses: dict[str, Counter[str]] = field(default_factory=dict)
     _table: FrameTable | None = None
     _log: TextIO | None = None
     _log_failed: bool = False
@@ -103,6 +107,8 @@ class RunRecord:
 
     def row(self, **row: Any) -> None:
         """One frames.csv row (see ``TABLE_COLUMNS``); a failed write closes the table."""
+        stage, status = str(row.get("stage", "")), str(row.get("status", ""))
+        self.statuses.setdefault(stage, Counter())[status] += 1
         if self._table is None:
             return
         try:
@@ -207,6 +213,7 @@ class RunRecord:
         self, stage: str, sink: RestoredSink | FullRateSink, frame: int, message: str
     ) -> None:
         self.sinks[stage] = None
+        self.lost[stage] = sink
         self.why_unsaved[stage] = f"{sink.path.name} stopped taking frames at frame {frame}"
         self.on_error(stage, frame, "sink", message)
         try:
@@ -369,15 +376,18 @@ class RunRecord:
             return
         per_stage = {}
         for s in stages:
-            sink = self.sinks.get(s.name)
+            sink = self.sinks.get(s.name) or self.lost.get(s.name)
+            counted = self.statuses.get(s.name, Counter())
             per_stage[s.name] = {
                 "provenance": provenance[s.name],
                 "scale": s.scale,
-                "restored": s.restored,
-                "failures": s.failures,
+                # this acquisition's outputs by status, as frames.csv's rows: restored = on disk
+                "restored": counted[str(FrameStatus.RESTORED)],
+                "outputs_by_status": dict(sorted(counted.items())),
                 "disabled": s.disabled_reason,
                 "refused": self.refused.get(s.name),
                 "store": sink.path.name if sink else None,
+                "store_stopped": self.why_unsaved.get(s.name) if s.name in self.lost else None,
                 "missing": sink.missing if sink else None,
                 "unsaved": self.unsaved.get(s.name, []),
             }
