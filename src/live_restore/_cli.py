@@ -29,7 +29,7 @@ from ._cli_options import (
     open_window,
     prepare_out,
 )
-from ._cli_serving import restore, serve
+from ._cli_serving import inspect, restore, serve
 from ._cli_training import calibrate_trust, evaluate_model, simulate, train
 from ._version import __version__
 
@@ -49,6 +49,7 @@ app.command("calibrate-trust")(calibrate_trust)
 app.command()(simulate)
 app.command()(restore)
 app.command()(serve)
+app.command()(inspect)
 
 
 @app.callback(invoke_without_command=True)

@@ -11,7 +11,7 @@ from rich.table import Table
 from ._cli_common import console, fail, grouped_lines, progress
 from ._cli_options import BackendOption, check_backend
 
-__all__ = ["restore", "serve"]
+__all__ = ["inspect", "restore", "serve"]
 
 
 def restore(
@@ -95,6 +95,44 @@ def restore(
     for line in grouped_lines("failed", report.failed) + grouped_lines("missing", report.absent):
         console.print(line, soft_wrap=True, markup=False)
     if not report.complete:
+        raise typer.Exit(code=1)
+
+
+def inspect(
+    run_folder: Annotated[
+        Path, typer.Argument(help="A run folder of acquire, the demo or a RestoreHook.")
+    ],
+) -> None:
+    """What a run acquired, restored and is missing, by index; also after a crash.
+
+    Reads the raw store (which frames were written: chunks that exist), frames.csv (each
+    stage's outcomes, flushed row by row) and summary.json (written at the start, replaced at
+    the end: one still marked running means the run never finished). Exits 1 when anything is
+    missing or the run did not finish.
+    """
+    from .serving import ZarrImageError, inspect_run
+
+    try:
+        found = inspect_run(run_folder)
+    except ZarrImageError as e:
+        raise fail(str(e)) from None
+    table = Table(title=f"live-restore inspect {run_folder}", show_header=False)
+    table.add_row("finished", str(found.finished or "no: the run never finished (crashed?)"))
+    table.add_row("raw frames written / planned", f"{found.acquired} / {found.planned}")
+    for stage in found.stages:
+        statuses = ", ".join(f"{n} {status}" for status, n in stage.by_status.items()) or "none"
+        never = f"; {len(stage.never_reached)} frames never reached" if stage.never_reached else ""
+        table.add_row(stage.name, statuses + never)
+    console.print(table)
+    lines = grouped_lines("not written", dict.fromkeys(found.not_written, "raw frame"))
+    for stage in found.stages:
+        lines += grouped_lines(
+            f"{stage.name}: not reached",
+            dict.fromkeys(stage.never_reached, "the run ended before it"),
+        )
+    for line in lines:
+        console.print(line, soft_wrap=True, markup=False)
+    if not found.complete:
         raise typer.Exit(code=1)
 
 

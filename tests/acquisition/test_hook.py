@@ -908,5 +908,7 @@ def test_a_store_that_stops_mid_run_leaves_a_summary_that_counts_the_disk(
     statuses = [r["status"] for r in _rows(out) if r["stage"] == "identity"]
     assert statuses == ["restored"] * 2 + ["unsaved"] * 4
     assert stage["restored"] == 2 and stage["outputs_by_status"] == {"restored": 2, "unsaved": 4}
-    assert stage["store"] == "identity.ome.zarr" and "stopped taking frames" in stage["store_stopped"]
+    assert (
+        stage["store"] == "identity.ome.zarr" and "stopped taking frames" in stage["store_stopped"]
+    )
     assert stage["unsaved"] == [f"t={t};c=0" for t in range(2, 6)]

@@ -68,8 +68,12 @@ class RunRecord:
     _log_failed: bool = False
     stalled: str | None = None  # a stage that never returned (set when close() gives up)
 
-    def open(self) -> None:
-        """Create the folder and the frame table (nothing without a folder)."""
+    def open(self, stages: list[str]) -> None:
+        """Create the folder, the frame table and a first summary.json (none without a folder).
+
+        The first summary says what the run is, so one that never finishes (a crash, a kill)
+        still does; the run's end replaces it.
+        """
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -77,6 +81,25 @@ class RunRecord:
             self._table = FrameTable(self.folder / "frames.csv")
         except SinkError as e:
             self.on_error("frames.csv", None, "sink", str(e))
+        dump = getattr(self.sequence, "model_dump", None)
+        started = {
+            "finished": None,
+            "state": "running (a summary.json that stays so: the run never finished)",
+            "started": datetime.now().isoformat(timespec="seconds"),
+            "stages": stages,
+            "policy": str(self.policy),
+            "sequence": dump(mode="json", exclude_unset=True) if callable(dump) else None,
+            "live_restore_version": __version__,
+        }
+        self._write_summary(started)
+
+    def _write_summary(self, document: dict[str, Any]) -> None:
+        if self.folder is None:
+            return
+        try:
+            (self.folder / "summary.json").write_text(json.dumps(document, indent=2, default=str))
+        except OSError as e:
+            self.on_error("summary.json", None, "sink", f"cannot write summary: {e}")
 
     def _provenance(self, stage: StageRunner) -> dict[str, Any]:
         """The stage's provenance; one whose provenance() fails still gets its records."""
@@ -398,7 +421,4 @@ class RunRecord:
             "stages": per_stage,
             "live_restore_version": __version__,
         }
-        try:
-            (self.folder / "summary.json").write_text(json.dumps(document, indent=2, default=str))
-        except OSError as e:
-            self.on_error("summary.json", None, "sink", f"cannot write summary: {e}")
+        self._write_summary(document)

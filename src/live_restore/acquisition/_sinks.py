@@ -331,6 +331,7 @@ class FrameTable:
             raise SinkError(f"cannot create frame table {path}: {e}") from e
         self._writer = csv.DictWriter(self._file, fieldnames=TABLE_COLUMNS)
         self._writer.writeheader()
+        self._file.flush()  # a run killed before its first row still has a readable table
 
     def add(self, **row: Any) -> None:
         """Write one row; unknown columns are an error, missing ones are blank."""

@@ -259,7 +259,7 @@ class Worker(Recovery, FocusWatch):
                         f"{problem}; this stage restores nothing in this acquisition (raw "
                         "frames are saved as always)",
                     )
-            run.open()
+            run.open([s.name for s in self.stages])
 
     def _end_run(self, end: SequenceEnd) -> None:
         self._finish_groups()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._batch import BatchReport, plan_outputs, restore_store
+    from ._run_inspect import RunInspection, inspect_run
     from ._zarr_image import InputImage, ZarrImageError, open_inputs
 
 _HOMES = {
@@ -20,12 +21,16 @@ _HOMES = {
     "InputImage": "._zarr_image",
     "ZarrImageError": "._zarr_image",
     "open_inputs": "._zarr_image",
+    "RunInspection": "._run_inspect",
+    "inspect_run": "._run_inspect",
 }
 
 __all__ = [
     "BatchReport",
     "InputImage",
+    "RunInspection",
     "ZarrImageError",
+    "inspect_run",
     "open_inputs",
     "plan_outputs",
     "restore_store",
