@@ -8,6 +8,10 @@ were not restored, and the seconds ``close()`` took.
 
     python benchmarks/bench_faults.py [--frames 40]
 
+A second table covers the services around the hook (``_service_faults.py``): a Triton server
+killed and restarted during acquisitions (needs ``make serve-env``), batch restoration of a
+store with absent frames, and an acquisition killed half-way, inspected after.
+
 The full-disk scenario needs root and a private mount namespace (``unshare``); it is left out,
 with the reason, where the machine refuses one.
 """
@@ -181,6 +185,27 @@ def main() -> None:
             f"{result['restored']} / {result['on_disk']} | {result['not_restored']} | "
             f"{result['named_events']} / {result['named_rows']} | {result['exit_s']:.2f} |"
         )
+    _services(args.frames // 2)
+
+
+def _services(frames: int) -> None:
+    """The services around the hook: a killed server, absent frames, a killed acquisition."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _service_faults import SERVICE_SCENARIOS
+
+    print(f"\n{frames} frames per acquisition:\n")
+    print("| fault | what happened | measured |")
+    print("|---|---|---|")
+    for what, scenario in SERVICE_SCENARIOS.values():
+        result = scenario(frames)
+        print(f"| {what} | {result if isinstance(result, str) else _said(result)} |")
+
+
+def _said(result: dict) -> str:
+    times = {k: v for k, v in result.items() if k.endswith("_s") or k == "s"}
+    facts = {k: v for k, v in result.items() if k not in times}
+    said = ", ".join(f"{k} {v}" for k, v in facts.items())
+    return said + " | " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
 
 
 if __name__ == "__main__":
