@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 SERVE_VENV ?= .venv-serve
 SERVE_STAMP := $(SERVE_VENV)/.installed-stamp
 
-.PHONY: setup serve-env demo test lint bench bench-viewer bench-focus bench-inference screenshot system-deps clean
+.PHONY: setup serve-env demo test lint docs bench bench-viewer bench-focus bench-inference screenshot system-deps clean
 
 # Debian/Ubuntu packages the napari window needs on a machine without a desktop (Xvfb, GL, xcb);
 # `make test` skips the viewer tests when no X server can be started
@@ -41,9 +41,13 @@ test: setup serve-env
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
 	$(BIN)/mypy
+
+# the documentation site in site/ (a broken link or reference fails the build)
+docs: setup
+	$(BIN)/mkdocs build --strict
 
 system-deps:
 	@if command -v Xvfb >/dev/null; then echo "Xvfb present"; \

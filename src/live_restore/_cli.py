@@ -191,7 +191,8 @@ def acquire(
         )
     # --out wins over the file's output; the command's own bars show progress
     out = out or settings.output or Path("acquisition")
-    settings = settings.model_copy(update={"output": out, "progress": False})
+    # acquire runs one MDA and exits: live mode never happens here
+    settings = settings.model_copy(update={"output": out, "progress": False, "live": False})
     if not sequence.is_file():
         raise _fail(f"sequence file not found: {sequence}")
     try:

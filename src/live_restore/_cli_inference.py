@@ -28,7 +28,8 @@ def _shipped() -> list[str]:
 @engines_app.command("build")
 def engines_build(
     names: Annotated[
-        list[str] | None, typer.Argument(help="Models to build (default: every shipped model).")
+        list[str] | None,
+        typer.Argument(metavar="MODEL", help="Models to build (default: every shipped model)."),
     ] = None,
     backend: Annotated[
         str,
@@ -110,7 +111,9 @@ def engines_list() -> None:
 
 @engines_app.command("clear")
 def engines_clear(
-    name: Annotated[str | None, typer.Argument(help="Only this model's engines.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="MODEL", help="Only this model's engines.")
+    ] = None,
 ) -> None:
     """Delete cached engines (all, or one model's); they are rebuilt when next needed."""
     from .inference import EngineCache

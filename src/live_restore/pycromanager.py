@@ -125,6 +125,8 @@ class ImageProcessor:
     pixel_size_um : float, optional
         The camera's pixel size at the sample; by default pycro-manager's core is asked.
 
+    Notes
+    -----
     Focus hold and light that follows trust act through pymmcore-plus's core and are refused;
     ``config.live`` does not apply (pycro-manager has no live mode).
 

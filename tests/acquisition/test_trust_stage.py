@@ -73,7 +73,9 @@ def test_a_calibration_made_for_other_weights_is_refused_up_front(tmp_path):
     record = yaml.safe_load(trust.read_text(encoding="utf-8"))
     record["weights_sha256"] = "0" * 64  # calibrated for weights that are not these
     trust.write_text(yaml.safe_dump(record), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"calibrated for other weights.*calibrate_trust\.py"):
+    with pytest.raises(
+        ValueError, match=r"calibrated for other weights.*live-restore calibrate-trust"
+    ):
         TrustStage(load_model(folder, tile_px=64))
 
 

@@ -134,7 +134,11 @@ class HookConfig(_Strict):
         "on both sides (better, window//2 frames of latency); 'causal' with the ones before "
         "it (no added latency).",
     )
-    live: bool = Field(True, description="Also restore live mode (display only).")
+    live: bool = Field(
+        True,
+        description="Also restore live mode (display only); a stage whose groups cannot form "
+        "from one stream (SIM sets, interp-z) is refused for it when the hook is built.",
+    )
     progress: bool = Field(True, description="A progress bar while pending work finishes.")
     stats_interval_s: float = Field(0.5, gt=0.0, description="How often stats are emitted (s).")
     focus: FocusConfig | None = Field(None, description="The focus monitor; None: off.")
