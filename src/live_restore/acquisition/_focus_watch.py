@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,39 +21,42 @@ __all__ = ["FocusWatch"]
 
 
 class FocusWatch:
-    """Part of :class:`~._worker.Worker`: what it does with each focus reading."""
+    """What the worker does with each focus reading: flag, hold, row, display."""
 
-    focus: FocusMonitor | None
-    hold: FocusHold | None
-    display: Display
-    run: RunRecord | None
-    lock: threading.RLock
-
-    def error(
-        self, stage: str, frame: int | None, kind: str, message: str, trace: str = ""
+    def __init__(
+        self,
+        focus: FocusMonitor,
+        hold: FocusHold | None,
+        display: Display,
+        lock: threading.RLock,
+        error: Callable[..., None],
     ) -> None:
-        """Report a failure (the worker's)."""
-        raise NotImplementedError
+        self.focus = focus
+        self.hold = hold
+        self.display = display
+        self.lock = lock
+        self.error = error
 
-    def _watch_batch_focus(self, focus: FocusMonitor, frames: list[Any]) -> None:
+    def batch(self, frames: list[Any], run: RunRecord | None) -> None:
         """Focus over a batch of (frame, image, source) the worker took, oldest first."""
+        focus = self.focus
         # the monitor may estimate only every Nth frame of a series while catching up: focus
         # is about now, and the estimator's time goes to restoring (and the display)
         newest = {focus.series_of(f.index): f.number for f, _image, _source in frames}
         for f, image, _source in frames:
             if focus.wanted(f.index, newest[focus.series_of(f.index)] == f.number):
-                self._watch_focus(image, f.number, f.index, f.z_um)
+                self.watch(image, f.number, f.index, f.z_um, run)
 
-    def _watch_focus(
+    def watch(
         self,
         image: np.ndarray,
         number: int,
         index: dict[str, int],
         z_um: float | None,
+        run: RunRecord | None,
         live: bool = False,
     ) -> None:
-        if self.focus is None:
-            return
+        """Estimate one frame's defocus; flag, hold, row and display it."""
         try:
             reading = self.focus.observe(image, number, index, z_um, live=live)
         except Exception as e:  # a focus model must never stop restoration
@@ -64,9 +68,9 @@ class FocusWatch:
                 self.hold.offer(reading)
             except Exception as e:  # nor may a stage that refuses to move
                 self.error("focus-hold", number if number >= 0 else None, "exception", f"{e!r}")
-        if not live and self.run is not None:
+        if not live and run is not None:
             with self.lock:
-                self.run.row(
+                run.row(
                     frame=number,
                     index=format_index(index),
                     stage="focus",

@@ -133,7 +133,7 @@ class RestoreHook:
         # the runner's own state: a pause it has not honoured yet (mid-event, or a whole
         # hardware-sequenced burst) is not shown as paused, and a cancel clears it
         self._worker.paused = lambda: bool(core.mda.is_paused())
-        self._worker.light = self.light
+        self._worker.outcomes.light = self.light
         self._connections: list[tuple[Any, Callable[..., Any]]] = []
         self._open = False
         # acquisition-side state: touched only by the thread that delivers the MDA signals

@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from live_restore.focus import FocusHold, FocusMonitor
-from live_restore.frames import FrameGroup, FrameStatus, format_index, read_only
+from live_restore.frames import FrameGroup, FrameStatus, read_only
 
-from ._adaptive_light import AdaptiveLight
 from ._counters import Counters, HookReport, HookStats, report_of, stats_of
 from ._display import Display
 from ._events import HookEvents, RawFrame, StageError
@@ -32,12 +31,12 @@ from ._fates import FrameFates
 from ._focus_watch import FocusWatch
 from ._intake import Intake, IntakeFrame, IntakeItem, SequenceEnd, SequenceStart, SkippedRun
 from ._live import LiveGroups, LivePoller
+from ._outcomes import Outcomes
 from ._raw_reader import NoRawStore, RawReader
 from ._record import RunRecord
 from ._recovery import Recovery
 from ._sinks import known_sequence
 from ._stage import StageOutcome, StageRunner
-from ._trust_stage import untrusted_fraction
 
 __all__ = ["Worker"]
 
@@ -47,7 +46,7 @@ logger = logging.getLogger("live_restore")
 _Taken = tuple[IntakeFrame, np.ndarray, str]
 
 
-class Worker(Recovery, FocusWatch):
+class Worker:
     """The hook's worker thread and everything only it touches (see module docstring)."""
 
     def __init__(
@@ -86,14 +85,18 @@ class Worker(Recovery, FocusWatch):
         self.run: RunRecord | None = None
         self.current_stage: str | None = None  # the stage being called, while it runs
         self.in_hand: list[IntakeFrame] = []  # taken, not yet entered (raw read-back)
-        self._unhandled: list[IntakeItem] = []  # the rest of the batch being handled
-        self._batch_entered: set[int] = set()  # frames of that batch entered so far
+        self.unhandled: list[IntakeItem] = []  # the rest of the batch being handled
+        self.batch_entered: set[int] = set()  # frames of that batch entered so far
         self.progress = 0  # counts finished stage calls and taken items: close() watches it
         self.slowest_frame_s = 0.0  # the slowest stage call so far, per group it restored
         self.call_size = 0  # groups in the stage call running now
         self._dropped_reported = 0
         self._raw = RawReader()
-        self.light: AdaptiveLight | None = None  # set by the hook: fed each trust reading
+        self.outcomes = Outcomes(self.display, self.fates, self.lock, self.abandoned, self.error)
+        self.recovery = Recovery(self)
+        self.focus_watch = (
+            FocusWatch(focus, hold, self.display, self.lock, self.error) if focus else None
+        )
 
     # -- the thread -------------------------------------------------------------------------
 
@@ -112,7 +115,7 @@ class Worker(Recovery, FocusWatch):
     def _loop(self) -> None:
         next_stats = time.perf_counter() + self._stats_interval_s
         while not self.abandoned.is_set():
-            self._unhandled, self._batch_entered = [], set()
+            self.unhandled, self.batch_entered = [], set()
             try:
                 with self.lock:  # taken and in hand at once: abandon() sees one or the other
                     items = self.intake.take(self._max_batch, timeout_s=0.0)
@@ -130,7 +133,7 @@ class Worker(Recovery, FocusWatch):
                     next_stats = time.perf_counter() + self._stats_interval_s
                     self._emit_stats()
             except BaseException as e:  # our own bug or a broken disk: name the frames, go on
-                self._internal_error(e)
+                self.recovery.internal_error(e)
         if not self.abandoned.is_set():
             self._emit_stats()
 
@@ -173,10 +176,10 @@ class Worker(Recovery, FocusWatch):
     # -- taking items -----------------------------------------------------------------------
 
     def _handle(self, items: list[IntakeItem]) -> None:
-        self._batch_entered = set()
+        self.batch_entered = set()
         frames: list[_Taken] = []
         for position, item in enumerate(items):
-            self._unhandled = items[position + 1 :]
+            self.unhandled = items[position + 1 :]
             if self.abandoned.is_set():
                 return
             if isinstance(item, IntakeFrame):
@@ -190,10 +193,10 @@ class Worker(Recovery, FocusWatch):
                             self.in_hand = [f for f in self.in_hand if f is not item]
                         continue
                     if image is None:  # not written yet: try again shortly
-                        self._unhandled = items[position:]
+                        self.unhandled = items[position:]
                         self._restore(frames)
                         with self.lock:
-                            rest, self._unhandled = items[position:], []
+                            rest, self.unhandled = items[position:], []
                             self.in_hand = [f for f in self.in_hand if f not in rest]
                             self.intake.put_back(rest)
                         time.sleep(0.01)
@@ -202,10 +205,10 @@ class Worker(Recovery, FocusWatch):
                 # this very buffer, and the display shows what the camera delivered
                 frames.append((item, read_only(image), source))
                 continue
-            self._unhandled = items[position:]  # this marker too, until its frames are done
+            self.unhandled = items[position:]  # this marker too, until its frames are done
             self._restore(frames)
             frames = []
-            self._unhandled = items[position + 1 :]
+            self.unhandled = items[position + 1 :]
             if isinstance(item, SequenceStart):
                 self._begin_run(item)
             elif isinstance(item, SequenceEnd):
@@ -213,7 +216,7 @@ class Worker(Recovery, FocusWatch):
             elif isinstance(item, SkippedRun):
                 self._record_skipped(item)
         self._restore(frames)
-        self._unhandled = []
+        self.unhandled = []
 
     def _read_raw(self, frame: IntakeFrame) -> np.ndarray | None:
         run = self.run
@@ -228,7 +231,7 @@ class Worker(Recovery, FocusWatch):
             if self.abandoned.is_set():
                 return
             if self.run is not None:
-                self._end_groups()
+                self.recovery.end_groups()
                 self.finish_run(canceled=False, reason="a new acquisition started")
             number = len(self.counters.runs) + 1
             folder = self._run_folder(number)
@@ -282,9 +285,9 @@ class Worker(Recovery, FocusWatch):
                 outcomes = self._call(stage, complete)  # outside the lock, as every stage call
                 if outcomes is None:
                     return
-                self._record(stage, outcomes, {})
+                self.outcomes.record(self.run, stage, outcomes, {})
             cut = [StageOutcome(g, None, FrameStatus.INCOMPLETE_GROUP) for g in leftovers]
-            self._record(stage, [o for o in cut if not o.group.complete], {})
+            self.outcomes.record(self.run, stage, [o for o in cut if not o.group.complete], {})
 
     def finish_run(self, canceled: bool, reason: str) -> None:
         """Close the current run's records (stores, table, summary.json)."""
@@ -300,8 +303,8 @@ class Worker(Recovery, FocusWatch):
             summary["focus"] = self.focus.summary()
             if self.hold is not None:
                 summary["focus"]["hold"] = self.hold.summary()
-        if self.light is not None:
-            summary["light"] = self.light.summary()
+        if self.outcomes.light is not None:
+            summary["light"] = self.outcomes.light.summary()
         run.finish(self.stages, summary, asdict(self.report()))
 
     # -- restoring --------------------------------------------------------------------------
@@ -323,11 +326,11 @@ class Worker(Recovery, FocusWatch):
             for f, _image, _source in frames:
                 self.fates.enter(f.number, f.index, names)
             entered = {f.number for f, _image, _source in frames}
-            self._batch_entered |= entered
+            self.batch_entered |= entered
             self.in_hand = [f for f in self.in_hand if f.number not in entered]
             self.current_stage = "focus"  # the estimator can hang as well as a stage
-        if self.focus is not None:
-            self._watch_batch_focus(self.focus, frames)
+        if self.focus_watch is not None:
+            self.focus_watch.batch(frames, run)
         by_number = {f.number: (f, image, source) for f, image, source in frames}
         for stage in self.stages:
             with self.lock:
@@ -351,7 +354,7 @@ class Worker(Recovery, FocusWatch):
                 outcomes = self._call(stage, groups[start : start + size])
                 if outcomes is None:
                     return
-                self._record(stage, outcomes, by_number)
+                self.outcomes.record(self.run, stage, outcomes, by_number)
         newest, image, _source = frames[-1]
         self.display.latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
 
@@ -376,95 +379,16 @@ class Worker(Recovery, FocusWatch):
             self.progress += 1
         return outcomes
 
-    def _record(
-        self, stage: StageRunner, outcomes: list[StageOutcome], frames: dict[int, _Taken]
-    ) -> None:
-        """Write outputs, rows and events for one stage's outcomes; resolve their frames."""
-        run = self.run
-        if run is None:
-            return
-        now = time.perf_counter()
-        with self.lock:
-            for outcome in outcomes:
-                if self.abandoned.is_set():  # close() took over the records meanwhile
-                    return
-                group = outcome.group
-                newest = group.numbers[-1]
-                frame, raw, source = frames.get(newest, (None, None, "memory"))
-                received = frame.received_s if frame is not None else now
-                latency_ms = (now - received) * 1000
-                status, message = outcome.status, outcome.message
-                full_rate = stage.grouping.full_rate is not None
-                if status is FrameStatus.RESTORED and outcome.restored is not None:
-                    if full_rate:  # a row per full-rate frame
-                        at, ms = f"{received - run.started_s:.4f}", f"{latency_ms:.2f}"
-                        timing = {"received_s": at, "source": source, "latency_ms": ms}
-                        status = run.save_full_rate(stage, outcome, timing)
-                    else:
-                        status = run.save(stage, group, outcome.restored)
-                    self.display.store_views = run.views
-                    if status is FrameStatus.UNSAVED:
-                        message = f"restored and shown, not saved: {run.why_unsaved[stage.name]}"
-                        self.error(stage.name, newest, "unsaved", message)
-                    shown = raw if raw is not None else np.zeros((0, 0))
-                    self.display.publish(
-                        stage.name, group, shown, outcome.restored, latency_ms, kind=stage.kind
-                    )
-                    if full_rate:
-                        self.fates.resolve(stage.name, group.numbers, status)
-                        continue
-                else:
-                    run.mark_missing(stage, group, None if raw is None else raw.shape)
-                    run.gap_rows(stage, group)
-                    self._report_failure(stage, outcome)
-                self.fates.resolve(stage.name, group.numbers, status)
-                run.row(
-                    frame=newest,
-                    index=format_index(group.index),
-                    received_s=f"{received - run.started_s:.4f}",
-                    source=source,
-                    stage=stage.name,
-                    status=status,
-                    latency_ms=f"{latency_ms:.2f}" if status is FrameStatus.RESTORED else "",
-                    compute_ms=f"{outcome.compute_ms:.2f}" if outcome.compute_ms else "",
-                    batch=outcome.batch,
-                    flags=f"fused {','.join(map(str, group.sources))}"
-                    if group.sources
-                    else self._trust(stage, newest, group.index, raw, outcome.restored),
-                    error=message,
-                )
-
-    def _trust(self, stage: StageRunner, frame: int, index: Any, raw: Any, output: Any) -> str:
-        """A trust stage's flag for frames.csv; its share goes to the adaptive light."""
-        if stage.kind != "sigma" or raw is None or output is None or raw.size == 0:
-            return ""
-        share = untrusted_fraction(output, raw)
-        if self.light is not None:
-            self.light.offer(frame, index, share)
-        return f"untrusted {100 * share:.1f}%"
-
-    def _report_failure(self, stage: StageRunner, outcome: StageOutcome) -> None:
-        group, newest = outcome.group, outcome.group.numbers[-1]
-        if outcome.status is FrameStatus.ERROR:
-            self.error(stage.name, newest, outcome.kind, outcome.message, outcome.traceback)
-            if stage.disabled_reason and not stage.disable_reported:
-                stage.disable_reported = True
-                self.error(stage.name, newest, "disabled", stage.disabled_reason)
-        elif outcome.status is FrameStatus.INCOMPLETE_GROUP:
-            self.error(
-                stage.name,
-                newest,
-                "incomplete-group",
-                f"frames {list(group.numbers)} do not form a complete group at "
-                f"{format_index(group.index)}; not restored",
-            )
-
     def _record_skipped(self, skipped: SkippedRun) -> None:
         with self.lock:
             if self.run is not None:
                 self.run.skipped_rows(self.stages, skipped)
             numbers = range(skipped.first, skipped.first + skipped.count)
             self.counters.note(FrameStatus.SKIPPED, numbers)
+
+    def abandon(self, reason: str) -> None:
+        """close() gives up: every frame not finished is recorded as undone (see Recovery)."""
+        self.recovery.abandon(reason)
 
     # -- live mode ----------------------------------------------------------------
 
@@ -478,7 +402,8 @@ class Worker(Recovery, FocusWatch):
         number = self._live_groups.next_number()
         with self.lock:
             self.current_stage = "focus"
-        self._watch_focus(image, -1, {}, None, live=True)
+        if self.focus_watch is not None:
+            self.focus_watch.watch(image, -1, {}, None, None, live=True)
         with self.lock:
             self.current_stage = None
         for stage in self.stages:
