@@ -216,29 +216,7 @@ def acquire(
         except BaseException:
             hook.close()  # a worker process it started goes with it
             raise
-        first = hook.stages[0][0]
-        with _progress() as progress:
-            acquiring = progress.add_task("acquiring", total=len(list(mda.iter_events())))
-            restoring = progress.add_task(f"restoring ({first})", total=hook.outputs_for(mda))
-            done = {"acquired": 0, "restored": 0}
-
-            def _acquired(*_: Any) -> None:
-                done["acquired"] += 1
-                progress.update(acquiring, completed=done["acquired"])
-
-            def _restored(frame: Any) -> None:
-                if frame.stage == first:
-                    done["restored"] += 1
-                    progress.update(restoring, completed=done["restored"])
-
-            core.mda.events.frameReady.connect(_acquired)
-            hook.events.restored.connect(_restored)
-            errors = RepeatedErrors()
-            hook.events.error.connect(errors)
-            with hook:
-                hook.run(mda)
-            errors.flush()
-            core.mda.events.frameReady.disconnect(_acquired)
+        _acquire_with_bars(core, hook, mda)
     finally:
         release_core(core)
     report = hook.report
@@ -250,18 +228,50 @@ def acquire(
         raise _fail(
             f"the acquisition delivered no frames (see the log above); nothing was saved in {out}"
         )
+    console.print(_acquire_table(report, settings.models, out))
+    incomplete = report.frames_unsaved or report.frames_dropped or not report.complete
+    if report.frames_failed or report.disabled_stages or incomplete:
+        raise typer.Exit(code=1)  # frames.csv and summary.json name each one
+
+
+def _acquire_with_bars(core: Any, hook: Any, mda: Any) -> None:
+    """Run ``mda`` with the hook open: bars for acquiring and the first stage, errors grouped."""
+    first = hook.stages[0][0]
+    with _progress() as progress:
+        acquiring = progress.add_task("acquiring", total=len(list(mda.iter_events())))
+        restoring = progress.add_task(f"restoring ({first})", total=hook.outputs_for(mda))
+        done = {"acquired": 0, "restored": 0}
+
+        def _acquired(*_: Any) -> None:
+            done["acquired"] += 1
+            progress.update(acquiring, completed=done["acquired"])
+
+        def _restored(frame: Any) -> None:
+            if frame.stage == first:
+                done["restored"] += 1
+                progress.update(restoring, completed=done["restored"])
+
+        core.mda.events.frameReady.connect(_acquired)
+        hook.events.restored.connect(_restored)
+        errors = RepeatedErrors()
+        hook.events.error.connect(errors)
+        with hook:
+            hook.run(mda)
+        errors.flush()
+        core.mda.events.frameReady.disconnect(_acquired)
+
+
+def _acquire_table(report: Any, models: list[str], out: Path) -> Table:
+    """What acquire did, for the console (frames.csv and summary.json name each frame)."""
     table = Table(title="live-restore acquire", show_header=False)
     table.add_row("frames acquired", str(report.frames_received))
-    table.add_row("restored", f"{report.frames_restored} ({', '.join(settings.models)})")
+    table.add_row("restored", f"{report.frames_restored} ({', '.join(models)})")
     table.add_row("failed / skipped", f"{report.frames_failed} / {report.frames_skipped}")
     not_kept = f"{report.frames_unsaved} / {len(report.undone)} / {report.frames_dropped}"
     table.add_row("not saved / undone / dropped", not_kept)
     table.add_row("read back from raw store", str(report.frames_from_raw_store))
     table.add_row("saved", str(out))
-    console.print(table)
-    incomplete = report.frames_unsaved or report.frames_dropped or not report.complete
-    if report.frames_failed or report.disabled_stages or incomplete:
-        raise typer.Exit(code=1)  # frames.csv and summary.json name each one
+    return table
 
 
 @app.command("models")
