@@ -30,7 +30,7 @@ from ._cli_options import (
     prepare_out,
 )
 from ._cli_serving import inspect, restore, serve
-from ._cli_training import calibrate_trust, evaluate_model, simulate, train
+from ._cli_training import adapt, calibrate_trust, evaluate_model, simulate, train
 from ._version import __version__
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ app.command()(demo)
 app.command()(train)
 app.command("eval")(evaluate_model)
 app.command("calibrate-trust")(calibrate_trust)
+app.command()(adapt)
 app.command()(simulate)
 app.command()(restore)
 app.command()(serve)

@@ -14,7 +14,7 @@ from ._cli_common import console, fail, progress
 if TYPE_CHECKING:
     from .training import EvalRow, TrainResult
 
-__all__ = ["calibrate_trust", "evaluate_model", "simulate", "train"]
+__all__ = ["adapt", "calibrate_trust", "evaluate_model", "simulate", "train"]
 
 
 def _photon_range(text: str) -> tuple[float, float]:
@@ -425,3 +425,58 @@ def calibrate_trust(
         )
     except ValueError as e:
         raise fail(str(e)) from None
+
+
+def adapt(
+    model: Annotated[str, typer.Argument(help="interp-t or interp-z (a name or model folder).")],
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="Your stack: an OME-Zarr image (NGFF 0.4/0.5, a raw store of acquire) or an "
+            "OME-TIFF, with the axis to interpolate along.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="The adapted model's folder (must not exist).")],
+    minutes: Annotated[
+        float, typer.Option(min=0.01, help="Stop fine-tuning after this long.")
+    ] = 10.0,
+    axis: Annotated[
+        str | None, typer.Option(help="t or z (default: the model's own axis).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="The adapted model's name (default: MODEL-adapted).")
+    ] = None,
+) -> None:
+    """Fine-tune an interpolation model on your own stack, with no ground truth.
+
+    Each acquired plane (time point) is the target for the two around it (Noise2Noise: its
+    noise is independent of theirs). The last fifth of each series is held out; the held-out
+    error is measured before and after, and if adapting did not lower it the parent's weights
+    are kept. The folder works wherever a model name does: -m OUT, load_model(OUT).
+    """
+    from .training import adapt_model
+
+    try:
+        result = adapt_model(
+            model, input_path, out, minutes=minutes, axis=axis, name=name, progress=True
+        )
+    except ValueError as e:
+        raise fail(str(e)) from None
+    table = Table(title=f"live-restore adapt {model}", show_header=False)
+    table.add_row("triplets: training / held out", f"{result.training_triplets} / "
+                  f"{result.held_out_triplets}")  # fmt: skip
+    table.add_row("steps, minutes", f"{result.steps}, {result.seconds / 60:.1f}")
+    table.add_row(
+        "held-out error: before / after",
+        f"{result.held_out_before:.5f} / {result.held_out_after:.5f} "
+        f"(linear blend {result.held_out_linear:.5f})",
+    )
+    verdict = (
+        "adapted weights (lower held-out error)"
+        if result.kept == "adapted"
+        else "the parent's weights (adapting did not lower the held-out error)"
+    )
+    table.add_row("kept", verdict)
+    table.add_row("saved", str(result.folder))
+    console.print(table)

@@ -1,5 +1,6 @@
 """Training: simulated and file datasets, losses, the trainer and the shipped models' recipes."""
 
+from ._adapt import AdaptResult, adapt_model, read_stack
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._evaluate import EvalRow, evaluate, plot_sr_matrix, record_summary, write_table
 from ._files import PairedImages, biosr_pairs, tiff_pairs
@@ -31,6 +32,7 @@ __all__ = [
     "INTERP_MODELS",
     "MFSR_EVALUATION_SEED",
     "RECIPES",
+    "AdaptResult",
     "EvalRow",
     "FeatureLoss",
     "FieldStack",
@@ -47,6 +49,7 @@ __all__ = [
     "Trainer",
     "TrainingData",
     "TrustCandidates",
+    "adapt_model",
     "biosr_pairs",
     "calibrate_model_trust",
     "charbonnier_frequency_loss",
@@ -60,6 +63,7 @@ __all__ = [
     "mse_ssim_loss",
     "plot_interp",
     "plot_sr_matrix",
+    "read_stack",
     "record_summary",
     "render_fields",
     "render_sim_fields",
