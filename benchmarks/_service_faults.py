@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,28 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from live_restore.serving import free_ports, tritonserver_pids
+
 MODEL = "dfcan-sr2x-tiny"
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _tritonservers() -> set[int]:
-    found = set()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if b"tritonserver" in cmdline.read_bytes().split(b"\0")[0]:
-                found.add(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return found
 
 
 def _serve(ports: list[int], log: Path) -> tuple[subprocess.Popen[bytes], float]:
@@ -66,8 +46,8 @@ def server_killed_and_restarted(frames: int) -> dict[str, Any] | str:
     if _serve_python() is None:
         return "skipped: no server environment (make serve-env)"
     folder = Path(tempfile.mkdtemp(prefix="faults-server-"))
-    ports = _free_ports(3)
-    before = _tritonservers()
+    ports = free_ports(3)
+    before = tritonserver_pids()
     server, _ = _serve(ports, folder / "first.log")
     core = demo_core()
     core.setProperty("Camera", "FrameSize", 64)
@@ -87,11 +67,11 @@ def server_killed_and_restarted(frames: int) -> dict[str, Any] | str:
 
             hook.run(sequence)
             settled(frames)
-            children = _tritonservers() - before
+            children = tritonserver_pids() - before
             killed = time.monotonic()
             server.send_signal(signal.SIGKILL)
             server.wait()
-            while children & _tritonservers():
+            while children & tritonserver_pids():
                 time.sleep(0.02)
             result["tritonserver_gone_s"] = time.monotonic() - killed
             down = time.monotonic()

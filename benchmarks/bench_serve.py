@@ -15,7 +15,6 @@ import argparse
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,16 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from live_restore import __version__
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+from live_restore.serving import free_ports
 
 
 def _median_ms_per_frame(call, batch: np.ndarray, repeats: int) -> float:
@@ -59,7 +49,7 @@ def main() -> None:
 
     from live_restore.inference import load_model
 
-    grpc, http, metrics = _free_ports(3)
+    grpc, http, metrics = free_ports(3)
     log = Path(tempfile.mkdtemp()) / "serve.log"
     command = [sys.executable, "-m", "live_restore", "serve", "-m", args.model]
     command += ["--backend", args.backend, "--grpc-port", str(grpc), "--http-port", str(http)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from live_restore._cli_serving import _serve_python
+from live_restore.serving import free_ports, tritonserver_pids
 
 
 def skip_without_server_env() -> None:
@@ -23,27 +23,6 @@ def skip_without_server_env() -> None:
                 "no server environment (make serve-env) and the server tests are required"
             )
         pytest.skip("no server environment: make serve-env", allow_module_level=True)
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def tritonserver_pids() -> set[int]:
-    found = set()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if b"tritonserver" in cmdline.read_bytes().split(b"\0")[0]:
-                found.add(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return found
 
 
 class Server:

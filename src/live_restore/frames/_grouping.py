@@ -142,6 +142,13 @@ class Grouping(Protocol):
         ...
 
 
+def axis_position(axes: tuple[str, ...], axis: str, what: str) -> int:
+    """Where ``axis`` is in an image's leading ``axes``; ValueError saying ``what`` needs it."""
+    if axis not in axes:
+        raise ValueError(f"{what}; the image has no '{axis}' axis (axes: {''.join(axes)})")
+    return axes.index(axis)
+
+
 class _OneOutput:
     """What most groupings share: one 2-D output per group, at the group's index."""
 
@@ -279,12 +286,8 @@ class AxisSet(_OneOutput):
 
     def batch_plan(self, axes: tuple[str, ...], shape: tuple[int, ...]) -> BatchPlan:
         """One group per set along the axis; the output drops that axis."""
-        if self.axis not in axes:
-            raise ValueError(
-                f"the model restores sets of {self.size} frames along '{self.axis}'; the image "
-                f"has no such axis (axes: {''.join(axes)})"
-            )
-        where = axes.index(self.axis)
+        what = f"the model restores sets of {self.size} frames along '{self.axis}'"
+        where = axis_position(axes, self.axis, what)
         if shape[where] != self.size:
             raise ValueError(
                 f"the model restores sets of {self.size} frames along '{self.axis}'; the image "

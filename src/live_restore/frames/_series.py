@@ -10,7 +10,15 @@ from collections import deque
 
 import numpy as np
 
-from ._grouping import BatchPlan, FrameGroup, FullRateOutput, Index, PlannedGroup, _OneOutput
+from ._grouping import (
+    BatchPlan,
+    FrameGroup,
+    FullRateOutput,
+    Index,
+    PlannedGroup,
+    _OneOutput,
+    axis_position,
+)
 
 __all__ = ["AxisPairs", "TemporalWindow"]
 
@@ -97,11 +105,7 @@ class TemporalWindow(_OneOutput):
 
     def batch_plan(self, axes: tuple[str, ...], shape: tuple[int, ...]) -> BatchPlan:
         """A window per frame along t, the series' ends repeated as live (no waiting there)."""
-        if "t" not in axes:
-            raise ValueError(
-                f"the model needs a time series; the image has no 't' axis ({''.join(axes)})"
-            )
-        where = axes.index("t")
+        where = axis_position(axes, "t", "the model needs a time series")
         groups = []
         for out in itertools.product(*map(range, shape)):
             if self.centred:
@@ -219,12 +223,7 @@ class AxisPairs:
 
     def batch_plan(self, axes: tuple[str, ...], shape: tuple[int, ...]) -> BatchPlan:
         """The full-rate image: acquired position i at i * factor, each pair fills between."""
-        if self.axis not in axes:
-            raise ValueError(
-                f"interpolation runs along '{self.axis}' and the image has no such axis "
-                f"(axes: {''.join(axes)})"
-            )
-        where = axes.index(self.axis)
+        where = axis_position(axes, self.axis, f"interpolation runs along '{self.axis}'")
         if shape[where] < 2:
             raise ValueError(
                 f"interpolation along '{self.axis}' needs at least 2 positions there; the image "

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._batch import BatchReport, plan_outputs, restore_store
     from ._run_inspect import RunInspection, inspect_run
+    from ._server_process import free_ports, tritonserver_pids
     from ._zarr_image import InputImage, ZarrImageError, open_inputs
 
 _HOMES = {
@@ -23,6 +24,8 @@ _HOMES = {
     "open_inputs": "._zarr_image",
     "RunInspection": "._run_inspect",
     "inspect_run": "._run_inspect",
+    "free_ports": "._server_process",
+    "tritonserver_pids": "._server_process",
 }
 
 __all__ = [
@@ -30,10 +33,12 @@ __all__ = [
     "InputImage",
     "RunInspection",
     "ZarrImageError",
+    "free_ports",
     "inspect_run",
     "open_inputs",
     "plan_outputs",
     "restore_store",
+    "tritonserver_pids",
 ]
 
 

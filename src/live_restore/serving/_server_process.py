@@ -22,7 +22,13 @@ import sys
 import types
 from pathlib import Path
 
-__all__ = ["port_holder", "remove_stale_blocks", "tritonserver_dies_with_us"]
+__all__ = [
+    "free_ports",
+    "port_holder",
+    "remove_stale_blocks",
+    "tritonserver_dies_with_us",
+    "tritonserver_pids",
+]
 
 SHARED_MEMORY = Path("/dev/shm")
 STALE_PREFIXES = ("psm_",)  # PyTriton's proxy blocks
@@ -110,3 +116,26 @@ def port_holder(host: str, port: int) -> str | None:
                 command = "?"
             return f"port {port} is in use by PID {pid} ({Path(command).name})"
     return f"port {port} is in use (by a process this user cannot see)"
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` ports free on ``host`` now (for a server started next: tests, benchmarks)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind((host, 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def tritonserver_pids() -> set[int]:
+    """The PIDs of every tritonserver process this user can see."""
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"tritonserver" in cmdline.read_bytes().split(b"\0")[0]:
+                found.add(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
