@@ -159,7 +159,7 @@ def test_groups_follow_the_model_grouping():
     assert items[0].outputs == ((0, 0),) and items[0].inputs == ((0, 0),)
     assert items[9 + 4].outputs == ((1, 4), (2, 4), (3, 4))
     assert items[9 + 4].inputs == ((0, 4), (1, 4))
-    with pytest.raises(ValueError, match="the image has no .z. axis"):
+    with pytest.raises(ValueError, match=r"the image has no .z. axis"):
         plan_outputs(sim, AxisPairs("z", 2))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -197,3 +199,33 @@ def test_malformed_and_oversized_requests_are_refused_by_the_server(server):
         remote(np.zeros((32, 32), np.complex64))
     with pytest.raises(ServerError, match="exceeds this server's limit"):
         remote(np.zeros((4608, 4608), np.float32))  # 20.25 Mpx over the 20 Mpx default
+
+
+def test_a_client_that_comes_while_the_server_loads_waits_for_it(tmp_path):
+    """Triton's own health says ready before the models are: a client connecting then (a
+    microscope PC started with the server) waits for the model instead of being refused."""
+    import tritonclient.grpc as grpcclient
+
+    ports = free_ports(3)
+    url = f"grpc://127.0.0.1:{ports[0]}"
+    args = [sys.executable, "-m", "live_restore", "serve", "-m", MODEL, "--backend", "torch-cpu"]
+    args += ["--grpc-port", str(ports[0]), "--http-port", str(ports[1])]
+    args += ["--metrics-port", str(ports[2])]
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        probe = grpcclient.InferenceServerClient(f"127.0.0.1:{ports[0]}")
+        deadline = time.monotonic() + 240  # a bound on a broken test, not a speed requirement
+        while True:  # as soon as Triton answers at all
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            try:
+                if probe.is_server_live(client_timeout=1.0):
+                    break
+            except Exception:
+                time.sleep(0.05)
+        remote = load_model(MODEL, server=url)  # waits while the models load
+        assert remote(_frame(3, (32, 32))).shape == (64, 64)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
