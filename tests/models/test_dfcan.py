@@ -65,8 +65,11 @@ def _keras_spectrum(x: np.ndarray, gamma: float) -> np.ndarray:
     return np.concatenate([top, bottom], axis=-1)
 
 
-@pytest.mark.parametrize("shape", [(32, 48), (37, 45), (128, 128), (256, 256), (33, 200)])
+@pytest.mark.parametrize(
+    "shape", [(32, 48), (37, 45), (128, 128), (256, 256), (33, 200), (512, 384), (384, 200)]
+)
 def test_spectrum_fft_and_dft_agree_with_the_published_code(shape):
+    # (128, 128) .. (512, 384): sides the spectrum's size divides, computed by folding
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, *shape)).astype(np.float32)
     size = 128
