@@ -2,7 +2,8 @@
 
 - ``index.md`` is the README, its links made relative to the site;
 - ``benchmark-log.md`` is benchmarks/RESULTS.md (where every measurement is recorded), and
-  ``plots/`` the evaluation plots of benchmarks/eval/;
+  ``plots/`` the evaluation plots of benchmarks/eval/ and the benchmark plots of
+  benchmarks/plots/;
 - a page with ``<!-- generated: NAME -->`` gets that table: ``hook-config`` (HookConfig's fields,
   from the pydantic model), ``model-yaml`` (ModelSpec's), ``api`` (mkdocstrings entries for
   every name in ``live_restore.__all__``).
@@ -31,7 +32,9 @@ def on_files(files: Files, config: Any) -> Files:
     files.append(File.generated(config, "index.md", content=readme))
     log = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
     files.append(File.generated(config, "benchmark-log.md", content=log))
-    for plot in sorted((ROOT / "benchmarks" / "eval").glob("*.png")):
+    plots = [*(ROOT / "benchmarks" / "eval").glob("*.png")]
+    plots += (ROOT / "benchmarks" / "plots").glob("*.png")
+    for plot in sorted(plots):
         files.append(File.generated(config, f"plots/{plot.name}", abs_src_path=str(plot)))
     return files
 
@@ -39,6 +42,7 @@ def on_files(files: Files, config: Any) -> Files:
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
     """Replace each generated-table marker with its table; benchmarks/ links: the site's copies."""
     markdown = markdown.replace("](../benchmarks/eval/", "](plots/")
+    markdown = markdown.replace("](../benchmarks/plots/", "](plots/")
     markdown = markdown.replace("](../benchmarks/RESULTS.md)", "](benchmark-log.md)")
     return _MARKER.sub(lambda m: _GENERATORS[m.group(1)](), markdown)
 

@@ -360,7 +360,7 @@ def test_engines_build_list_clear_and_a_corrupt_engine_is_reported(tmp_path, cli
     assert "focus-est" in _flat(listed.stdout) and "sha256 does not match" in _flat(listed.stdout)
     refused = cli("engines", "build", "focus-est", "--backend", "torch-cpu")
     assert refused.exit_code == 2, _why(refused)
-    assert "onnxruntime or tensorrt" in _flat(refused.stdout)
+    assert "onnxruntime, openvino or tensorrt" in _flat(refused.stdout)
     cleared = cli("engines", "clear")
     assert cleared.exit_code == 0, _why(cleared)
     assert "removed 1 engine" in cleared.stdout

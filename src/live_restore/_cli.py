@@ -13,7 +13,7 @@ from ._cli_common import fail as _fail
 from ._cli_common import progress as _progress
 from ._cli_demo import demo
 from ._cli_export import export_app
-from ._cli_inference import bench_command, engines_app
+from ._cli_inference import bench_command, engines_app, precision_check_command
 from ._cli_options import (
     BackendOption,
     ConfigOption,
@@ -42,6 +42,7 @@ app = typer.Typer(
 app.add_typer(engines_app, name="engines")
 app.add_typer(export_app, name="export")
 app.command("bench")(bench_command)
+app.command("precision-check")(precision_check_command)
 app.command()(demo)
 app.command()(train)
 app.command("eval")(evaluate_model)

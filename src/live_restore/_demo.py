@@ -150,6 +150,11 @@ def configure_demo_core(core: Any, settings: DemoSettings) -> None:
         scope.clock = clock
         step_s = settings.sample_seconds_per_frame
         core.mda.events.frameReady.connect(lambda *_: clock.advance(step_s))
+    # draw the sample now (no light, no time): at 1024 px it takes seconds, and at the first
+    # frame it would make the MDA fire the time points it missed in a burst
+    scope = microscope_of(core)
+    scope.frame_shape = (settings.frame_size, settings.frame_size)  # what the camera's snap sets
+    _ = scope.sample
 
 
 def demo_sequence(settings: DemoSettings) -> useq.MDASequence:

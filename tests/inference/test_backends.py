@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 from live_restore.inference import (
     Backend,
     EngineCache,
+    available_backends,
     create_backend,
     export_onnx,
     load_model,
@@ -113,10 +114,12 @@ def test_provenance_names_the_backend_and_precision_auto_picked(caplog):
 def test_wrong_backend_or_precision_names_the_fix():
     with pytest.raises(ValueError, match=r"unknown backend .cuda.*torch-cuda"):
         resolve_backend("cuda")
-    with pytest.raises(ValueError, match="torch-cpu runs fp32, not fp16"):
+    with pytest.raises(ValueError, match="torch-cpu runs fp32 here, not fp16"):
         resolve_backend("torch-cpu", "fp16")
-    with pytest.raises(ValueError, match="unknown precision 'int8'"):
-        resolve_backend("auto", "int8")
+    with pytest.raises(ValueError, match="torch-cpu runs fp32 here, not int8"):
+        resolve_backend("torch-cpu", "int8")
+    with pytest.raises(ValueError, match="unknown precision 'int4'"):
+        resolve_backend("auto", "int4")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="torch sees no CUDA device"):
             load_model("refocus", "torch-cuda")
@@ -250,12 +253,20 @@ def test_a_corrupt_tensorrt_plan_is_rebuilt(cache, caplog):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU backend comes first there")
-def test_auto_takes_a_models_measured_cpu_runtime_everywhere_auto_is_resolved():
+def test_auto_takes_a_models_measured_cpu_runtime_everywhere_auto_is_resolved(cache):
     assert resolve_backend("auto") == ("torch-cpu", "fp32")
     assert resolve_backend("auto", cpu_backend="onnxruntime") == ("onnxruntime", "fp32")
     assert resolve_backend("torch-cpu", cpu_backend="onnxruntime")[0] == "torch-cpu"  # asked
-    tiny = load_model("dfcan-sr2x-tiny")  # model.yaml: cpu_backend onnxruntime
-    assert tiny.provenance()["backend"] == "onnxruntime"
+    # a reduced precision only on the runtime it was checked on, not on a stand-in
+    assert resolve_backend("auto", "auto", "onnxruntime", ("int8", "fp32")) == (
+        "onnxruntime",
+        "int8",
+    )
+    assert resolve_backend("onnxruntime", "auto", "openvino", ("int8", "fp32"))[1] == "fp32"
+    # model.yaml: cpu_backend openvino (onnxruntime stands in without it), cpu_precisions bf16
+    expected = "openvino" if "openvino" in available_backends() else "onnxruntime"
+    tiny = load_model("dfcan-sr2x-tiny", cache=cache)
+    assert tiny.provenance()["backend"] == expected
     assert load_model("dfcan-sr2x-tiny", channels_last=True).backend == "torch-cpu"  # torch option
     cells = list(bench_cells(["dfcan-sr2x-tiny", "refocus"], ["auto"], [64], ["auto"]))
-    assert [c[1] for c in cells] == ["onnxruntime", "torch-cpu"]
+    assert [c[1] for c in cells] == [expected, "torch-cpu"]

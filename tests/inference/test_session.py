@@ -27,11 +27,18 @@ def test_tiled_output_matches_the_whole_frame():
 
 @pytest.mark.parametrize(
     ("side", "tile", "expected"),
-    [(30, 512, 64), (100, 512, 128), (128, 512, 128), (300, 512, 512), (700, 512, 700)],
+    [
+        (30, 512, 64),
+        (100, 512, 128),
+        (128, 512, 128),
+        (300, 512, 320),
+        (700, 512, 700),
+        (520, 1024, 576),
+    ],
 )
 def test_a_frame_smaller_than_a_tile_runs_as_one_small_tile(side, tile, expected):
-    # a few fixed sizes (powers of two from 64 px): a 128 px ROI costs a 128 px tile, not a
-    # 512 px one, and an exported backend builds a bounded number of graphs
+    # whole, up to a multiple of 64 px: a 128 px ROI costs a 128 px tile, not a 512 px one, a
+    # 520 px ROI a 576 px one, not 1024, and an exported backend builds one graph per ROI
     assert padded_side(side, tile) == expected
     shapes: list[tuple[int, ...]] = []
 

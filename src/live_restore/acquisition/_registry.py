@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from live_restore.frames import Restorer
@@ -47,6 +47,9 @@ class Instrument:
     optics: OpticsParams = field(default_factory=OpticsParams)
     camera: CameraParams = field(default_factory=CameraParams)
     sim_pattern: SimPatternParams | None = None  # nominal; narrows the SIM parameter search
+    # the camera's frame (rows, columns) when the hook was built: a model's graph for it is
+    # built then (seconds on an exported backend), not when the first frame waits for it
+    frame_shape: tuple[int, int] | None = None
 
 
 RestorerFactory = Callable[[Instrument], Restorer]
@@ -86,11 +89,21 @@ def instrument_of(core: Any) -> Instrument:
 
     if core is None:
         return Instrument()
+    frame_shape = _frame_shape(core)
     try:
         scope = microscope_of(core)
     except LookupError:
-        return instrument_for_pixel(float(core.getPixelSizeUm()))
-    return Instrument(scope.optics, scope.camera, scope.sim)
+        return replace(instrument_for_pixel(float(core.getPixelSizeUm())), frame_shape=frame_shape)
+    return Instrument(scope.optics, scope.camera, scope.sim, frame_shape)
+
+
+def _frame_shape(core: Any) -> tuple[int, int] | None:
+    """The current camera's frame, or None without one (a frame then tells at the first call)."""
+    try:
+        rows, cols = int(core.getImageHeight()), int(core.getImageWidth())
+    except Exception:  # no camera, or a core stand-in without one
+        return None
+    return (rows, cols) if rows > 0 and cols > 0 else None
 
 
 def instrument_for_pixel(pixel_um: float | None) -> Instrument:
@@ -152,6 +165,8 @@ def _trained_model(
             f"unknown or unusable model {name!r} ({error}); available: "
             f"{', '.join(sorted(RESTORERS) + shipped_model_names())}"
         ) from error
+    if instrument.frame_shape is not None and hasattr(session, "prepare"):  # not a server's
+        session.prepare(instrument.frame_shape)
     if isinstance(session, InterpSession):
         from ._interp_stage import InterpolationStage
 

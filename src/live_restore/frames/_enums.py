@@ -36,6 +36,7 @@ class BackendName(StrEnum):
     TORCH_CUDA = "torch-cuda"
     TORCH_CPU = "torch-cpu"
     ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
 
 
 class Precision(StrEnum):
@@ -45,3 +46,4 @@ class Precision(StrEnum):
     FP32 = "fp32"
     FP16 = "fp16"
     BF16 = "bf16"
+    INT8 = "int8"  # static int8 (calibrated QDQ graph) on a CPU runtime

@@ -10,15 +10,16 @@ from ._backend import (
     Backend,
     available_backends,
     create_backend,
+    precisions_here,
     resolve_backend,
 )
-from ._bench import bench
+from ._bench import BenchRow, bench, plot_bench
 from ._cache import CacheEntry, EngineCache, EngineFileError, default_cache_dir
+from ._cpu_choice import CpuChoice, cpu_choice, record_cpu_choice
 from ._export import OPSET, export_onnx
+from ._focus_session import FocusEstimate, FocusSession
 from ._session import (
     CPU_VARIANTS,
-    FocusEstimate,
-    FocusSession,
     InterpSession,
     MFSRSession,
     ModelSession,
@@ -27,7 +28,7 @@ from ._session import (
     session_tile,
 )
 from ._tensorrt_ops import TENSORRT_ONNX_OPERATORS, tensorrt_unsupported
-from ._tiling import tile_starts, tiled_apply, tiled_apply_stack
+from ._tiling import tile_run_shape, tile_starts, tiled_apply, tiled_apply_stack
 from ._triton_client import (
     READY_MODEL,
     ServerError,
@@ -66,7 +67,9 @@ __all__ = [
     "TRUST_HEAD_FILE",
     "TRUST_METHODS",
     "Backend",
+    "BenchRow",
     "CacheEntry",
+    "CpuChoice",
     "EngineCache",
     "EngineFileError",
     "FocusEstimate",
@@ -83,6 +86,7 @@ __all__ = [
     "TrustCalibration",
     "available_backends",
     "bench",
+    "cpu_choice",
     "create_backend",
     "default_cache_dir",
     "dihedral_passes",
@@ -92,11 +96,15 @@ __all__ = [
     "load_model",
     "load_trust_head",
     "pair_spread",
+    "plot_bench",
+    "precisions_here",
     "range_units",
+    "record_cpu_choice",
     "resolve_backend",
     "server_address",
     "session_tile",
     "tensorrt_unsupported",
+    "tile_run_shape",
     "tile_starts",
     "tiled_apply",
     "tiled_apply_stack",

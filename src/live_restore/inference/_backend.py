@@ -5,11 +5,12 @@ returns the network's output for it (``float32``, on any device). Everything aro
 normalisation, tiling, blending, counts) is the session's, so every backend computes the same
 function and parity between them is a property of the runtime alone.
 
-Names: ``tensorrt``, ``torch-cuda``, ``torch-cpu``, ``onnxruntime`` (CPU), and ``auto``, which
-picks the first available in that order. The CPU half of the order is measured: on the 2-core VM
-ONNX Runtime ran the shipped models at 0.86-1.05x torch's speed (``live-restore bench``,
-benchmarks/RESULTS.md), so it is there for parity with the exported graph and for machines
-where it is faster, not as the default.
+Names: ``tensorrt``, ``torch-cuda``, ``torch-cpu``, ``onnxruntime`` and ``openvino`` (CPU), and
+``auto``. On a GPU ``auto`` takes the first available of tensorrt, torch-cuda. On a CPU it
+takes, in this order: what ``live-restore bench --record`` measured fastest on this machine for
+the model (kept in the engine cache); the model's ``cpu_backend`` (measured on the 2-core VM,
+model.yaml); torch-cpu. Its precision is the first of the model's ``cpu_precisions`` (fp32, and
+the reduced ones that passed the quality check) that the runtime runs here.
 """
 
 from __future__ import annotations
@@ -34,18 +35,21 @@ __all__ = [
     "available_backends",
     "backend_device",
     "create_backend",
+    "precisions_here",
     "resolve_backend",
 ]
 
 BACKENDS = tuple(str(b) for b in BackendName)
 PRECISIONS = tuple(str(p) for p in Precision)
-# what each runtime can do here; "auto" precision is the first
+# what each runtime can do; on a GPU "auto" precision is the first
 _PRECISIONS_OF = {
     "tensorrt": ("fp16", "fp32"),
     "torch-cuda": ("fp16", "bf16", "fp32"),
     "torch-cpu": ("fp32",),
-    "onnxruntime": ("fp32",),
+    "onnxruntime": ("fp32", "int8"),
+    "openvino": ("fp32", "bf16", "int8"),
 }
+CPU_BACKENDS = ("torch-cpu", "onnxruntime", "openvino")
 
 
 @runtime_checkable
@@ -69,7 +73,7 @@ def _importable(module: str) -> bool:
 
 
 def available_backends() -> list[str]:
-    """The backends that can run on this machine, fastest first."""
+    """The backends that can run on this machine: the GPU ones first."""
     cuda = torch.cuda.is_available()
     found = []
     if cuda and _importable("tensorrt"):
@@ -79,16 +83,36 @@ def available_backends() -> list[str]:
     found.append("torch-cpu")
     if _importable("onnxruntime") and _importable("onnx"):
         found.append("onnxruntime")
+        # OpenVINO reads the exported ONNX graph, and its int8 graph is ONNX Runtime's QDQ one
+        if _importable("openvino"):
+            found.append("openvino")
     return found
 
 
+def precisions_here(backend: str) -> tuple[str, ...]:
+    """The precisions ``backend`` runs on this machine (bf16 on a CPU needs its instructions)."""
+    supported = _PRECISIONS_OF[backend]
+    if backend == "openvino":
+        from ._openvino import cpu_runs_bf16
+
+        if not cpu_runs_bf16():
+            supported = tuple(p for p in supported if p != "bf16")
+    return supported
+
+
 def resolve_backend(
-    backend: str, precision: str = "auto", cpu_backend: str | None = None
+    backend: str,
+    precision: str = "auto",
+    cpu_backend: str | None = None,
+    cpu_precisions: tuple[str, ...] = ("fp32",),
 ) -> tuple[str, str]:
     """``(backend, precision)`` with ``auto`` resolved; ValueError/RuntimeError naming the fix.
 
-    ``cpu_backend``: a model's measured faster CPU runtime (its model.yaml), which ``auto``
-    takes instead of torch-cpu where it is available.
+    ``cpu_backend``: a model's measured faster CPU runtime (this machine's bench record, else
+    model.yaml), which ``auto`` takes instead of torch-cpu where it is available (OpenVINO's
+    graph is ONNX Runtime's, so without openvino onnxruntime stands in). ``cpu_precisions``: the
+    precisions ``auto`` may take on a CPU runtime, preferred first (the ones that passed the
+    model's quality check).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
@@ -97,22 +121,22 @@ def resolve_backend(
     available = available_backends()
     if backend == "auto":
         # the fastest that can also run the precision asked for
-        fitting = [b for b in available if precision == "auto" or precision in _PRECISIONS_OF[b]]
+        fitting = [b for b in available if precision == "auto" or precision in precisions_here(b)]
         if not fitting:
             raise RuntimeError(f"no backend here runs {precision}; available: {available}")
         backend = fitting[0]
-        if backend == "torch-cpu" and cpu_backend in fitting:
-            backend = cpu_backend
+        if backend in CPU_BACKENDS:
+            stand_ins = [cpu_backend, "onnxruntime"] if cpu_backend == "openvino" else [cpu_backend]
+            backend = next((b for b in stand_ins if b in fitting), backend)
     elif backend not in available:
         raise RuntimeError(_why_unavailable(backend))
-    supported = _PRECISIONS_OF[backend]
+    supported = precisions_here(backend)
     if precision == "auto":
-        precision = supported[0]
+        # a reduced precision was measured on the chosen runtime, not on its stand-in
+        allowed = [p for p in cpu_precisions if p in supported and backend == cpu_backend]
+        precision = allowed[0] if backend in CPU_BACKENDS and allowed else supported[0]
     elif precision not in supported:
-        raise ValueError(
-            f"backend {backend} runs {', '.join(supported)}, not {precision} "
-            "(half precision needs a GPU backend)"
-        )
+        raise ValueError(f"backend {backend} runs {', '.join(supported)} here, not {precision}")
     return backend, precision
 
 
@@ -128,6 +152,11 @@ def _why_unavailable(backend: str) -> str:
         return (
             "backend tensorrt asked for, but the tensorrt package does not import; install "
             "NVIDIA TensorRT for this CUDA version (see README), or use torch-cuda"
+        )
+    if backend == "openvino":
+        return (
+            "backend openvino asked for, but openvino (or onnx/onnxruntime, which export and "
+            "quantise its graph) does not import: pip install 'live-restore[openvino]'"
         )
     return (
         f"backend {backend} asked for, but onnx/onnxruntime do not import: "
@@ -149,20 +178,29 @@ def create_backend(
     ``tile_shape`` ``(C, H, W)`` is the input the session will send; exported backends build
     their graph for it up front, so a failure shows at load time, not in the middle of a run.
     ``options`` go to the runtime (torch: ``channels_last``, ``cuda_graphs``, ``compile``);
-    with any, ``auto`` stays on torch rather than the model's ``cpu_backend``.
+    with any, ``auto`` stays on torch rather than the model's CPU choice (``_cpu_choice.py``).
     """
-    name, precision = resolve_backend(backend, precision, None if options else spec.cpu_backend)
+    from ._cache import EngineCache
+    from ._cpu_choice import cpu_choice
+
+    cache = cache if cache is not None else EngineCache()
+    choice = cpu_choice(spec, cache, torch.get_num_threads())
+    if options:
+        name, precision = resolve_backend(backend, precision)
+    else:
+        name, precision = resolve_backend(backend, precision, choice.backend, choice.precisions)
     if name in ("torch-cpu", "torch-cuda"):
         from ._torch_backend import TorchBackend
 
         return TorchBackend(network, name, precision, **options)
-    from ._cache import EngineCache
-
-    cache = cache if cache is not None else EngineCache()
     if name == "onnxruntime":
         from ._onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(network, spec, cache, tile_shape, **options)
+        return OnnxRuntimeBackend(network, spec, cache, tile_shape, precision=precision, **options)
+    if name == "openvino":
+        from ._openvino import OpenVinoBackend
+
+        return OpenVinoBackend(network, spec, cache, tile_shape, precision=precision, **options)
     from ._tensorrt import TensorRTBackend
 
     return TensorRTBackend(network, spec, precision, cache, tile_shape, **options)

@@ -5,7 +5,8 @@ copies, network, blending), because that is what the acquisition waits for. Each
 up first (exports, plan builds, CUDA graph captures and cuDNN's algorithm search happen there,
 not in the figures), then timed ``repeats`` times: median and p99 (with few repeats p99 is
 close to the maximum). The FLOP floor is the session's counted FLOPs per frame at the device's
-measured matmul rate for that precision (``_flops.py``).
+measured matmul rate for that precision (``_flops.py``); on a CPU the fp32 rate at every precision
+(torch has no int8 matmul to measure), so a reduced precision can pass 100 %.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from live_restore.models import (
 
 from ._backend import backend_device, create_backend, resolve_backend
 from ._cache import EngineCache
-from ._flops import matmul_flops_per_s, network_flops, tile_run_shape, tiles_per_frame
+from ._flops import matmul_flops_per_s, network_flops, tiles_per_frame
 from ._session import InterpSession, make_session, session_tile
+from ._tiling import tile_run_shape
 
-__all__ = ["BenchRow", "bench", "bench_cells"]
+__all__ = ["BenchRow", "bench", "bench_cells", "plot_bench"]
 
 # the published DFCAN (64 features, 4 groups x 4 blocks), for timing where its weights are not
 # shipped: speed does not depend on the values of the weights
@@ -93,13 +95,15 @@ def bench_cells(
     """The valid (model, backend, precision, size) cells; ``auto`` precision per backend."""
     for model in models:
         try:
-            cpu_backend: str | None = read_spec(model_dir(model)).cpu_backend
+            spec = read_spec(model_dir(model))
+            cpu_backend: str | None = spec.cpu_backend
+            cpu_precisions = tuple(spec.cpu_precisions)
         except ModelLoadError:  # named by the cell's run, where it is loaded
-            cpu_backend = None
+            cpu_backend, cpu_precisions = None, ("fp32",)
         for backend in backends:
             for precision in precisions:
                 try:
-                    resolved = resolve_backend(backend, precision, cpu_backend)
+                    resolved = resolve_backend(backend, precision, cpu_backend, cpu_precisions)
                 except (ValueError, RuntimeError):
                     continue  # a precision the backend does not run is not a cell
                 for size in sizes:
@@ -159,8 +163,9 @@ def bench(
             flops_per_tile[model, run_shape] = network_flops(network, (1, *run_shape))
         flops = flops_per_tile[model, run_shape] * tiles
         device = backend_device(backend)
-        if (device, precision) not in rates:
-            rates[device, precision] = matmul_flops_per_s(device, precision)
+        rate_precision = "fp32" if device == "cpu" else precision
+        if (device, rate_precision) not in rates:
+            rates[device, rate_precision] = matmul_flops_per_s(device, rate_precision)
         rows.append(
             BenchRow(
                 model=model,
@@ -171,7 +176,7 @@ def bench(
                 p99_ms=float(np.percentile(times, 99)),
                 tiles=tiles,
                 gflop_per_frame=flops / 1e9,
-                floor_ms=1e3 * flops / rates[device, precision],
+                floor_ms=1e3 * flops / rates[device, rate_precision],
                 note=note,
             )
         )
@@ -179,3 +184,40 @@ def bench(
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return rows
+
+
+def plot_bench(rows: list[BenchRow], path: Path) -> Path:
+    """Median ms per frame against frame side, a line per model x backend x precision."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7.5, 5), dpi=120)
+    lines: dict[tuple[str, str, str], list[BenchRow]] = {}
+    for row in rows:
+        lines.setdefault((row.model, row.backend, row.precision), []).append(row)
+    for (model, backend, precision), points in lines.items():
+        points.sort(key=lambda r: r.frame_px)
+        axes.plot(
+            [r.frame_px for r in points],
+            [r.median_ms for r in points],
+            marker="o",
+            label=f"{model} {backend} {precision}",
+        )
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    sizes = sorted({r.frame_px for r in rows})
+    axes.set_xticks(sizes, [f"{s}²" for s in sizes])
+    axes.axhline(1000, color="grey", linestyle=":", linewidth=1)
+    axes.text(sizes[0], 1050, "1 frame/s", color="grey", fontsize=8)
+    axes.set_xlabel("frame (px)")
+    axes.set_ylabel("median ms per frame (whole session call)")
+    axes.set_title("restoration cost against frame size")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -18,6 +18,9 @@ from live_restore.models.dfcan import FourierChannelAttention
 __all__ = ["export_onnx"]
 
 OPSET = 17
+# what the exporter writes for the same weights changed (2: DFCAN's attention folds the input
+# where the spectrum's size divides it); cached graphs of another revision are rebuilt
+EXPORT_REVISION = 2
 
 
 def export_onnx(network: nn.Module, path: Path, example_shape: tuple[int, ...]) -> Path:

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ._tiling import padded_side, tile_starts
 from ._torch_backend import TORCH_DTYPES
 
-__all__ = ["matmul_flops_per_s", "network_flops", "tile_run_shape", "tiles_per_frame"]
+__all__ = ["matmul_flops_per_s", "network_flops", "tiles_per_frame"]
 
 
 def network_flops(network: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -37,14 +37,6 @@ def tiles_per_frame(frame_shape: tuple[int, int], tile: int, multiple_of: int = 
         run_tile = min(tile, need)
         counts.append(len(tile_starts(need, run_tile, min(tile // 4, run_tile // 2))))
     return counts[0] * counts[1]
-
-
-def tile_run_shape(
-    frame_shape: tuple[int, int], tile: int, multiple_of: int = 1
-) -> tuple[int, int]:
-    """The (rows, cols) of the tiles ``tiled_apply`` runs for a frame (smaller for small frames)."""
-    rows, cols = (min(tile, padded_side(side, tile, multiple_of)) for side in frame_shape)
-    return rows, cols
 
 
 def matmul_flops_per_s(device: str = "cpu", precision: str = "fp32", size: int = 0) -> float:

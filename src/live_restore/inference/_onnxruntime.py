@@ -1,7 +1,8 @@
 """ONNX Runtime on the CPU: the exported graph (the one TensorRT gets), run where no GPU is.
 
 One graph per input shape (DFCAN's attention DFT is built for its size), exported on first use
-into the engine cache and reused from there. The session runs with the torch thread count and
+into the engine cache and reused from there; at int8, its calibrated QDQ graph
+(``_quantize.py``). The session runs with the torch thread count and
 without spinning worker threads: spinning would take cores from the acquisition thread even while
 the restoration worker waits for its next frame.
 """
@@ -19,9 +20,9 @@ from live_restore._version import __version__
 from live_restore.models import ModelSpec
 
 from ._cache import EngineCache, EngineFileError
-from ._export import OPSET, export_onnx
+from ._export import EXPORT_REVISION, OPSET, export_onnx
 
-__all__ = ["OnnxRuntimeBackend", "cached_onnx"]
+__all__ = ["OnnxRuntimeBackend", "cached_onnx", "exported_graph"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def onnx_fields(spec: ModelSpec, shape: tuple[int, int, int]) -> dict[str, Any]:
         "arguments": spec.arguments,
         "input_chw": list(shape),
         "opset": OPSET,
+        "export_revision": EXPORT_REVISION,
         "torch": torch.__version__,
         "live_restore": __version__,
     }
@@ -52,11 +54,25 @@ def cached_onnx(
     return cache.get_or_build(spec.name, "onnx", onnx_fields(spec, shape), ".onnx", write)
 
 
+def exported_graph(
+    network: nn.Module,
+    spec: ModelSpec,
+    shape: tuple[int, int, int],
+    cache: EngineCache,
+    precision: str = "fp32",
+) -> Path:
+    """The graph a CPU runtime reads for ``precision``: float (fp32, bf16) or int8 QDQ."""
+    if precision == "int8":
+        from ._quantize import cached_int8_onnx
+
+        return cached_int8_onnx(network, spec, shape, cache)
+    return cached_onnx(network, spec, shape, cache)
+
+
 class OnnxRuntimeBackend:
-    """The exported graph in an ONNX Runtime CPU session (float32)."""
+    """The exported graph in an ONNX Runtime CPU session (fp32, or the int8 QDQ graph)."""
 
     name = "onnxruntime"
-    precision = "fp32"
 
     def __init__(
         self,
@@ -65,10 +81,18 @@ class OnnxRuntimeBackend:
         cache: EngineCache,
         tile_shape: tuple[int, int, int] | None = None,
         threads: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         import onnxruntime
 
         self._ort = onnxruntime
+        self.precision = precision
+        if precision == "int8":
+            from ._quantize import int8_problem
+
+            problem = int8_problem(spec)
+            if problem is not None:
+                raise ValueError(problem)
         self.network = network
         self.spec = spec
         self.cache = cache
@@ -101,7 +125,7 @@ class OnnxRuntimeBackend:
     def _session(self, shape: tuple[int, int, int]) -> Any:
         if shape in self._sessions:
             return self._sessions[shape][0]
-        path = cached_onnx(self.network, self.spec, shape, self.cache)
+        path = exported_graph(self.network, self.spec, shape, self.cache, self.precision)
         try:
             session = self._open(path)
         except Exception as first:  # ORT raises its own Fail/InvalidGraph types
@@ -109,7 +133,7 @@ class OnnxRuntimeBackend:
             # of an earlier version wrote something this runtime cannot read
             log.warning("ONNX Runtime refused %s (%s); re-exporting", path, first)
             self.cache.remove(path)
-            path = cached_onnx(self.network, self.spec, shape, self.cache)
+            path = exported_graph(self.network, self.spec, shape, self.cache, self.precision)
             try:
                 session = self._open(path)
             except Exception as second:

@@ -10,11 +10,9 @@ and precision ``auto`` picked.
 from __future__ import annotations
 
 import logging
-import math
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,10 +30,14 @@ from live_restore.models import (
 )
 from live_restore.models.trust_head import TrustHead
 
-from ._backend import Backend, backend_device, create_backend, resolve_backend
+from ._backend import CPU_BACKENDS, Backend, backend_device, create_backend, resolve_backend
 from ._cache import EngineCache
-from ._tiling import tiled_apply_stack
+from ._tiling import tile_run_shape, tiled_apply_stack
 from ._triton_client import TritonInterpolation, TritonSession
+
+if TYPE_CHECKING:
+    from ._focus_session import FocusSession
+
 from ._trust import (
     Trust,
     TrustCalibration,
@@ -48,8 +50,6 @@ from ._trust import (
 
 __all__ = [
     "CPU_VARIANTS",
-    "FocusEstimate",
-    "FocusSession",
     "InterpSession",
     "MFSRSession",
     "ModelSession",
@@ -61,9 +61,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# a tile above this is a whole-frame model's (its graphs are built per frame size)
+WHOLE_FRAME_PX = 512
+
 # CPU fallbacks: a published-size model that would not keep up on a CPU
 CPU_VARIANTS = {"dfcan-sr2x": "dfcan-sr2x-tiny"}
-_CPU_BACKENDS = ("torch-cpu", "onnxruntime")
 
 
 def session_tile(spec: ModelSpec, tile_px: int | None = None) -> tuple[int, int, int]:
@@ -99,6 +101,9 @@ class _Session:
         self.scale = spec.scale
         self.tile = session_tile(spec, tile_px)[1]
         self.overlap = self.tile // 4
+        # tiles per backend call: 8 of 512 px, fewer of larger ones (the memory of a call, and
+        # an exported backend compiles per batch size)
+        self.tiles_per_call = max(1, 8 * 512 * 512 // (self.tile * self.tile))
 
     def provenance(self) -> dict[str, str]:
         """Model, weights hash, backend, precision, normalisation, versions."""
@@ -117,6 +122,22 @@ class _Session:
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         return self.runtime(batch)
+
+    def prepare(self, frame_shape: tuple[int, int]) -> None:
+        """Build the backend's graph for frames of ``frame_shape`` now, not at the first frame.
+
+        An exported backend builds one graph per size it is sent (an ONNX export and a compile:
+        10 s for a 1024 px frame on 2 cores), and a frame smaller than a tile is sent whole.
+        Called when a hook is built for a camera, so that the acquisition's first frames do not
+        wait for it (one run on zeros also warms the runtime). Torch builds nothing here.
+        """
+        if self.backend.startswith("torch") or self.spec.task is ModelTask.FOCUS_ESTIMATION:
+            return
+        channels = session_tile(self.spec)[0]
+        rows, cols = tile_run_shape(frame_shape, self.tile, self.spec.multiple_of)
+        log.info("preparing %s for %dx%d frames", self.name, *frame_shape)
+        with torch.inference_mode():
+            self._run(torch.zeros(1, channels, rows, cols))
 
 
 class ModelSession(_Session, RestorerBase):
@@ -229,6 +250,7 @@ class ModelSession(_Session, RestorerBase):
             self.overlap,
             self.spec.scale,
             self.spec.multiple_of,
+            self.tiles_per_call,
         )
         restored = np.stack(
             [
@@ -370,67 +392,16 @@ class InterpSession(_Session):
             first, second, [float(f) for f in fractions], self.spec.normalisation
         )
         outputs = tiled_apply_stack(
-            self._run, planes, self.tile, self.overlap, 1, self.spec.multiple_of
+            self._run,
+            planes,
+            self.tile,
+            self.overlap,
+            1,
+            self.spec.multiple_of,
+            self.tiles_per_call,
         )
         counts = scale.inverse(outputs, self.spec.normalisation.output_range)
         return self.camera.photons(counts)
-
-
-@dataclass(frozen=True)
-class FocusEstimate:
-    """Defocus of a frame: magnitude with its 1-σ uncertainty and confidence, and its sign.
-
-    ``defocus_um`` is the magnitude with the more likely sign; ``sign_confidence`` (0: a coin
-    flip, 1: certain) says how far to trust that sign, which rests on weak optical asymmetry.
-    """
-
-    defocus_um: float
-    uncertainty_um: float
-    confidence: float
-    patches: int
-    magnitude_um: float = 0.0
-    sign_confidence: float = 0.0
-
-
-class FocusSession(_Session):
-    """Frame -> :class:`FocusEstimate` (patches pooled by inverse variance)."""
-
-    # an uncertainty of this size gives confidence 0.5
-    CONFIDENCE_SCALE_UM = 0.25
-
-    def __call__(self, frame: np.ndarray) -> FocusEstimate:
-        counts = as_frame(frame)
-        image = frame_scale(counts, self.spec.normalisation).forward(counts)
-        patch = int(self.spec.patch_size or 64)
-        if min(image.shape) < patch:
-            raise ValueError(f"frame {image.shape} is smaller than the {patch} px focus patch")
-        rows, cols = image.shape[0] // patch, image.shape[1] // patch
-        patches = (
-            image[: rows * patch, : cols * patch]
-            .reshape(rows, patch, cols, patch)
-            .transpose(0, 2, 1, 3)
-            .reshape(-1, 1, patch, patch)
-        )
-        with torch.inference_mode():
-            output = self._run(torch.from_numpy(np.ascontiguousarray(patches))).float().cpu()
-        magnitudes = output[:, 0].numpy().astype(np.float64)
-        variance = np.exp(np.clip(output[:, 1].numpy().astype(np.float64), -12, 8))
-        weights = 1.0 / variance
-        total = float(np.sum(weights))
-        magnitude = float(np.sum(weights * magnitudes) / total)
-        # pooled σ, widened by the spread of the patches (they should agree)
-        spread = float(np.sqrt(np.sum(weights * (magnitudes - magnitude) ** 2) / total))
-        sigma = math.sqrt(1.0 / total + spread**2 / max(len(magnitudes), 1))
-        confidence = 1.0 / (1.0 + (sigma / self.CONFIDENCE_SCALE_UM) ** 2)
-        # the sign: the weighted mean of the patches' logits. Not their sum: neighbouring
-        # patches of one frame share the sample and the aberration, so their errors are not
-        # independent, and summing would claim a certainty the network never showed
-        logit = float(np.sum(weights * output[:, 2].numpy().astype(np.float64)) / total)
-        positive = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
-        signed = magnitude if positive >= 0.5 else -magnitude
-        return FocusEstimate(
-            signed, sigma, confidence, len(magnitudes), magnitude, abs(2.0 * positive - 1.0)
-        )
 
 
 def load_model(
@@ -464,7 +435,7 @@ def load_model(
         return TritonSession(name, server)
     resolved, _ = resolve_backend(backend, precision)
     chosen = str(name)
-    if cpu_variant and resolved in _CPU_BACKENDS and chosen in CPU_VARIANTS:
+    if cpu_variant and resolved in CPU_BACKENDS and chosen in CPU_VARIANTS:
         log.warning(
             "%s runs at ~0.7 TFLOP per 512x512 frame, seconds on a CPU: using %s instead",
             chosen,
@@ -472,9 +443,12 @@ def load_model(
         )
         chosen = CPU_VARIANTS[chosen]
     spec, network, folder = load_network(chosen)
-    runtime = create_backend(
-        network, spec, backend, precision, cache, tile_shape=session_tile(spec, tile_px), **options
-    )
+    tile_shape: tuple[int, int, int] | None = session_tile(spec, tile_px)
+    if tile_shape is not None and tile_shape[1] > WHOLE_FRAME_PX:
+        # frames up to the tile run whole, each size its own graph: built by ``prepare`` for the
+        # camera's frame when a hook is made, else at the first frame, not for the tile here
+        tile_shape = None
+    runtime = create_backend(network, spec, backend, precision, cache, tile_shape, **options)
     if backend == "auto":
         log.info(
             "%s runs on %s (%s), the fastest backend here",
@@ -494,6 +468,8 @@ def make_session(
     if spec.task is ModelTask.MULTI_FRAME_SR:
         return MFSRSession(spec, folder, runtime, tile_px)
     if spec.task is ModelTask.FOCUS_ESTIMATION:
+        from ._focus_session import FocusSession
+
         return FocusSession(spec, folder, runtime)
     if spec.task is ModelTask.SIM_RECONSTRUCTION:
         return SimSession(spec, folder, runtime, tile_px)

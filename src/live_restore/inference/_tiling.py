@@ -7,9 +7,9 @@ tiles beat 256 px ones by up to 1.9 dB at 20 photons on one 512x512 field, altho
 over 8 cells hid it (29.97 / 30.02 / 30.03 dB for 64 / 128 / 256 px); a model with
 ``spectrum_reference_px`` is size-invariant and runs whole frames (dfcan-sr2x-tiny,
 benchmarks/RESULTS.md). Any frame size works: edge tiles are shifted to fit inside the frame, and
-a frame smaller than a tile is one smaller tile (``padded_side``: a power of two from 64 px); the
-cut is the same on every backend (parity), and an exported backend builds a graph for each of
-these few sizes once (cached).
+a frame smaller than a tile is one piece (``padded_side``: its side up to a multiple of 64 px); the
+cut is the same on every backend (parity), and an exported backend builds a graph for each size
+it meets once (cached): one per camera ROI.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["SMALLEST_TILE_PX", "padded_side", "tile_starts", "tiled_apply", "tiled_apply_stack"]
+__all__ = [
+    "SMALLEST_TILE_PX",
+    "padded_side",
+    "tile_run_shape",
+    "tile_starts",
+    "tiled_apply",
+    "tiled_apply_stack",
+]
 
 SMALLEST_TILE_PX = 64  # the training patch of every shipped model
 
@@ -27,18 +34,24 @@ SMALLEST_TILE_PX = 64  # the training patch of every shipped model
 def padded_side(side: int, tile: int, multiple_of: int = 1) -> int:
     """The side a frame's side is reflect-padded to before it is cut into tiles.
 
-    A side of at least a tile stays (up to the network's multiple). A shorter one is run as one
-    tile of the next power of two from ``SMALLEST_TILE_PX`` (the training patch) up to the tile:
-    a 128 px ROI padded to a 512 px tile would cost 16x, and a few fixed sizes bound how many
-    graphs an exported backend (ONNX, TensorRT) builds and caches.
+    A side of at least a tile stays (up to the network's multiple). A shorter one is run whole,
+    padded up to a multiple of ``SMALLEST_TILE_PX`` (the training patch), at most the tile: a
+    128 px ROI padded to a 1024 px tile would cost 64x, and a power of two would cost up to 4x
+    (a 520 px ROI as 1024 px), while multiples of 64 px bound how many graphs an exported backend
+    (ONNX, OpenVINO, TensorRT) builds for the ROIs a camera offers.
     """
     need = side
     if side < tile:
-        need = SMALLEST_TILE_PX
-        while need < side:
-            need *= 2
-        need = min(need, tile)
+        need = min(side + -side % SMALLEST_TILE_PX, tile)
     return need + -need % multiple_of
+
+
+def tile_run_shape(
+    frame_shape: tuple[int, int], tile: int, multiple_of: int = 1
+) -> tuple[int, int]:
+    """The (rows, cols) of the tiles ``tiled_apply`` runs for a frame (smaller for small frames)."""
+    rows, cols = (min(tile, padded_side(side, tile, multiple_of)) for side in frame_shape)
+    return rows, cols
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -38,6 +38,9 @@ __all__ = [
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
+CpuPrecision = Literal["fp32", "bf16", "int8"]
+
+
 class ModelLoadError(RuntimeError):
     """A model's files are missing, corrupt or do not match its architecture."""
 
@@ -90,10 +93,11 @@ class Architecture(BaseModel):
         "training patch. A small network runs whole 512x512 frames faster than overlapping "
         "tiles (no overlap computed twice).",
     )
-    cpu_backend: Literal["torch-cpu", "onnxruntime"] = Field(
+    cpu_backend: Literal["torch-cpu", "onnxruntime", "openvino"] = Field(
         "torch-cpu",
         description="What backend 'auto' runs this model on without a GPU: the CPU runtime "
-        "measured faster for it (onnxruntime only where it is installed).",
+        "measured faster for it (onnxruntime and openvino only where installed; a machine's "
+        "own `live-restore bench --record` overrides it).",
     )
     normalisation: Normalisation = Normalisation()
     axis: Literal["t", "z"] | None = Field(
@@ -110,6 +114,13 @@ class ModelSpec(Architecture):
     optics: dict[str, float] = Field(
         default_factory=dict, description="NA, emission_wavelength_nm, pixel_um trained for."
     )
+    cpu_precisions: list[CpuPrecision] = Field(
+        default_factory=lambda: list[CpuPrecision](["fp32"]),
+        description="Precisions 'auto' may run this model at on a CPU, fastest first: fp32, "
+        "and each reduced one that lost at most 0.1 dB PSNR and 0.002 MS-SSIM in every "
+        "structure x light cell (`live-restore precision-check --record`; the table is in "
+        "evaluation.cpu_precision).",
+    )
     training: dict[str, Any] = Field(default_factory=dict, description="Data, steps, device.")
     evaluation: dict[str, Any] = Field(default_factory=dict, description="Measured figures.")
     weights_file: str = "weights.safetensors"
@@ -121,6 +132,8 @@ class ModelSpec(Architecture):
         data: dict[str, Any] = handler(self)
         if data.get("axis") is None:  # only interpolation models have one; the others' files
             data.pop("axis", None)  # stay as they were written before the field existed
+        if data.get("cpu_precisions") == ["fp32"]:  # the default: files without reduced ones
+            data.pop("cpu_precisions", None)  # stay as they were
         return {key: data[key] for key in ("name",) if key in data} | data
 
     @property

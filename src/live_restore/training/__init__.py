@@ -12,6 +12,7 @@ from ._losses import FeatureLoss, charbonnier_frequency_loss, defocus_loss, mse_
 from ._mfsr import train_mfsr
 from ._mfsr_eval import EVALUATION_SEED as MFSR_EVALUATION_SEED
 from ._mfsr_eval import evaluate_mfsr
+from ._precision_check import PrecisionCheck, check_precision, record_precisions
 from ._recipe_book import RECIPES, Loss, Recipe, SimLossTerm
 from ._recipes import (
     TrainedNetwork,
@@ -39,6 +40,7 @@ __all__ = [
     "FocusSampler",
     "Loss",
     "PairedImages",
+    "PrecisionCheck",
     "Recipe",
     "RefocusSampler",
     "SRSampler",
@@ -53,6 +55,7 @@ __all__ = [
     "biosr_pairs",
     "calibrate_model_trust",
     "charbonnier_frequency_loss",
+    "check_precision",
     "choose_data",
     "compare_generators",
     "defocus_loss",
@@ -64,6 +67,7 @@ __all__ = [
     "plot_interp",
     "plot_sr_matrix",
     "read_stack",
+    "record_precisions",
     "record_summary",
     "render_fields",
     "render_sim_fields",

@@ -328,5 +328,7 @@ def record_summary(name: str, kind: str, rows: list[EvalRow]) -> Path:
 
     folder = model_dir(name)
     spec = read_spec(folder)
-    spec.evaluation = summarise(kind, rows)
+    # the reduced-precision check is a separate measurement of the same weights: kept
+    kept = {k: v for k, v in spec.evaluation.items() if k == "cpu_precision"}
+    spec.evaluation = summarise(kind, rows) | kept
     return write_spec(folder, spec)
