@@ -10,8 +10,9 @@ the restoration worker waits for its next frame.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -22,7 +23,9 @@ from live_restore.models import ModelSpec
 from ._cache import EngineCache, EngineFileError
 from ._export import EXPORT_REVISION, OPSET, export_onnx
 
-__all__ = ["OnnxRuntimeBackend", "cached_onnx", "exported_graph"]
+__all__ = ["OnnxRuntimeBackend", "cached_onnx", "exported_graph", "open_exported"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,36 @@ def exported_graph(
 
         return cached_int8_onnx(network, spec, shape, cache)
     return cached_onnx(network, spec, shape, cache)
+
+
+def open_exported(
+    network: nn.Module,
+    spec: ModelSpec,
+    shape: tuple[int, int, int],
+    cache: EngineCache,
+    precision: str,
+    open_graph: Callable[[Path], T],
+    runtime: str,
+) -> tuple[T, Path]:
+    """``open_graph`` of the cached graph for ``shape``, re-exported once if the runtime refuses.
+
+    The cache's hash matched, so the file is as it was written: a refusal means an exporter of
+    an earlier version wrote something this runtime cannot read. EngineFileError, naming the
+    file, when the fresh export is refused too.
+    """
+    path = exported_graph(network, spec, shape, cache, precision)
+    try:
+        return open_graph(path), path
+    except Exception as first:  # each runtime raises its own error types
+        log.warning("%s refused %s (%s); re-exporting", runtime, path, first)
+        cache.remove(path)
+        path = exported_graph(network, spec, shape, cache, precision)
+        try:
+            return open_graph(path), path
+        except Exception as second:
+            raise EngineFileError(
+                f"{runtime} cannot load the exported graph of {spec.name} ({path}): {second}"
+            ) from second
 
 
 class OnnxRuntimeBackend:
@@ -123,26 +156,17 @@ class OnnxRuntimeBackend:
         return self._ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def _session(self, shape: tuple[int, int, int]) -> Any:
-        if shape in self._sessions:
-            return self._sessions[shape][0]
-        path = exported_graph(self.network, self.spec, shape, self.cache, self.precision)
-        try:
-            session = self._open(path)
-        except Exception as first:  # ORT raises its own Fail/InvalidGraph types
-            # the hash matched, so the file is as written: rebuild once, in case the exporter
-            # of an earlier version wrote something this runtime cannot read
-            log.warning("ONNX Runtime refused %s (%s); re-exporting", path, first)
-            self.cache.remove(path)
-            path = exported_graph(self.network, self.spec, shape, self.cache, self.precision)
-            try:
-                session = self._open(path)
-            except Exception as second:
-                raise EngineFileError(
-                    f"ONNX Runtime cannot load the exported graph of {self.spec.name} ({path}): "
-                    f"{second}"
-                ) from second
-        self._sessions[shape] = (session, path)
-        return session
+        if shape not in self._sessions:
+            self._sessions[shape] = open_exported(
+                self.network,
+                self.spec,
+                shape,
+                self.cache,
+                self.precision,
+                self._open,
+                "ONNX Runtime",
+            )
+        return self._sessions[shape][0]
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         shape = (int(batch.shape[1]), int(batch.shape[2]), int(batch.shape[3]))

@@ -1,11 +1,11 @@
 """OpenVINO on the CPU: the exported ONNX graph (or its int8 QDQ graph), compiled for this CPU.
 
-Measured on the 2-core VM (benchmarks/RESULTS.md): OpenVINO ran dfcan-sr2x-tiny's graph at
-512x512 in 234 ms where ONNX Runtime took 304 ms, with the same output to 1e-5; bf16 (on CPUs
-with AVX-512 BF16 or AMX) and int8 (VNNI) go further. bf16 is OpenVINO's inference precision on
-the float graph: weights and activations rounded to bfloat16 inside its kernels, accumulation in
-float32. The compiled model is per input shape, like the graph; OpenVINO compiles in about a
-second, so compiled blobs are not cached.
+Measured on the 2-core VM (benchmarks/RESULTS.md): a 512x512 frame of dfcan-sr2x-tiny took
+216 ms on OpenVINO and 291 ms on ONNX Runtime (the same graph, outputs equal to 1e-5), and 143 ms
+at bf16 (on CPUs with AVX-512 BF16 or AMX); int8 (VNNI) took 189 ms. bf16 is OpenVINO's
+inference precision on the float graph: weights and activations rounded to bfloat16 inside its
+kernels, accumulation in float32. The compiled model is per input shape, like the graph;
+OpenVINO compiles in well under a second, so compiled blobs are not cached.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from torch import nn
 
 from live_restore.models import ModelSpec
 
-from ._cache import EngineCache, EngineFileError
+from ._cache import EngineCache
 from ._export import OPSET
-from ._onnxruntime import exported_graph
+from ._onnxruntime import open_exported
 
 __all__ = ["OpenVinoBackend", "cpu_runs_bf16"]
 
@@ -108,27 +108,18 @@ class OpenVinoBackend:
         return _core().compile_model(model, "CPU", config).create_infer_request()
 
     def _request(self, shape: tuple[int, ...]) -> Any:
-        if shape in self._requests:
-            return self._requests[shape][0]
-        chw = (shape[1], shape[2], shape[3])
-        path = exported_graph(self.network, self.spec, chw, self.cache, self.precision)
-        try:
-            request = self._compile(path, shape)
-        except Exception as first:  # OpenVINO raises its own RuntimeError subclasses
-            # the hash matched, so the file is as written: rebuild once, in case an earlier
-            # exporter wrote something this OpenVINO cannot read
-            log.warning("OpenVINO refused %s (%s); re-exporting", path, first)
-            self.cache.remove(path)
-            path = exported_graph(self.network, self.spec, chw, self.cache, self.precision)
-            try:
-                request = self._compile(path, shape)
-            except Exception as second:
-                raise EngineFileError(
-                    f"OpenVINO cannot compile the exported graph of {self.spec.name} ({path}): "
-                    f"{second}"
-                ) from second
-        self._requests[shape] = (request, path)
-        return request
+        if shape not in self._requests:
+            chw = (shape[1], shape[2], shape[3])
+            self._requests[shape] = open_exported(
+                self.network,
+                self.spec,
+                chw,
+                self.cache,
+                self.precision,
+                lambda path: self._compile(path, shape),
+                "OpenVINO",
+            )
+        return self._requests[shape][0]
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         request = self._request(tuple(int(side) for side in batch.shape))
