@@ -133,8 +133,8 @@ def resolve_backend(
     supported = precisions_here(backend)
     if precision == "auto":
         # a reduced precision was measured on the chosen runtime, not on its stand-in
-        allowed = [p for p in cpu_precisions if p in supported and backend == cpu_backend]
-        precision = allowed[0] if backend in CPU_BACKENDS and allowed else supported[0]
+        allowed = [p for p in cpu_precisions if p in supported] if backend == cpu_backend else []
+        precision = allowed[0] if allowed else supported[0]
     elif precision not in supported:
         raise ValueError(f"backend {backend} runs {', '.join(supported)} here, not {precision}")
     return backend, precision
@@ -184,10 +184,10 @@ def create_backend(
     from ._cpu_choice import cpu_choice
 
     cache = cache if cache is not None else EngineCache()
-    choice = cpu_choice(spec, cache, torch.get_num_threads())
-    if options:
+    if options:  # torch's options: no CPU choice to read
         name, precision = resolve_backend(backend, precision)
     else:
+        choice = cpu_choice(spec, cache, torch.get_num_threads())
         name, precision = resolve_backend(backend, precision, choice.backend, choice.precisions)
     if name in ("torch-cpu", "torch-cuda"):
         from ._torch_backend import TorchBackend

@@ -25,6 +25,7 @@ from typing import Any
 
 from live_restore.models import ModelSpec
 
+from ._backend import CPU_BACKENDS
 from ._cache import EngineCache
 
 __all__ = ["CpuChoice", "cpu_choice", "record_cpu_choice"]
@@ -119,11 +120,7 @@ def record_cpu_choice(
 
     Only cells ``auto`` may take count: CPU backends at the model's ``cpu_precisions``.
     """
-    allowed = [
-        row
-        for row in timings
-        if row[0] in ("torch-cpu", "onnxruntime", "openvino") and row[1] in spec.cpu_precisions
-    ]
+    allowed = [row for row in timings if row[0] in CPU_BACKENDS and row[1] in spec.cpu_precisions]
     choice = fastest(allowed)
     fields = machine_fields(spec, threads)
     document = {

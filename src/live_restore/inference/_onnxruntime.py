@@ -120,12 +120,10 @@ class OnnxRuntimeBackend:
 
         self._ort = onnxruntime
         self.precision = precision
-        if precision == "int8":
-            from ._quantize import int8_problem
+        if precision == "int8":  # refused at load, not at the first frame
+            from ._quantize import require_int8_calibration
 
-            problem = int8_problem(spec)
-            if problem is not None:
-                raise ValueError(problem)
+            require_int8_calibration(spec)
         self.network = network
         self.spec = spec
         self.cache = cache

@@ -67,12 +67,10 @@ class OpenVinoBackend:
             raise ValueError(f"openvino runs fp32, bf16 or int8, not {precision!r}")
         if precision == "bf16" and not cpu_runs_bf16():
             raise ValueError("this CPU has no bfloat16 instructions: use fp32 or int8")
-        if precision == "int8":
-            from ._quantize import int8_problem
+        if precision == "int8":  # refused at load, not at the first frame
+            from ._quantize import require_int8_calibration
 
-            problem = int8_problem(spec)
-            if problem is not None:
-                raise ValueError(problem)
+            require_int8_calibration(spec)
         import openvino
 
         self._version = openvino.get_version()

@@ -49,15 +49,14 @@ CALIBRATION_METHOD = "MinMax"
 FLOAT_NODES: tuple[str, ...] = ("/head/", "/out/", "/attention/")
 
 
-def int8_problem(spec: ModelSpec) -> str | None:
-    """Why ``spec`` cannot run at int8 here, or None."""
+def require_int8_calibration(spec: ModelSpec) -> None:
+    """ValueError, in one line, when ``spec`` cannot be calibrated for int8 here."""
     channels = int(spec.arguments.get("in_channels", 1))
     if spec.task not in INT8_TASKS or channels != 1:
-        return (
+        raise ValueError(
             f"{spec.name} ({spec.task}) has no int8 calibration: int8 is calibrated for "
             "single-frame super-resolution and refocus models"
         )
-    return None
 
 
 def calibration_frames(spec: ModelSpec, shape: tuple[int, int, int]) -> list[np.ndarray]:
@@ -106,9 +105,7 @@ def cached_int8_onnx(
     network: nn.Module, spec: ModelSpec, shape: tuple[int, int, int], cache: EngineCache
 ) -> Path:
     """The model's int8 QDQ graph for inputs ``(1, *shape)``, built once into ``cache``."""
-    problem = int8_problem(spec)
-    if problem is not None:
-        raise ValueError(problem)
+    require_int8_calibration(spec)
     source = cached_onnx(network, spec, shape, cache)
 
     def write(path: Path) -> None:

@@ -443,12 +443,11 @@ def load_model(
         )
         chosen = CPU_VARIANTS[chosen]
     spec, network, folder = load_network(chosen)
-    tile_shape: tuple[int, int, int] | None = session_tile(spec, tile_px)
-    if tile_shape is not None and tile_shape[1] > WHOLE_FRAME_PX:
-        # frames up to the tile run whole, each size its own graph: built by ``prepare`` for the
-        # camera's frame when a hook is made, else at the first frame, not for the tile here
-        tile_shape = None
-    runtime = create_backend(network, spec, backend, precision, cache, tile_shape, **options)
+    tile_shape = session_tile(spec, tile_px)
+    # frames up to a whole-frame model's tile run whole, each size its own graph: built by
+    # ``prepare`` for the camera's frame when a hook is made, else at the first frame
+    build_now = None if tile_shape[1] > WHOLE_FRAME_PX else tile_shape
+    runtime = create_backend(network, spec, backend, precision, cache, build_now, **options)
     if backend == "auto":
         log.info(
             "%s runs on %s (%s), the fastest backend here",
