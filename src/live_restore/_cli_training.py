@@ -84,6 +84,21 @@ def train(
             "weights reached; model.yaml records the steps done.",
         ),
     ] = None,
+    world: Annotated[
+        bool,
+        typer.Option(
+            help="interp-z: fine-tune on the wider simulated world (sample families, NA "
+            "0.8-1.49, 450-680 nm, sCMOS maps or EMCCD, autofluorescence), from --init-from "
+            "(default: the shipped interp-z). The shipped one: --world --leave-out filaments."
+        ),
+    ] = False,
+    leave_out: Annotated[
+        str | None,
+        typer.Option(
+            help="With --world: families to leave out of training, comma-separated "
+            "(layers, filaments, puncta, organelles)."
+        ),
+    ] = None,
 ) -> None:
     """Train a model on endless simulated pairs; write weights.safetensors and model.yaml.
 
@@ -96,6 +111,11 @@ def train(
 
     max_seconds = None if max_minutes is None else 60.0 * max_minutes
 
+    if world or leave_out:
+        if name != "interp-z" or not world:
+            raise fail("--world (and --leave-out with it) trains interp-z only")
+        _train_world(out or engines_dir() / name, init_from or "interp-z", leave_out, steps, seed)
+        return
     if name == "mfsr-sr2x" or name in INTERP_MODELS:
         _train_new(name, out or engines_dir() / name, steps, batch_size, learning_rate, seed,
                    resume, max_seconds)  # fmt: skip
@@ -152,11 +172,31 @@ def _train_new(
     _trained(name, result, folder)
 
 
+def _train_world(
+    folder: Path, parent: str, leave_out: str | None, steps: int | None, seed: int
+) -> None:
+    from .simulate import FAMILIES
+    from .training import finetune_world, render_world_examples
+
+    excluded = tuple(f.strip() for f in leave_out.split(",")) if leave_out else ()
+    unknown = [f for f in excluded if f not in FAMILIES]
+    if unknown:
+        raise fail(f"--leave-out {', '.join(unknown)}: the families are {', '.join(FAMILIES)}")
+    families = tuple(f for f in FAMILIES if f not in excluded)
+    if not families:
+        raise fail("--leave-out leaves no family to train on")
+    examples = render_world_examples(300 * len(families), seed, families, progress=True)
+    result = finetune_world(
+        parent, folder, examples, excluded, steps=steps or 1500, seed=seed, name=folder.name
+    )
+    _trained("interp-z", result, folder)
+
+
 def _trained(name: str, result: TrainResult, folder: Path) -> None:
-    validation = ", ".join(f"{k} {v:.4g}" for k, v in result.validation.items())
+    validation = "".join(f", {k} {v:.4g}" for k, v in result.validation.items())
     console.print(
         f"trained {name}: {result.steps_done} steps in {result.seconds / 60:.1f} min, "
-        f"final loss {result.final_loss:.4g}, {validation}; written to {folder}"
+        f"final loss {result.final_loss:.4g}{validation}; written to {folder}"
     )
 
 
@@ -428,7 +468,13 @@ def calibrate_trust(
 
 
 def adapt(
-    model: Annotated[str, typer.Argument(help="interp-t or interp-z (a name or model folder).")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="interp-t, interp-z or a single-frame super-resolution model (dfcan-sr2x-*): "
+            "a name or a model folder."
+        ),
+    ],
     input_path: Annotated[
         Path,
         typer.Argument(
@@ -444,33 +490,69 @@ def adapt(
     axis: Annotated[
         str | None, typer.Option(help="t or z (default: the model's own axis).")
     ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="pairs: neighbouring planes recorrupted, their noise fitted from the stack "
+            "(default along z); triplets: each frame the target of the two around it "
+            "(default along t); consistency: the super-resolution models' only one."
+        ),
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="The adapted model's name (default: MODEL-adapted).")
     ] = None,
+    na: Annotated[
+        float | None,
+        typer.Option(help="Super-resolution: your objective's NA (default: the model's, 1.49)."),
+    ] = None,
+    emission_nm: Annotated[
+        float | None,
+        typer.Option(help="Super-resolution: your emission wavelength, nm (default: 525)."),
+    ] = None,
+    pixel_um: Annotated[
+        float | None,
+        typer.Option(
+            help="Super-resolution: your camera pixel at the sample, µm (default: 0.065)."
+        ),
+    ] = None,
 ) -> None:
-    """Fine-tune an interpolation model on your own stack, with no ground truth.
+    """Fine-tune a model on your own stack, with no ground truth.
 
-    Each acquired plane (time point) is the target for the two around it (Noise2Noise: its
-    noise is independent of theirs). The last fifth of each series is held out; the held-out
-    error is measured before and after, and if adapting did not lower it the parent's weights
-    are kept. The folder works wherever a model name does: -m OUT, load_model(OUT).
+    pairs (z): each pair of neighbouring planes is recorrupted with the camera noise fitted
+    from the stack, and the network learns the half-way blend of the clean planes (its target's
+    noise is independent of its input's). triplets (t): each acquired frame is the target for
+    the two around it (Noise2Noise). consistency (dfcan-sr2x-*): each frame is recorrupted and
+    the 2x output, blurred by your optics' widefield kernel and binned, must give the clean
+    frame (ZS-DeconvNet), staying near the parent's output. The last fifth is held out; the
+    held-out error is measured before and after, and if adapting did not lower it the parent's
+    weights are kept. The folder works wherever a model name does: -m OUT, load_model(OUT).
     """
     from .training import adapt_model
 
     try:
         result = adapt_model(
-            model, input_path, out, minutes=minutes, axis=axis, name=name, progress=True
+            model,
+            input_path,
+            out,
+            minutes=minutes,
+            axis=axis,
+            method=method,
+            name=name,
+            na=na,
+            emission_nm=emission_nm,
+            pixel_um=pixel_um,
+            progress=True,
         )
     except ValueError as e:
         raise fail(str(e)) from None
     table = Table(title=f"live-restore adapt {model}", show_header=False)
-    table.add_row("triplets: training / held out", f"{result.training_triplets} / "
-                  f"{result.held_out_triplets}")  # fmt: skip
+    table.add_row(f"{result.method}: training / held out", f"{result.training_examples} / "
+                  f"{result.held_out_examples}")  # fmt: skip
     table.add_row("steps, minutes", f"{result.steps}, {result.seconds / 60:.1f}")
     table.add_row(
         "held-out error: before / after",
         f"{result.held_out_before:.5f} / {result.held_out_after:.5f} "
-        f"(linear blend {result.held_out_linear:.5f})",
+        f"({result.reference_name} {result.held_out_reference:.5f})",
     )
     verdict = (
         "adapted weights (lower held-out error)"

@@ -8,11 +8,18 @@ import pytest
 import tifffile
 import useq
 import yaml
+import zarr
 
-from live_restore import HookConfig, build_hook
 from live_restore.devices import demo_core, release_core
 from live_restore.inference import load_model
 from live_restore.models import engines_dir, file_sha256
+from live_restore.simulate import ManualClock, SimMicroscope
+
+
+def _measured_gain(record: dict) -> bool:
+    """Never a gain it did not measure: the held-out error fell by over 2 standard errors."""
+    fall = record["held_out_error_before"] - record["held_out_error_after"]
+    return fall > 2 * record["held_out_change_standard_error"] and record["held_out_tiles"] > 1
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +38,7 @@ def z_stack(tmp_path_factory):
     return path
 
 
-def test_adapt_writes_a_model_with_an_honest_record(z_stack, tmp_path, cli, core):
+def test_adapt_writes_a_model_with_an_honest_record(z_stack, tmp_path, cli):
     out = tmp_path / "mine"
     result = cli("adapt", "interp-z", str(z_stack), "--out", str(out), "--minutes", "0.1")
     assert result.exit_code == 0, result.output
@@ -42,11 +49,11 @@ def test_adapt_writes_a_model_with_an_honest_record(z_stack, tmp_path, cli, core
         engines_dir() / "interp-z" / "weights.safetensors"
     )
     assert record["input_shape"] == [2, 13, 64, 64] and record["axis"] == "z"
-    assert record["training_triplets"] > 0 and record["held_out_triplets"] > 0
+    assert record["method"] == "pairs" and record["noise_model"]["gain_counts_per_count"] > 0
+    assert record["training_examples"] > 0 and record["held_out_examples"] > 0
     # never a gain it did not measure: the adapted weights only when the held-out error fell
-    improved = record["held_out_error_after"] < record["held_out_error_before"]
-    assert record["kept"] == ("adapted" if improved else "parent")
-    if not improved:
+    assert record["kept"] == ("adapted" if _measured_gain(record) else "parent")
+    if record["kept"] == "parent":
         parent = engines_dir() / "interp-z" / "weights.safetensors"
         assert spec["weights_sha256"] == file_sha256(parent)
     assert spec["weights_sha256"] == file_sha256(out / "weights.safetensors")
@@ -54,35 +61,45 @@ def test_adapt_writes_a_model_with_an_honest_record(z_stack, tmp_path, cli, core
     session = load_model(out, "torch-cpu")
     planes = np.full((2, 64, 64), 120, np.uint16)
     assert session.between(planes[0], planes[1], [0.5]).shape == (1, 64, 64)
-    core.setProperty("Camera", "FrameSize", 64)
-    config = HookConfig(models=[str(out)], output=tmp_path / "run", progress=False, live=False)
-    with build_hook(core, config) as hook:
-        hook.run(useq.MDASequence(z_plan={"range": 1.0, "step": 0.5}))
-    assert (
-        hook.report.frames_restored == 3
-        and (tmp_path / "run" / "interp-z-adapted.ome.zarr").is_dir()
-    )
+    # and `acquire -m FOLDER`: a z-stack restored by the adapted model, its store named for it
+    sequence = tmp_path / "stack.yaml"
+    sequence.write_text("z_plan: {range: 1.0, step: 0.5}\n")
+    run = tmp_path / "run"
+    result = cli("acquire", "--sequence", str(sequence), "-m", str(out), "--out", str(run))
+    assert result.exit_code == 0, result.output
+    raw = zarr.open_group(str(run / "raw.ome.zarr"), mode="r")["0"]
+    full = zarr.open_group(str(run / "interp-z-adapted.ome.zarr"), mode="r")["0"]
+    assert raw.shape[0] == 3 and full.shape[0] == 5  # 3 planes and the 2 between them
+    assert full.shape[-2:] == raw.shape[-2:]
+    rows = (run / "frames.csv").read_text().splitlines()
+    assert sum(",interpolated," in r for r in rows) == 2
 
 
-def test_an_ome_tiff_stack_adapts_too(tmp_path, cli):
+@pytest.mark.parametrize(
+    ("model", "axes", "method"), [("interp-z", "ZYX", "pairs"), ("interp-t", "TYX", "triplets")]
+)
+def test_an_ome_tiff_adapts_by_its_axis_method(tmp_path, cli, model, axes, method):
     rng = np.random.default_rng(0)
     stack = (rng.poisson(50, (8, 48, 48)) + 100).astype(np.uint16)
     path = tmp_path / "stack.ome.tif"
-    tifffile.imwrite(path, stack, metadata={"axes": "ZYX"}, ome=True)
+    tifffile.imwrite(path, stack, metadata={"axes": axes}, ome=True)
     out = tmp_path / "mine"
-    result = cli("adapt", "interp-z", str(path), "--out", str(out), "--minutes", "0.02")
+    result = cli("adapt", model, str(path), "--out", str(out), "--minutes", "0.02")
     assert result.exit_code == 0, result.output
-    assert (
-        yaml.safe_load((out / "model.yaml").read_text())["training"]["adapted"]["input_axes"]
-        == "zyx"
-    )
+    record = yaml.safe_load((out / "model.yaml").read_text())["training"]["adapted"]
+    assert record["input_axes"] == axes.lower() and record["method"] == method
+    # the held-out part: the last 3 of 8 positions: 2 pairs, or 1 triplet around the middle
+    assert record["held_out_examples"] == (2 if method == "pairs" else 1)
+    assert ("noise_model" in record) == (method == "pairs")
 
 
 @pytest.mark.parametrize(
     ("model", "planes", "message"),
     [
         ("interp-z", 4, "adapting needs at least 6"),
-        ("dfcan-sr2x-tiny", 8, "cannot adapt here"),
+        ("mfsr-sr2x", 8, "cannot adapt here"),
+        ("dfcan-sr2x-tiny", 3, "needs at least 4"),
+        ("dfcan-sr2x-tiny", 8, "too narrow a range of brightness"),  # a flat stack: no noise fit
     ],
 )
 def test_what_cannot_adapt_is_refused_in_one_line(tmp_path, cli, model, planes, message):
@@ -94,3 +111,24 @@ def test_what_cannot_adapt_is_refused_in_one_line(tmp_path, cli, model, planes, 
     assert result.exit_code == 2 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_super_resolution_model_adapts_by_consistency_with_its_optics(tmp_path, cli):
+    scope = SimMicroscope("er", 0, (48, 48), peak_photons_per_ms=5.0, clock=ManualClock())
+    series = np.stack([scope.snap(np.random.default_rng(i)) for i in range(6)])
+    path = tmp_path / "series.ome.tif"
+    tifffile.imwrite(path, series, metadata={"axes": "TYX"}, ome=True)
+    out = tmp_path / "mine"
+    args = ["--out", str(out), "--minutes", "0.02", "--na", "1.2", "--emission-nm", "600"]
+    result = cli("adapt", "dfcan-sr2x-tiny", str(path), *args)
+    assert result.exit_code == 0, result.output
+    spec = yaml.safe_load((out / "model.yaml").read_text())
+    record = spec["training"]["adapted"]
+    assert record["method"] == "consistency" and "axis" not in record
+    assert record["optics"] == {"na": 1.2, "emission_wavelength_nm": 600.0, "pixel_um": 0.065}
+    # the widefield kernel scales with lambda / NA: 3.5 px at 1.49 and 525 nm on the 2x grid
+    assert record["kernel_sigma_px"] == pytest.approx(3.5 * (0.6 / 1.2) / (0.525 / 1.49), 1e-3)
+    assert record["held_out_examples"] == 1 and record["training_examples"] == 5
+    assert record["kept"] == ("adapted" if _measured_gain(record) else "parent")
+    session = load_model(out, "torch-cpu")
+    assert session(series[0]).shape == (96, 96)

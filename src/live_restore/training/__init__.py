@@ -27,6 +27,7 @@ from ._sim_data import render_sim_fields
 from ._simulated import FieldStack, FocusSampler, RefocusSampler, SRSampler, render_fields
 from ._trainer import Trainer, TrainResult, TrainSettings
 from ._trust_candidates import TrustCandidates, calibrate_model_trust
+from ._world_interp import WorldExamples, WorldSampler, finetune_world, render_world_examples
 
 __all__ = [
     "INTERP_EVALUATION_SEED",
@@ -51,6 +52,8 @@ __all__ = [
     "Trainer",
     "TrainingData",
     "TrustCandidates",
+    "WorldExamples",
+    "WorldSampler",
     "adapt_model",
     "biosr_pairs",
     "calibrate_model_trust",
@@ -62,6 +65,7 @@ __all__ = [
     "evaluate",
     "evaluate_interp",
     "evaluate_mfsr",
+    "finetune_world",
     "load_checkpoint",
     "mse_ssim_loss",
     "plot_interp",
@@ -71,6 +75,7 @@ __all__ = [
     "record_summary",
     "render_fields",
     "render_sim_fields",
+    "render_world_examples",
     "save_checkpoint",
     "start_network",
     "tiff_pairs",

@@ -1,0 +1,269 @@
+"""What ``adapt`` trains on and how it scores held-out data: one task per way of adapting.
+
+- :class:`TripletTask`: Noise2Noise on acquired triplets, ``(i - 1, i + 1) -> i``;
+- :class:`PairTask`: recorrupted neighbouring pairs, ``(y_hat_i, y_hat_i+1) -> blend(y_bar)``;
+- :class:`ConsistencyTask`: a super-resolution model's 2x output, blurred by the widefield
+  kernel and binned onto the camera grid, must give ``y_bar`` from ``y_hat`` (ZS-DeconvNet's
+  recorrupted deconvolution loss), while staying near the parent's output on ``y`` itself.
+
+Each task draws training batches (random crops, square symmetries, fresh recorruption), and
+scores whole held-out frames with a squared error whose target noise is independent of the
+input's: its expectation is the error against the clean frame plus a constant, so a lower
+held-out error is a real improvement, measured without ground truth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from live_restore.models import frame_scale, interp_inputs
+
+from ._recorrupt import NoiseModel, recorrupt
+
+__all__ = ["ConsistencyTask", "Example", "PairTask", "Task", "TripletTask"]
+
+Example = tuple[np.ndarray, np.ndarray]  # network input (C, H, W), target (C', H', W')
+RECORRUPTION_ALPHA = 1.0  # of 0.5, 1 and 2: +0.05, +0.76, +0.23 dB on one user stack
+HELD_OUT_DRAWS = 4  # recorruptions of each held-out frame (fixed: before and after see the same)
+TILE_PX = 32  # held-out errors are compared per tile of this side (target pixels)
+Window = tuple[slice, slice]
+Net = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Task:
+    """Examples of one kind, their crops for training, the loss and the held-out error."""
+
+    scale_factor = 1  # target pixels per input pixel
+    reference_name = "linear blend"
+
+    def __init__(self, patch_px: int) -> None:
+        self.patch_px = patch_px
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def shape(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def example(self, index: int, window: Window, rng: np.random.Generator) -> Example:
+        raise NotImplementedError
+
+    def loss(self, net: Net, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # a squared error: the network learns the noisy target's expectation (Noise2Noise)
+        loss: torch.Tensor = ((net(x) - y) ** 2).mean()
+        return loss
+
+    def error_map(self, net: Net, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        """Squared error per target pixel of one example, ``(H, W)``."""
+        result: np.ndarray = ((net(x) - y) ** 2)[0].mean(dim=0).numpy()
+        return result
+
+    def reference_error(self, x: np.ndarray, y: np.ndarray) -> float:
+        """The no-network baseline's error: the linear blend of the two inputs."""
+        return float(np.mean((0.5 * (x[0] + x[1]) - y[0]) ** 2))
+
+    def batch(self, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` random crops with random square symmetries (a Trainer's batch source)."""
+        inputs, targets = [], []
+        side_y, side_x = self.shape()
+        p_y, p_x = min(self.patch_px, side_y), min(self.patch_px, side_x)
+        for i in rng.integers(0, self.count(), size):
+            top = int(rng.integers(0, side_y - p_y + 1))
+            left = int(rng.integers(0, side_x - p_x + 1))
+            window = (slice(top, top + p_y), slice(left, left + p_x))
+            k = int(rng.integers(4 if p_y != p_x else 8))
+            pair = [np.rot90(a, k % 4, axes=(-2, -1)) for a in self.example(int(i), window, rng)]
+            if k >= 4:
+                pair = [a[..., ::-1] for a in pair]
+            inputs.append(np.ascontiguousarray(pair[0]))
+            targets.append(np.ascontiguousarray(pair[1]))
+        return torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(targets))
+
+    def whole(self, seed: int, draws: int) -> list[Example]:
+        """Every example on whole frames, ``draws`` times each (fixed: the held-out set)."""
+        rng = np.random.default_rng(seed)
+        everything = (slice(None), slice(None))
+        return [self.example(i, everything, rng) for i in range(self.count()) for _ in range(draws)]
+
+    def held_out_errors(self, network: nn.Module, examples: list[Example]) -> np.ndarray:
+        """The held-out error per tile of every example's whole frame: ``(tiles,)``.
+
+        Tiles of ``TILE_PX``: the paired differences of two networks' errors over them give
+        the standard error of the change (nearly independent: the noise is, and the signal's
+        errors are short-range).
+        """
+        network.eval()
+        errors = []
+        with torch.no_grad():
+            for x, y in examples:
+                pad = [(-s) % 16 for s in x.shape[-2:]]
+                padded = np.pad(x, ((0, 0), (0, pad[0]), (0, pad[1])), "reflect")
+                side = (x.shape[-2] * self.scale_factor, x.shape[-1] * self.scale_factor)
+
+                def cropped(inputs: torch.Tensor, side: tuple[int, int] = side) -> torch.Tensor:
+                    output: torch.Tensor = network(inputs)[..., : side[0], : side[1]]
+                    return output
+
+                target = torch.from_numpy(np.ascontiguousarray(y))[None]
+                error = self.error_map(cropped, torch.from_numpy(padded)[None], target)
+                rows, cols = (n // TILE_PX * TILE_PX or n for n in error.shape)
+                tiles = error[:rows, :cols].reshape(
+                    rows // min(TILE_PX, rows), min(TILE_PX, rows),
+                    cols // min(TILE_PX, cols), min(TILE_PX, cols),
+                )  # fmt: skip
+                errors.append(tiles.mean(axis=(1, 3)).ravel())
+        return np.concatenate(errors)
+
+
+class TripletTask(Task):
+    """Acquired triplets, the middle frame the target (Noise2Noise)."""
+
+    def __init__(self, runs: list[np.ndarray], centres: list[range], spec: Any, patch_px: int):
+        super().__init__(patch_px)
+        self.examples: list[Example] = []
+        for run, indices in zip(runs, centres, strict=True):
+            for i in indices:
+                planes, scale = interp_inputs(run[i - 1], run[i + 1], [0.5], spec.normalisation)
+                self.examples.append((planes[0], scale.forward(run[i])[None]))
+
+    def count(self) -> int:
+        return len(self.examples)
+
+    def shape(self) -> tuple[int, int]:
+        side_y, side_x = self.examples[0][0].shape[-2:]
+        return side_y, side_x
+
+    def example(self, index: int, window: Window, rng: np.random.Generator) -> Example:
+        x, y = self.examples[index]
+        return x[(slice(None), *window)], y[(slice(None), *window)]
+
+    def whole(self, seed: int, draws: int) -> list[Example]:
+        return list(self.examples)  # no noise is drawn: each triplet once
+
+
+class PairTask(Task):
+    """Neighbouring frames recorrupted afresh: inputs ``y_hat``, target the blend of ``y_bar``.
+
+    Scaled by the acquired pair's percentiles, as the session scales it.
+    """
+
+    def __init__(
+        self, pairs: list[tuple[np.ndarray, np.ndarray]], noise: NoiseModel, spec: Any,
+        patch_px: int,
+    ) -> None:  # fmt: skip
+        super().__init__(patch_px)
+        self.pairs = pairs
+        self.variances = [tuple(noise.variance(ndimage.uniform_filter(f, 3)) for f in p)
+                          for p in pairs]  # fmt: skip
+        self.scales = [frame_scale(np.stack(p), spec.normalisation) for p in pairs]
+
+    def count(self) -> int:
+        return len(self.pairs)
+
+    def shape(self) -> tuple[int, int]:
+        side_y, side_x = self.pairs[0][0].shape
+        return side_y, side_x
+
+    def example(self, index: int, window: Window, rng: np.random.Generator) -> Example:
+        scale = self.scales[index]
+        noisy = [
+            recorrupt(frame[window], variance[window], RECORRUPTION_ALPHA, rng)
+            for frame, variance in zip(self.pairs[index], self.variances[index], strict=True)
+        ]
+        # the half-way blend, not each plane at fraction 0 or 1: training at the ends (an
+        # unbiased target, no blend) made the half-way frames worse on two user stacks, by 0.7
+        # dB where the blend lost 0.2, and gained 0.5 dB where the blend gained 1.2
+        x = np.stack([scale.forward(noisy[0][0]), scale.forward(noisy[1][0]),
+                      np.full(noisy[0][0].shape, 0.5, np.float32)])  # fmt: skip
+        return x, scale.forward(0.5 * (noisy[0][1] + noisy[1][1]))[None]
+
+
+def gaussian_kernel(sigma_px: float) -> torch.Tensor:
+    """A normalised 2-D Gaussian, 4 sigma each side."""
+    half = max(1, math.ceil(4 * sigma_px))
+    axis = torch.arange(-half, half + 1, dtype=torch.float32)
+    one = torch.exp(-(axis**2) / (2 * sigma_px**2))
+    kernel = one[:, None] * one[None, :]
+    return kernel / kernel.sum()
+
+
+class ConsistencyTask(Task):
+    """Single frames for a 2x model: ``y_hat`` in, the parent's output and ``y_bar`` out.
+
+    The target is one tensor on the 2x grid: channel 0 the parent's output on ``y``, channel 1
+    ``y_bar`` repeated 2x2 (binning it 2x2 gives ``y_bar`` back exactly).
+    """
+
+    scale_factor = 2
+    reference_name = "Gaussian blur of the input"
+
+    def __init__(
+        self, frames: list[np.ndarray], parent_outputs: list[np.ndarray], noise: NoiseModel,
+        spec: Any, kernel_sigma_px: float, anchor_weight: float, patch_px: int,
+    ) -> None:  # fmt: skip
+        super().__init__(patch_px)
+        self.frames = frames
+        self.parent_outputs = parent_outputs
+        self.variances = [noise.variance(ndimage.uniform_filter(f, 3)) for f in frames]
+        self.scales = [frame_scale(f, spec.normalisation) for f in frames]
+        self.output_range = float(spec.normalisation.output_range)
+        self.kernel = gaussian_kernel(kernel_sigma_px)[None, None]
+        self.anchor_weight = anchor_weight
+
+    def count(self) -> int:
+        return len(self.frames)
+
+    def shape(self) -> tuple[int, int]:
+        side_y, side_x = self.frames[0].shape
+        return side_y, side_x
+
+    def example(self, index: int, window: Window, rng: np.random.Generator) -> Example:
+        scale = self.scales[index]
+        hat, bar = recorrupt(
+            self.frames[index][window], self.variances[index][window], RECORRUPTION_ALPHA, rng
+        )
+        fine = tuple(slice(None if w.start is None else 2 * w.start,
+                           None if w.stop is None else 2 * w.stop) for w in window)  # fmt: skip
+        target = np.stack([
+            self.parent_outputs[index][fine],
+            np.repeat(np.repeat(scale.forward(bar), 2, axis=0), 2, axis=1),
+        ])  # fmt: skip
+        return scale.forward(hat)[None], target.astype(np.float32)
+
+    def degrade(self, estimate: torch.Tensor) -> torch.Tensor:
+        """The 2x estimate (network units) blurred and binned onto the camera grid (input units)."""
+        half = self.kernel.shape[-1] // 2
+        padded = nn.functional.pad(estimate, (half, half, half, half), mode="reflect")
+        blurred = nn.functional.conv2d(padded, self.kernel)
+        return nn.functional.avg_pool2d(blurred, 2) * self.output_range
+
+    def _consistency_map(self, estimate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        camera = nn.functional.avg_pool2d(y[:, 1:2], 2)
+        return (self.degrade(estimate) - camera) ** 2
+
+    def _consistency(self, estimate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._consistency_map(estimate, y).mean()
+
+    def loss(self, net: Net, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        estimate = net(x)
+        anchor = ((estimate - y[:, 0:1]) ** 2).mean() * self.output_range**2
+        loss: torch.Tensor = self._consistency(estimate, y) + self.anchor_weight * anchor
+        return loss
+
+    def error_map(self, net: Net, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        """Squared consistency error per camera pixel (the 2x output binned back)."""
+        result: np.ndarray = self._consistency_map(net(x), y)[0, 0].numpy()
+        return result
+
+    def reference_error(self, x: np.ndarray, y: np.ndarray) -> float:
+        """The input itself, blurred by the kernel as if it were the 2x estimate."""
+        upsampled = torch.from_numpy(np.repeat(np.repeat(x, 2, axis=-2), 2, axis=-1))[None]
+        estimate = upsampled / self.output_range
+        return float(self._consistency(estimate, torch.from_numpy(y)[None]))
