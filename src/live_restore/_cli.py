@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ._cli_adapt import adapt
 from ._cli_common import RepeatedErrors, console
 from ._cli_common import fail as _fail
 from ._cli_common import progress as _progress
@@ -30,7 +31,7 @@ from ._cli_options import (
     prepare_out,
 )
 from ._cli_serving import inspect, restore, serve
-from ._cli_training import adapt, calibrate_trust, evaluate_model, simulate, train
+from ._cli_training import calibrate_trust, evaluate_model, simulate, train
 from ._version import __version__
 
 app = typer.Typer(
