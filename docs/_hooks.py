@@ -44,6 +44,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
     markdown = markdown.replace("](../benchmarks/eval/", "](plots/")
     markdown = markdown.replace("](../benchmarks/plots/", "](plots/")
     markdown = markdown.replace("](../benchmarks/RESULTS.md)", "](benchmark-log.md)")
+    markdown = markdown.replace("](../../benchmarks/RESULTS.md)", "](../benchmark-log.md)")
     return _MARKER.sub(lambda m: _GENERATORS[m.group(1)](), markdown)
 
 
