@@ -94,20 +94,29 @@ def test_an_ome_tiff_adapts_by_its_axis_method(tmp_path, cli, model, axes, metho
 
 
 @pytest.mark.parametrize(
-    ("model", "planes", "message"),
+    ("model", "planes", "message", "options"),
     [
-        ("interp-z", 4, "adapting needs at least 6"),
-        ("mfsr-sr2x", 8, "cannot adapt here"),
-        ("dfcan-sr2x-tiny", 3, "needs at least 4"),
-        ("dfcan-sr2x-tiny", 8, "too narrow a range of brightness"),  # a flat stack: no noise fit
+        ("interp-z", 4, "adapting needs at least 6", []),
+        ("mfsr-sr2x", 8, "cannot adapt here", []),
+        ("dfcan-sr2x-tiny", 3, "needs at least 4", []),
+        ("dfcan-sr2x-tiny", 8, "too narrow a range of brightness", []),  # flat: no noise fit
+        ("dfcan-sr2x-tiny", 8, "--axis is for the interpolation models", ["--axis", "z"]),
+        ("interp-z", 8, "--na: the optics are for the super-resolution", ["--na", "1.2"]),
+        (
+            "interp-z",
+            8,
+            "adapts by pairs or triplets, not 'consistency'",
+            ["--method", "consistency"],
+        ),
     ],
 )
-def test_what_cannot_adapt_is_refused_in_one_line(tmp_path, cli, model, planes, message):
+def test_what_cannot_adapt_is_refused_in_one_line(tmp_path, cli, model, planes, message, options):
     path = tmp_path / "stack.ome.tif"
     tifffile.imwrite(
         path, np.full((planes, 32, 32), 100, np.uint16), metadata={"axes": "ZYX"}, ome=True
     )
-    result = cli("adapt", model, str(path), "--out", str(tmp_path / "out"), "--minutes", "0.01")
+    args = ["--out", str(tmp_path / "out"), "--minutes", "0.01", *options]
+    result = cli("adapt", model, str(path), *args)
     assert result.exit_code == 2 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()

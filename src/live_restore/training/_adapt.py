@@ -158,10 +158,22 @@ def adapt_model(
             f"{spec.name} cannot adapt here: adapting is built for the interpolation models "
             "(interp-t, interp-z) and the single-frame super-resolution ones (dfcan-sr2x-*)"
         )
+    optics_given = [n for n, v in (("--na", na), ("--emission-nm", emission_nm),
+                                   ("--pixel-um", pixel_um)) if v is not None]  # fmt: skip
     if single_frame_sr:
-        axis, method = None, method or "consistency"
+        if axis:
+            raise ValueError(
+                f"{spec.name} adapts on every frame of the input: --axis is for the "
+                "interpolation models"
+            )
+        method = method or "consistency"
         allowed: tuple[str, ...] = ("consistency",)
     else:
+        if optics_given:
+            raise ValueError(
+                f"{', '.join(optics_given)}: the optics are for the super-resolution models "
+                f"(their widefield kernel); {spec.name} does not use them"
+            )
         axis = axis or spec.axis or "t"
         method = method or ("pairs" if axis == "z" else "triplets")
         allowed = ("pairs", "triplets")
