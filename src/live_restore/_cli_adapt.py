@@ -101,9 +101,9 @@ def adapt(
         f"({result.reference_name} {result.held_out_reference:.5f})",
     )
     verdict = (
-        "adapted weights (lower held-out error)"
+        "the adapted weights (the held-out error fell by over 2 standard errors)"
         if result.kept == "adapted"
-        else "the parent's weights (adapting did not lower the held-out error)"
+        else "the parent's weights (the held-out error did not fall by over 2 standard errors)"
     )
     table.add_row("kept", verdict)
     table.add_row("saved", str(result.folder))

@@ -217,6 +217,7 @@ def adapt_model(
         validate_every=max_steps,
         checkpoint_every=max_steps,
         max_seconds=minutes * 60.0,
+        progress_by_time=True,
     )
     torch.manual_seed(seed)
     network.train()

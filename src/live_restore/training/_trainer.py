@@ -57,6 +57,8 @@ class TrainSettings:
     # a wall-clock cap (a lent GPU's minutes): stop at the first step past it, checkpoint and
     # report the steps done; the cosine is not finished then, and the record says so
     max_seconds: float | None = None
+    # a run that ends by the clock (adapt): the bar counts seconds of max_seconds, not steps
+    progress_by_time: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or not self.learning_rate > 0:
@@ -175,12 +177,18 @@ class Trainer:
         started = time.perf_counter()
         loss_value, validation = math.nan, {}
         self.network.train()
+        by_time = self.settings.progress_by_time and self.settings.max_seconds is not None
         with (
             history_path.open(mode, newline="", encoding="utf-8") as history_file,
             Progress(
                 TextColumn("training"),
                 BarColumn(),
-                TextColumn("{task.completed}/{task.total} steps · {task.fields[status]}"),
+                TextColumn(
+                    "{task.fields[steps]} steps · {task.completed:.0f}/{task.total:.0f} s · "
+                    "{task.fields[status]}"
+                    if by_time
+                    else "{task.completed}/{task.total} steps · {task.fields[status]}"
+                ),
                 TimeRemainingColumn(),
                 disable=not progress,
             ) as bar,
@@ -188,7 +196,10 @@ class Trainer:
             history = csv.writer(history_file)
             if mode == "w":
                 history.writerow(["step", "learning_rate", "loss", "validation"])
-            task = bar.add_task("train", total=self.settings.steps, completed=start_step, status="")
+            total = self.settings.max_seconds if by_time else self.settings.steps
+            task = bar.add_task(
+                "train", total=total, completed=0 if by_time else start_step, status="", steps=0
+            )
             for step in range(start_step, last_step):
                 rate = self._learning_rate(step)
                 for group in self.optimizer.param_groups:
@@ -215,7 +226,9 @@ class Trainer:
                 ):
                     history_file.flush()
                     self._save(done, seconds_before + time.perf_counter() - started)
-                bar.update(task, completed=done, status=f"loss {loss_value:.4g} {validation_text}")
+                status = f"loss {loss_value:.4g} {validation_text}"
+                elapsed = time.perf_counter() - started
+                bar.update(task, completed=elapsed if by_time else done, status=status, steps=done)
                 cap = self.settings.max_seconds
                 if cap is not None and time.perf_counter() - started > cap and done < last_step:
                     validation = self._validation()
