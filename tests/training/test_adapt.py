@@ -80,7 +80,8 @@ def test_adapt_writes_a_model_with_an_honest_record(z_stack, tmp_path, cli):
 )
 def test_an_ome_tiff_adapts_by_its_axis_method(tmp_path, cli, model, axes, method):
     rng = np.random.default_rng(0)
-    stack = (rng.poisson(50, (8, 48, 48)) + 100).astype(np.uint16)
+    # frames not square, sides not a multiple of the network's 16: crops rounded, half turns
+    stack = (rng.poisson(50, (8, 40, 72)) + 100).astype(np.uint16)
     path = tmp_path / "stack.ome.tif"
     tifffile.imwrite(path, stack, metadata={"axes": axes}, ome=True)
     out = tmp_path / "mine"
@@ -91,6 +92,10 @@ def test_an_ome_tiff_adapts_by_its_axis_method(tmp_path, cli, model, axes, metho
     # the held-out part: the last 3 of 8 positions: 2 pairs, or 1 triplet around the middle
     assert record["held_out_examples"] == (2 if method == "pairs" else 1)
     assert ("noise_model" in record) == (method == "pairs")
+    saved = record[
+        "held_out_error_after" if record["kept"] == "adapted" else "held_out_error_before"
+    ]
+    assert record["held_out_error_saved"] == saved
 
 
 @pytest.mark.parametrize(

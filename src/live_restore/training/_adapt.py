@@ -48,7 +48,7 @@ from live_restore.models import (
     write_spec,
 )
 
-from ._adapt_sources import HELD_OUT_DRAWS, ConsistencyTask, PairTask, Task, TripletTask
+from ._adapt_sources import ConsistencyTask, PairTask, Task, TripletTask
 from ._recorrupt import NoiseModel
 from ._trainer import Trainer, TrainSettings
 
@@ -196,14 +196,14 @@ def adapt_model(
         task, held_out_task, facts = _interpolation_tasks(
             spec, stack, axes, axis or "t", method, input_path
         )
-    held_out = held_out_task.whole(seed + 1, HELD_OUT_DRAWS)
-    before_tiles = task.held_out_errors(network, held_out)
-    before = float(before_tiles.mean())
+    held_out = held_out_task.whole(seed + 1)
+    before_errors = task.held_out_errors(network, held_out)
+    before = before_errors.mean
     reference = float(np.mean([task.reference_error(x, y) for x, y in held_out]))
     parent_state = {k: v.clone() for k, v in network.state_dict().items()}
 
     def validate(net: nn.Module) -> dict[str, float]:
-        error = float(task.held_out_errors(net, held_out).mean())
+        error = task.held_out_errors(net, held_out).mean
         net.train()
         return {"held_out_error": error}
 
@@ -225,13 +225,12 @@ def adapt_model(
     trainer = Trainer(network, task.loss, task, validate, settings, out, device="cpu")
     result = trainer.run(progress=progress)
     seconds = time.monotonic() - started
-    after_tiles = task.held_out_errors(network, held_out)
-    after = float(after_tiles.mean())
+    after_errors = task.held_out_errors(network, held_out)
+    after = after_errors.mean
     # a gain is claimed only where it was measured: the fall in held-out error must exceed two
     # standard errors of its paired per-tile differences (a fall within the noise keeps the parent)
-    change = after_tiles - before_tiles
-    standard_error = float(change.std(ddof=1) / np.sqrt(change.size)) if change.size > 1 else np.inf
-    kept = "adapted" if float(change.mean()) < -2.0 * standard_error else "parent"
+    standard_error = after_errors.standard_error_of_change(before_errors)
+    kept = "adapted" if after - before < -2.0 * standard_error else "parent"
     if kept == "parent":
         network.load_state_dict(parent_state)
     (out / "checkpoint.safetensors").unlink(missing_ok=True)  # history.csv stays: the run's log
@@ -264,8 +263,9 @@ def adapt_model(
                     "held_out_error_before": round(before, 6),
                     "held_out_error_after": round(after, 6),
                     "held_out_error_reference": round(reference, 6),
+                    "held_out_error_saved": round(after if kept == "adapted" else before, 6),
                     "held_out_change_standard_error": round(standard_error, 8),
-                    "held_out_tiles": int(change.size),
+                    "held_out_tiles": int(before_errors.sums.size // before_errors.draws),
                     "rule": "adapted weights only when the held-out error fell by more than "
                     "two standard errors of its paired per-tile differences",
                     "reference": task.reference_name,

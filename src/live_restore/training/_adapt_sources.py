@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,12 +28,12 @@ from live_restore.models import frame_scale, interp_inputs
 
 from ._recorrupt import NoiseModel, recorrupt
 
-__all__ = ["ConsistencyTask", "Example", "PairTask", "Task", "TripletTask"]
+__all__ = ["ConsistencyTask", "Example", "HeldOutErrors", "PairTask", "Task", "TripletTask"]
 
 Example = tuple[np.ndarray, np.ndarray]  # network input (C, H, W), target (C', H', W')
 RECORRUPTION_ALPHA = 1.0  # of 0.5, 1 and 2: +0.05, +0.76, +0.23 dB on one user stack
 HELD_OUT_DRAWS = 4  # recorruptions of each held-out frame (fixed: before and after see the same)
-TILE_PX = 32  # held-out errors are compared per tile of this side (target pixels)
+TILE_PX = 32  # held-out errors are compared per tile of this side (pixels of the error map)
 Window = tuple[slice, slice]
 Net = Callable[[torch.Tensor], torch.Tensor]
 
@@ -42,9 +43,11 @@ class Task:
 
     scale_factor = 1  # target pixels per input pixel
     reference_name = "linear blend"
+    draws = HELD_OUT_DRAWS  # recorruptions of each held-out example (1: no noise is drawn)
 
-    def __init__(self, patch_px: int) -> None:
+    def __init__(self, patch_px: int, multiple_of: int = 1) -> None:
         self.patch_px = patch_px
+        self.multiple_of = max(1, multiple_of)
 
     def count(self) -> int:
         raise NotImplementedError
@@ -73,12 +76,14 @@ class Task:
         """``size`` random crops with random square symmetries (a Trainer's batch source)."""
         inputs, targets = [], []
         side_y, side_x = self.shape()
-        p_y, p_x = min(self.patch_px, side_y), min(self.patch_px, side_x)
+        m = self.multiple_of  # the network's sides: crops rounded down to them
+        p_y, p_x = (max(m, min(self.patch_px, side) // m * m) for side in (side_y, side_x))
         for i in rng.integers(0, self.count(), size):
             top = int(rng.integers(0, side_y - p_y + 1))
             left = int(rng.integers(0, side_x - p_x + 1))
             window = (slice(top, top + p_y), slice(left, left + p_x))
-            k = int(rng.integers(4 if p_y != p_x else 8))
+            # a quarter turn of a crop that is not square would change its shape: half turns
+            k = int(rng.integers(8)) if p_y == p_x else int(rng.choice((0, 2, 4, 6)))
             pair = [np.rot90(a, k % 4, axes=(-2, -1)) for a in self.example(int(i), window, rng)]
             if k >= 4:
                 pair = [a[..., ::-1] for a in pair]
@@ -86,24 +91,27 @@ class Task:
             targets.append(np.ascontiguousarray(pair[1]))
         return torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(targets))
 
-    def whole(self, seed: int, draws: int) -> list[Example]:
+    def whole(self, seed: int) -> list[Example]:
         """Every example on whole frames, ``draws`` times each (fixed: the held-out set)."""
         rng = np.random.default_rng(seed)
         everything = (slice(None), slice(None))
-        return [self.example(i, everything, rng) for i in range(self.count()) for _ in range(draws)]
+        return [
+            self.example(i, everything, rng) for i in range(self.count()) for _ in range(self.draws)
+        ]
 
-    def held_out_errors(self, network: nn.Module, examples: list[Example]) -> np.ndarray:
-        """The held-out error per tile of every example's whole frame: ``(tiles,)``.
+    def held_out_errors(self, network: nn.Module, examples: list[Example]) -> HeldOutErrors:
+        """The held-out error of every example's whole frame, per pixel and per tile.
 
-        Tiles of ``TILE_PX``: the paired differences of two networks' errors over them give
-        the standard error of the change (nearly independent: the noise is, and the signal's
-        errors are short-range).
+        Whole frames are padded to the network's multiple (as the session pads them). Tiles of
+        ``TILE_PX`` (edge tiles smaller): the paired differences of two networks' errors over
+        them give the standard error of the change (:func:`standard_error`).
         """
         network.eval()
-        errors = []
+        sums, counts = [], []
+        m = self.multiple_of
         with torch.no_grad():
             for x, y in examples:
-                pad = [(-s) % 16 for s in x.shape[-2:]]
+                pad = [(-s) % m for s in x.shape[-2:]]
                 padded = np.pad(x, ((0, 0), (0, pad[0]), (0, pad[1])), "reflect")
                 side = (x.shape[-2] * self.scale_factor, x.shape[-1] * self.scale_factor)
 
@@ -113,20 +121,50 @@ class Task:
 
                 target = torch.from_numpy(np.ascontiguousarray(y))[None]
                 error = self.error_map(cropped, torch.from_numpy(padded)[None], target)
-                rows, cols = (n // TILE_PX * TILE_PX or n for n in error.shape)
-                tiles = error[:rows, :cols].reshape(
-                    rows // min(TILE_PX, rows), min(TILE_PX, rows),
-                    cols // min(TILE_PX, cols), min(TILE_PX, cols),
-                )  # fmt: skip
-                errors.append(tiles.mean(axis=(1, 3)).ravel())
-        return np.concatenate(errors)
+                starts = [np.arange(0, n, TILE_PX) for n in error.shape]
+                tile_sums = np.add.reduceat(np.add.reduceat(error, starts[0], 0), starts[1], 1)
+                rows, cols = (
+                    np.diff(np.append(s, n)) for s, n in zip(starts, error.shape, strict=True)
+                )
+                sums.append(tile_sums.ravel())
+                counts.append(np.outer(rows, cols).ravel())
+        return HeldOutErrors(np.stack(sums), np.stack(counts), self.draws)
+
+
+@dataclass(frozen=True)
+class HeldOutErrors:
+    """Squared-error sums and pixel counts per example and tile, ``(examples, tiles)``."""
+
+    sums: np.ndarray
+    counts: np.ndarray
+    draws: int  # consecutive examples that are recorruptions of one frame
+
+    @property
+    def mean(self) -> float:
+        """Mean squared error per pixel over every held-out example."""
+        return float(self.sums.sum() / self.counts.sum())
+
+    def standard_error_of_change(self, before: HeldOutErrors) -> float:
+        """Standard error of the mean per-tile change from ``before``.
+
+        The draws of one frame share its acquired noise and signal, so their tiles are averaged
+        first: each frame's tile counts once (neighbouring pairs still share a plane, so this is
+        an underestimate where they do).
+        """
+        change = self.sums / self.counts - before.sums / before.counts
+        frames = change.reshape(-1, self.draws, change.shape[-1]).mean(axis=1).ravel()
+        if frames.size < 2:
+            return math.inf
+        return float(frames.std(ddof=1) / math.sqrt(frames.size))
 
 
 class TripletTask(Task):
     """Acquired triplets, the middle frame the target (Noise2Noise)."""
 
+    draws = 1
+
     def __init__(self, runs: list[np.ndarray], centres: list[range], spec: Any, patch_px: int):
-        super().__init__(patch_px)
+        super().__init__(patch_px, spec.multiple_of)
         self.examples: list[Example] = []
         for run, indices in zip(runs, centres, strict=True):
             for i in indices:
@@ -144,7 +182,7 @@ class TripletTask(Task):
         x, y = self.examples[index]
         return x[(slice(None), *window)], y[(slice(None), *window)]
 
-    def whole(self, seed: int, draws: int) -> list[Example]:
+    def whole(self, seed: int) -> list[Example]:
         return list(self.examples)  # no noise is drawn: each triplet once
 
 
@@ -158,7 +196,7 @@ class PairTask(Task):
         self, pairs: list[tuple[np.ndarray, np.ndarray]], noise: NoiseModel, spec: Any,
         patch_px: int,
     ) -> None:  # fmt: skip
-        super().__init__(patch_px)
+        super().__init__(patch_px, spec.multiple_of)
         self.pairs = pairs
         self.variances = [tuple(noise.variance(ndimage.uniform_filter(f, 3)) for f in p)
                           for p in pairs]  # fmt: skip
@@ -208,7 +246,7 @@ class ConsistencyTask(Task):
         self, frames: list[np.ndarray], parent_outputs: list[np.ndarray], noise: NoiseModel,
         spec: Any, kernel_sigma_px: float, anchor_weight: float, patch_px: int,
     ) -> None:  # fmt: skip
-        super().__init__(patch_px)
+        super().__init__(patch_px, spec.multiple_of)
         self.frames = frames
         self.parent_outputs = parent_outputs
         self.variances = [noise.variance(ndimage.uniform_filter(f, 3)) for f in frames]

@@ -144,9 +144,10 @@ def finetune_world(
     chosen = examples.only(set(families))
     spec, network, _ = load_network(parent)
     torch.manual_seed(seed)
+    warmup = min(50, steps - 1)
     settings = TrainSettings(
         steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-        validate_every=steps, checkpoint_every=steps, warmup_steps=min(50, steps - 1),
+        validate_every=steps, checkpoint_every=steps, warmup_steps=warmup,
     )  # fmt: skip
     network.train()
     result = Trainer(
@@ -171,11 +172,12 @@ def finetune_world(
                         "left_out": list(exclude),
                         "examples": len(chosen),
                         "data": "simulate/_world.py draws: NA 0.8-1.49 with its immersion, "
-                        "450-680 nm, sCMOS maps or EMCCD, autofluorescence 0-15 %, peak "
+                        "450-680 nm, sCMOS maps or EMCCD, autofluorescence 0-15 % (a constant "
+                        "background in these 80 px triplets), peak "
                         "photons 20-1000, steps 0.3-0.9 µm",
                         "steps": result.steps_done,
                         "batch_size": batch_size,
-                        "learning_rate": f"{learning_rate} cosine, 50 warm-up steps",
+                        "learning_rate": f"{learning_rate} cosine, {warmup} warm-up steps",
                         **run_facts(result, digits=4),
                     },
                 },
