@@ -13,6 +13,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .acquisition import (
+        AdaptConfig,
         FocusConfig,
         HoldConfig,
         HookConfig,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 # public name -> the module that defines it (imported on first use)
 _HOMES = {
+    "AdaptConfig": "live_restore.acquisition",
     "FocusConfig": "live_restore.acquisition",
     "HoldConfig": "live_restore.acquisition",
     "HookConfig": "live_restore.acquisition",
@@ -44,6 +46,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "AdaptConfig",
     "FocusConfig",
     "HoldConfig",
     "HookConfig",

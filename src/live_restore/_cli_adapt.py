@@ -33,6 +33,10 @@ def adapt(
     minutes: Annotated[
         float, typer.Option(min=0.01, help="Stop fine-tuning after this long.")
     ] = 10.0,
+    steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="Stop after this many steps if sooner (a reproducible run)."),
+    ] = None,
     axis: Annotated[
         str | None, typer.Option(help="t or z (default: the model's own axis).")
     ] = None,
@@ -81,6 +85,7 @@ def adapt(
             input_path,
             out,
             minutes=minutes,
+            **({"max_steps": steps} if steps is not None else {}),
             axis=axis,
             method=method,
             name=name,

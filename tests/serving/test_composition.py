@@ -10,6 +10,7 @@ no z axis. One Triton server and one Dask cluster serve every cell; frames are 6
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -224,3 +225,53 @@ def test_batch_restoration_takes_the_hooks_window_mode_and_factor(
     if kind == "interp-t":
         assert restored.shape[0] == (3 - 1) * 3 + 1  # the full-rate axis
     _assert_close(restored, _reference(kind, core, raw, **options))
+
+
+ADAPT_REFUSALS = {"triton": "a served stage's weights are the Triton server's"}
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_adapting_a_stage_in_the_hook_works_in_its_venues_and_its_weights_on_dask(
+    venue, server, core, cluster, tmp_path
+):
+    """HookConfig.adapt in the thread and the process venue (the worker process loads the
+    adapted weights in the stage's slot); refused for Triton, whose weights are the server's;
+    and the adapted folder restores the same raw store on Dask afterwards."""
+    model, out = "dfcan-sr2x-tiny", tmp_path / "run"
+    config = HookConfig(
+        models=[model],
+        executor=_executor(venue, server),
+        backend="torch-cpu",
+        output=out,
+        live=False,
+        progress=False,
+        adapt={"stage": model, "after_frames": 10, "minutes": 5, "steps": 20, "na": 1.2},
+    )
+    if venue in ADAPT_REFUSALS:
+        with pytest.raises(ValueError, match=ADAPT_REFUSALS[venue]):
+            build_hook(core, config)
+        return
+    with build_hook(core, config) as hook:
+
+        def hold(_image: Any, event: useq.MDAEvent, _meta: Any = None) -> None:
+            if event.index.get("t") == 11:  # until adapting has ended: the swap is at t=12
+                assert hook.adaptation.wait(600)
+
+        core.mda.events.frameReady.connect(hold)
+        hook.run(useq.MDASequence(time_plan={"interval": 0.05, "loops": 14}))
+    assert hook.report.errors == 0, (out / "run.log").read_text()
+    adapt = json.loads((out / "summary.json").read_text())["adapt"]
+    assert (adapt["state"], adapt.get("adapted_from_index")) == ("adapted", "t=12"), adapt
+    with (out / "frames.csv").open() as f:
+        rows = [row["weights"] for row in csv.DictReader(f) if row["stage"] == model]
+    assert rows == ["parent"] * 12 + ["adapted"] * 2
+    restored, _ = _read(out / f"{model}.ome.zarr")
+    folder = str(Path(adapt["folder"]) / "model")
+    expected = _reference(folder, core, out / "raw.ome.zarr")
+    _assert_close(restored[12:], expected[12:])
+    batch = tmp_path / "batch.ome.zarr"
+    report = restore_store(
+        out / "raw.ome.zarr", folder, batch, scheduler=cluster, backend="torch-cpu"
+    )
+    assert report.complete
+    _assert_close(_read(batch)[0], expected)

@@ -1,7 +1,7 @@
 """Restoration during acquisition: the RestoreHook, its worker, run record and stages."""
 
 from ._build import HookParts, StageRecipe, build_parts
-from ._config import ConfigError, FocusConfig, HoldConfig, HookConfig
+from ._config import AdaptConfig, ConfigError, FocusConfig, HoldConfig, HookConfig
 from ._counters import HookReport, HookStats
 from ._events import HookEvents, RawFrame, RestoredFrame, StageError
 from ._executor import InThreadExecutor
@@ -28,6 +28,7 @@ __all__ = [
     "RESTORERS",
     "TABLE_COLUMNS",
     "UNTRUSTED_FRACTION_OF_SPAN",
+    "AdaptConfig",
     "ConfigError",
     "FocusConfig",
     "HoldConfig",

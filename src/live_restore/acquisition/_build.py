@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,16 @@ class StageRecipe:
 
 
 @dataclass(frozen=True)
+class AdaptParts:
+    """What ``HookConfig.adapt`` needs: which stage, along which axis, and how to load a folder."""
+
+    slot: int  # the stage's position in ``HookParts.stages``
+    model: str
+    axis: str | None  # "t" or "z" for an interpolation model; None: every frame
+    build: Callable[[Path], Restorer]  # a model folder -> the stage's restorer, in its venue
+
+
+@dataclass(frozen=True)
 class HookParts:
     """The objects a hook runs, made from its configuration."""
 
@@ -76,12 +87,20 @@ class HookParts:
     hold: FocusHold | None
     executor: Executor
     light: AdaptiveLight | None = None
+    adapt: AdaptParts | None = None
 
 
 def build_parts(core: Any, config: HookConfig) -> HookParts:
     """Load every stage and the focus estimator for ``core``; ValueError on a bad name."""
     backend = str(config.backend)
+    if config.adapt is not None:  # refused before anything loads, in one line
+        from ._adaptation import adapt_problem
+
+        problem = adapt_problem(config.adapt, config.adapt.stage, config.executor, config.models)
+        if problem:
+            raise ValueError(problem)
     executor: Executor
+    build_folder: Callable[[Path], Restorer] | None = None
     if config.executor == "process":
         instrument = instrument_of(core)
         recipes = [
@@ -99,6 +118,18 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         process = ProcessExecutor(recipes, call_timeout_s=max(60.0, 3 * config.stall_timeout_s))
         stages: list[Restorer] = list(process.start())
         executor = process
+
+        def build_folder(folder: Path) -> Restorer:
+            slot = config.models.index(config.adapt.stage)  # type: ignore[union-attr]
+            recipe = StageRecipe(
+                str(folder),
+                instrument,
+                backend,
+                str(config.precision),
+                config.interp_factor,
+                config.window_mode,
+            )
+            return process.replace(slot, recipe)
     elif config.executor.startswith("grpc://"):
         instrument = instrument_of(core)
         stages = []
@@ -131,13 +162,38 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
             ),
         )
         executor = InThreadExecutor()
+
+        def build_folder(folder: Path) -> Restorer:
+            return make_restorer(
+                str(folder),
+                core,
+                backend,
+                str(config.precision),
+                config.interp_factor,
+                config.window_mode,
+            )
+
     try:
         focus, hold = _focus_parts(config, backend)
         light = _light(config, stages)
     except BaseException:
         executor.close()  # no worker process outlives a hook that could not be built
         raise
-    return HookParts(stages, focus, hold, executor, light)
+    adapt = None
+    if config.adapt is not None and build_folder is not None:
+        adapt = _adapt_parts(config, build_folder)
+    return HookParts(stages, focus, hold, executor, light, adapt)
+
+
+def _adapt_parts(config: HookConfig, build: Callable[[Path], Restorer]) -> AdaptParts:
+    from live_restore.models import model_dir, read_spec
+    from live_restore.training import adapt_plan
+
+    assert config.adapt is not None
+    model = config.adapt.stage
+    spec = read_spec(model_dir(model))
+    single_frame, axis, _method = adapt_plan(spec, None, config.adapt.method, [])
+    return AdaptParts(config.models.index(model), model, None if single_frame else axis, build)
 
 
 def _light(config: HookConfig, stages: Sequence[Restorer]) -> AdaptiveLight | None:

@@ -24,7 +24,7 @@ from pydantic import (
 
 from live_restore.frames import BackendName, Policy, Precision
 
-__all__ = ["ConfigError", "FocusConfig", "HoldConfig", "HookConfig"]
+__all__ = ["AdaptConfig", "ConfigError", "FocusConfig", "HoldConfig", "HookConfig"]
 
 
 class ConfigError(ValueError):
@@ -78,6 +78,40 @@ class LightConfig(_Strict):
     )
     lower_below: float = Field(
         0.01, ge=0.0, lt=1.0, description="Untrusted share below which the light steps down."
+    )
+
+
+class AdaptConfig(_Strict):
+    """Opt-in: adapt one stage to this acquisition's own frames while it runs.
+
+    The stage's first ``after_frames`` input frames of an MDA are its teacher (``live-restore
+    adapt``, no ground truth, in a background process at idle priority). The adapted weights
+    take over at the next time-point boundary, and only when their held-out error fell.
+    """
+
+    stage: str = Field(description="The stage to adapt (one of ``models``).")
+    after_frames: int = Field(
+        12,
+        ge=6,
+        description="Learn from the stage's first N frames of an MDA: planes of a z-stack for "
+        "interp-z, time points for interp-t, frames for super-resolution; the last fifth "
+        "of them is held out to check the result.",
+    )
+    minutes: float = Field(3.0, gt=0.0, le=120.0, description="The fine-tune's budget (min).")
+    steps: int | None = Field(
+        None, ge=1, description="Stop after this many steps if sooner (a reproducible run)."
+    )
+    method: Literal["pairs", "triplets", "consistency"] | None = Field(
+        None, description="As ``live-restore adapt --method`` (default: the model's)."
+    )
+    na: float | None = Field(
+        None, gt=0.0, le=1.7, description="Super-resolution: the objective's NA."
+    )
+    emission_nm: float | None = Field(
+        None, gt=0.0, description="Super-resolution: the emission wavelength (nm)."
+    )
+    pixel_um: float | None = Field(
+        None, gt=0.0, description="Super-resolution: the camera pixel at the sample (µm)."
     )
 
 
@@ -145,6 +179,11 @@ class HookConfig(_Strict):
     light: LightConfig | None = Field(
         None, description="Light that follows a trust stage (MODEL+trust); None: off."
     )
+    adapt: AdaptConfig | None = Field(
+        None,
+        description="Adapt a stage to the acquisition's own first frames (needs ``output``); "
+        "None: off.",
+    )
     executor: str = Field(
         "thread",
         description="Where stages run: 'thread', the hook's worker thread; 'process', a worker "
@@ -158,6 +197,22 @@ class HookConfig(_Strict):
         if value in ("thread", "process") or re.fullmatch(r"grpc://[^\s:/]+:\d+", value):
             return value
         raise ValueError("an executor is 'thread', 'process' or 'grpc://HOST:PORT' (Triton)")
+
+    @model_validator(mode="after")
+    def _adapt_stage_is_a_stage(self) -> HookConfig:
+        if self.adapt is None:
+            return self
+        if self.adapt.stage not in self.models:
+            raise ValueError(
+                f"adapt.stage {self.adapt.stage!r} is not one of the stages "
+                f"({', '.join(self.models)})"
+            )
+        if self.output is None:
+            raise ValueError(
+                "adapt needs an output folder: the frames it learns from, the adapted model and "
+                "the record of which frames it restored are kept there"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

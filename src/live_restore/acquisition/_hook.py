@@ -118,6 +118,25 @@ class RestoreHook:
                 "live mode will not run %s (MDA acquisitions restore it as always)",
                 "; ".join(f"{name}: {why}" for name, why in live_refused.items()),
             )
+        adaptation = None
+        if parts.adapt is not None and self.output is not None:
+            from ._adaptation import StageAdaptation
+
+            runner = runners[parts.adapt.slot]
+            folder = self.output / f"adapt-{runner.name}"
+            for attempt in range(2, 1000):  # a second hook on the same output keeps the first's
+                if not folder.exists():
+                    break
+                folder = self.output / f"adapt-{runner.name}-{attempt}"
+            adaptation = StageAdaptation(
+                config.adapt,  # type: ignore[arg-type]  # parts.adapt comes from it
+                runner,
+                parts.adapt.model,
+                parts.adapt.axis,
+                folder,
+                parts.adapt.build,
+            )
+        self.adaptation = adaptation
         self._worker = Worker(
             runners,
             self._intake,
@@ -129,6 +148,7 @@ class RestoreHook:
             self.hold,
             self._live,
             live_refused,
+            adaptation,
         )
         # the runner's own state: a pause it has not honoured yet (mid-event, or a whole
         # hardware-sequenced burst) is not shown as paused, and a cancel clears it
@@ -212,6 +232,8 @@ class RestoreHook:
             if not self._executor_closed:
                 self._executor_closed = True
                 self._close_quietly("executor", self._executor.close)
+            if self.adaptation is not None:
+                self._close_quietly("adapt", self.adaptation.close)
             if self.light is not None:
                 self.light.detach()
             if self.hold is not None:

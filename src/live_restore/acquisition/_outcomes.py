@@ -106,6 +106,7 @@ class Outcomes:
                     if group.sources
                     else self._trust(stage, newest, group.index, raw, outcome.restored),
                     error=message,
+                    weights=outcome.weights,
                 )
 
     def _trust(self, stage: StageRunner, frame: int, index: Any, raw: Any, output: Any) -> str:

@@ -174,7 +174,8 @@ class ProcessExecutor:
             raise ValueError("a process executor needs at least one restorer factory")
         if priority != "idle" and not (isinstance(priority, int) and 0 <= priority <= 19):
             raise ValueError(f"priority must be 'idle' or a nice value 0-19, not {priority!r}")
-        self._factories_pickled = _check_factories(factories)
+        self._factories = list(factories)
+        self._factories_pickled = _check_factories(self._factories)
         self.call_timeout_s = call_timeout_s
         self.start_timeout_s = start_timeout_s
         self.max_restarts = max_restarts
@@ -236,6 +237,32 @@ class ProcessExecutor:
             raise ValueError(reply[1])
         described: list[Described] = reply[1]
         return described
+
+    def replace(self, slot: int, factory: Callable[[], Restorer]) -> RemoteStage:
+        """Build ``factory``'s restorer in the worker in place of ``slot``'s; its stand-in.
+
+        The old restorer is closed there; a restarted worker builds the new one. ValueError
+        carries the worker's message when it cannot be built (the old one then stays).
+        """
+        factories = [*self._factories[:slot], factory, *self._factories[slot + 1 :]]
+        pickled = _check_factories(factories)
+        with self._lock:
+            self._check_open()
+            self._ensure_running(self.stages[slot].name)
+            conn = self._held.conn
+            assert conn is not None
+            try:
+                conn.send(("replace", slot, pickle.dumps(factory)))
+            except OSError:
+                pass  # it died between calls: _await says how
+            reply = self._await(self.start_timeout_s, "loading the adapted weights")
+            if reply[0] == "failed":
+                raise ValueError(reply[1])
+            self._factories, self._factories_pickled = factories, pickled
+            stage = RemoteStage(self, slot, reply[1])
+            check_restorer(stage)
+            self.stages[slot] = stage
+        return stage
 
     def close(self) -> None:
         """Stop the worker (politely, then SIGKILL) and unlink the shared memory.

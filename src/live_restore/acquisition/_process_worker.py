@@ -97,6 +97,9 @@ def worker_main(conn: Connection) -> None:
                 break  # the parent is gone
             if message[0] == "close":
                 break
+            if message[0] == "replace":
+                conn.send(_replace(message, restorers))
+                continue
             conn.send(_answer(message, restorers, attached))
     finally:
         for block in attached.values():
@@ -109,6 +112,22 @@ def worker_main(conn: Connection) -> None:
                 restorer.close()
             except Exception:
                 log.exception("closing %s in the stage process", restorer.name)
+
+
+def _replace(message: tuple[Any, ...], restorers: list[Restorer]) -> tuple[Any, ...]:
+    """Build a restorer in place of one slot's (adapted weights); the old one is closed."""
+    _, slot, pickled = message
+    try:
+        restorer = pickle.loads(pickled)()
+        described = _describe(restorer)
+    except Exception as e:
+        return ("failed", f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e))
+    old, restorers[slot] = restorers[slot], restorer
+    try:
+        old.close()
+    except Exception:
+        log.exception("closing %s in the stage process", old.name)
+    return ("ready", described)
 
 
 def _attach(attached: dict[str, SharedMemory], role: str, name: str) -> SharedMemory:

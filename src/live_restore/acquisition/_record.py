@@ -291,6 +291,7 @@ class RunRecord:
                 batch=outcome.batch,
                 flags="interpolated" if output.interpolated else "acquired",
                 error=message,
+                weights=outcome.weights,
             )
         return overall
 

@@ -314,6 +314,7 @@ TABLE_COLUMNS = (
     "flags",  # out-of-focus (stage "focus", after hysteresis); interpolated | acquired
     "error",
     "output_index",  # interpolation stages: the output's index on the full-rate axis
+    "weights",  # a stage adapted during the run (HookConfig.adapt): parent | adapted
 )
 
 

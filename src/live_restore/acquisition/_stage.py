@@ -40,6 +40,7 @@ class StageOutcome:
     compute_ms: float = 0.0
     batch: int = 1
     traceback: str = ""  # the full traceback of a failure (run.log keeps it)
+    weights: str = ""  # a stage under HookConfig.adapt: "parent" or "adapted"
 
 
 def _failure_kind(error: BaseException) -> str:
@@ -75,6 +76,18 @@ class StageRunner:
         self.restored = 0
         self.disabled_reason: str | None = None
         self.disable_reported = False
+        self.weights = ""  # "parent" while an adaptation is pending, "adapted" once swapped
+
+    def swap_restorer(self, restorer: Restorer) -> None:
+        """Run ``restorer`` from the next call on (adapted weights); the grouping stays.
+
+        The grouping holds frames waiting for their group, so it is the stage's, not the
+        restorer's. The old restorer is closed (a worker process's is replaced there).
+        """
+        old, self.restorer = self.restorer, check_restorer(restorer)
+        self.weights = "adapted"
+        if old is not restorer:
+            old.close()
 
     @property
     def scale(self) -> int:
@@ -128,7 +141,12 @@ class StageRunner:
         self.restored += len(groups)
         return {
             id(g): StageOutcome(
-                g, r, FrameStatus.RESTORED, compute_ms=per_frame_ms, batch=len(groups)
+                g,
+                r,
+                FrameStatus.RESTORED,
+                compute_ms=per_frame_ms,
+                batch=len(groups),
+                weights=self.weights,
             )
             for g, r in zip(groups, restored, strict=True)
         }
@@ -153,7 +171,12 @@ class StageRunner:
         self.unreachable_since = None
         self.restored += 1
         return StageOutcome(
-            group, restored, FrameStatus.RESTORED, compute_ms=compute_ms, batch=batch
+            group,
+            restored,
+            FrameStatus.RESTORED,
+            compute_ms=compute_ms,
+            batch=batch,
+            weights=self.weights,
         )
 
     def _checked(
@@ -198,7 +221,14 @@ class StageRunner:
         compute_ms = (time.perf_counter() - started) * 1000
         trace = traceback.format_exc() if kind != "bad-output" else ""
         return StageOutcome(
-            group, None, FrameStatus.ERROR, kind, message, compute_ms, traceback=trace
+            group,
+            None,
+            FrameStatus.ERROR,
+            kind,
+            message,
+            compute_ms,
+            traceback=trace,
+            weights=self.weights,
         )
 
 

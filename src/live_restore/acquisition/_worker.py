@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from ._record import RunRecord
 from ._recovery import Recovery
 from ._sinks import known_sequence
 from ._stage import StageOutcome, StageRunner
+
+if TYPE_CHECKING:
+    from ._adaptation import StageAdaptation
 
 __all__ = ["Worker"]
 
@@ -61,6 +64,7 @@ class Worker:
         hold: FocusHold | None,
         live: LivePoller | None,
         live_refused: dict[str, str] | None = None,
+        adaptation: StageAdaptation | None = None,
     ) -> None:
         self.stages = stages
         self.intake = intake
@@ -76,6 +80,7 @@ class Worker:
         # live mode: stages whose groups cannot form from one stream (refused at build)
         self.live_refused = dict(live_refused or {})
         self._live_groups = LiveGroups({s.name: s.grouping for s in stages})
+        self.adaptation = adaptation  # HookConfig.adapt: one stage learning from the frames
         self._thread: threading.Thread | None = None
         self.closing = threading.Event()  # finish what is queued, then stop
         self.abandoned = threading.Event()  # stop now; close() took over the records
@@ -249,6 +254,8 @@ class Worker:
             self.counters.runs.append(str(folder) if folder else "")
             if self.focus is not None:
                 self.focus.begin(start.sequence)
+            if self.adaptation is not None:
+                self.adaptation.new_run()
             known = known_sequence(start.sequence)  # not a list or generator of events
             for stage in self.stages:
                 problem = stage.grouping.sequence_problem(start.sequence) if known else None
@@ -305,6 +312,9 @@ class Worker:
                 summary["focus"]["hold"] = self.hold.summary()
         if self.outcomes.light is not None:
             summary["light"] = self.outcomes.light.summary()
+        if self.adaptation is not None:
+            self.adaptation.poll()
+            summary["adapt"] = self.adaptation.summary(run.number)
         run.finish(self.stages, summary, asdict(self.report()))
 
     # -- restoring --------------------------------------------------------------------------
@@ -332,6 +342,10 @@ class Worker:
         if self.focus_watch is not None:
             self.focus_watch.batch(frames, run)
         by_number = {f.number: (f, image, source) for f, image, source in frames}
+        swap_at = None
+        if (adapting := self.adaptation) is not None:
+            adapting.poll()
+            swap_at = adapting.swap_point([(f.number, f.index) for f, _image, _source in frames])
         for stage in self.stages:
             with self.lock:
                 self.current_stage = None
@@ -346,17 +360,36 @@ class Worker:
                 groups += stage.grouping.add(f.number, f.index, image)
             if not groups:
                 continue
-            # a stage that cannot batch is called a group at a time, so each output is saved
-            # as soon as it exists (and a call that hangs costs its own frame, not the ones
-            # restored before it in the same hand-over)
-            size = len(groups) if stage.restorer.max_batch > 1 else 1
-            for start in range(0, len(groups), size):
-                outcomes = self._call(stage, groups[start : start + size])
-                if outcomes is None:
+            if swap_at is not None and adapting is not None and stage is adapting.stage:
+                # groups before the boundary with the parent's weights, the rest adapted
+                before = [g for g in groups if min(g.numbers) < swap_at]
+                if not self._run_groups(stage, before, by_number):
                     return
-                self.outcomes.record(self.run, stage, outcomes, by_number)
+                frame, _image, _source = by_number[swap_at]
+                if (failed := adapting.swap(run.number, swap_at, frame.index)) is not None:
+                    self.error(stage.name, swap_at, "adapt", failed)
+                groups = [g for g in groups if min(g.numbers) >= swap_at]
+            if not self._run_groups(stage, groups, by_number):
+                return
         newest, image, _source = frames[-1]
         self.display.latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
+        if adapting is not None and adapting.stage.name not in run.refused:
+            adapting.collect(run.number, [(f.number, f.index, i) for f, i, _s in frames])
+
+    def _run_groups(
+        self, stage: StageRunner, groups: list[FrameGroup], by_number: dict[int, Any]
+    ) -> bool:
+        """Restore and record ``groups``; False if close() gave up meanwhile."""
+        # a stage that cannot batch is called a group at a time, so each output is saved
+        # as soon as it exists (and a call that hangs costs its own frame, not the ones
+        # restored before it in the same hand-over)
+        size = len(groups) if stage.restorer.max_batch > 1 else 1
+        for start in range(0, len(groups), max(1, size)):
+            outcomes = self._call(stage, groups[start : start + size])
+            if outcomes is None:
+                return False
+            self.outcomes.record(self.run, stage, outcomes, by_number)
+        return True
 
     def _call(self, stage: StageRunner, groups: list[FrameGroup]) -> list[StageOutcome] | None:
         """Run ``stage`` on ``groups``; None if close() gave up meanwhile.
@@ -406,6 +439,11 @@ class Worker:
             self.focus_watch.watch(image, -1, {}, None, None, live=True)
         with self.lock:
             self.current_stage = None
+        if (adapting := self.adaptation) is not None:
+            adapting.poll()
+            if adapting.state == "ready":  # a live frame is a time point of its own
+                if (failed := adapting.swap(0, -1, {})) is not None:
+                    self.error(adapting.stage.name, None, "adapt", failed)
         for stage in self.stages:
             if stage.disabled or stage.name in self.live_refused:
                 continue
