@@ -60,8 +60,7 @@ _TIFF_AXES = {"z": "TZYX", "t": "ZTYX", None: "TYX"}
 
 def adapt_problem(config: AdaptConfig, model: str, executor: str, models: list[str]) -> str | None:
     """Why ``model`` cannot adapt in this hook, in one line; None when it can."""
-    from live_restore.models import ModelLoadError, model_dir, read_spec
-    from live_restore.training import adapt_plan
+    from live_restore.models import ModelLoadError, adapt_plan, model_dir, read_spec
 
     from ._trust_stage import TRUST_SUFFIX
 

@@ -186,8 +186,7 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
 
 
 def _adapt_parts(config: HookConfig, build: Callable[[Path], Restorer]) -> AdaptParts:
-    from live_restore.models import model_dir, read_spec
-    from live_restore.training import adapt_plan
+    from live_restore.models import adapt_plan, model_dir, read_spec
 
     assert config.adapt is not None
     model = config.adapt.stage

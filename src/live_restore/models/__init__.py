@@ -1,6 +1,7 @@
 """The restoration networks (PyTorch is their source of truth) and their shipped files."""
 
 from . import _fourier as fourier  # the module itself: a zoo package bundles its source
+from ._adapt_plan import adapt_plan
 from ._architectures import ARCHITECTURES, build_network, load_network, register_architecture
 from ._grow import grow_dfcan
 from ._normalise import FrameScale, frame_scale, interp_inputs
@@ -38,6 +39,7 @@ __all__ = [
     "Normalisation",
     "RefocusUNet",
     "TrustHead",
+    "adapt_plan",
     "build_network",
     "engines_dir",
     "file_sha256",

@@ -1,6 +1,6 @@
 """Training: simulated and file datasets, losses, the trainer and the shipped models' recipes."""
 
-from ._adapt import AdaptResult, adapt_model, adapt_plan, read_stack
+from ._adapt import AdaptResult, adapt_model, read_stack
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._evaluate import EvalRow, evaluate, plot_sr_matrix, record_summary, write_table
 from ._files import PairedImages, biosr_pairs, tiff_pairs
@@ -55,7 +55,6 @@ __all__ = [
     "WorldExamples",
     "WorldSampler",
     "adapt_model",
-    "adapt_plan",
     "biosr_pairs",
     "calibrate_model_trust",
     "charbonnier_frequency_loss",

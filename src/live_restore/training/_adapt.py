@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from live_restore.models import (
-    ModelTask,
+    adapt_plan,
     file_sha256,
     frame_scale,
     load_network,
@@ -52,7 +52,7 @@ from ._adapt_sources import ConsistencyTask, PairTask, Task, TripletTask
 from ._recorrupt import NoiseModel
 from ._trainer import Trainer, TrainSettings
 
-__all__ = ["ADAPT_METHODS", "AdaptResult", "adapt_model", "adapt_plan", "read_stack"]
+__all__ = ["ADAPT_METHODS", "AdaptResult", "adapt_model", "read_stack"]
 
 ADAPT_METHODS = ("pairs", "triplets", "consistency")
 HELD_OUT_FRACTION = 0.2
@@ -121,41 +121,6 @@ def _series(stack: np.ndarray, axes: tuple[str, ...], axis: str) -> list[np.ndar
     moved = np.moveaxis(stack, axes.index(axis), -3)
     runs = moved.reshape(-1, *moved.shape[-3:])
     return [np.asarray(run, np.float32) for run in runs]
-
-
-def adapt_plan(
-    spec: Any, axis: str | None, method: str | None, optics_given: list[str]
-) -> tuple[bool, str | None, str]:
-    """(single-frame SR, axis, method) for adapting ``spec``; ValueError, in one line, if not.
-
-    Checked before any data is read: by ``adapt`` and when a hook with ``adapt`` is built.
-    """
-    single_frame_sr = spec.task is ModelTask.SUPER_RESOLUTION and spec.architecture == "dfcan"
-    if spec.task is not ModelTask.INTERPOLATION and not single_frame_sr:
-        raise ValueError(
-            f"{spec.name} cannot adapt here: adapting is built for the interpolation models "
-            "(interp-t, interp-z) and the single-frame super-resolution ones (dfcan-sr2x-*)"
-        )
-    if single_frame_sr:
-        if axis:
-            raise ValueError(
-                f"{spec.name} adapts on every frame of the input: --axis is for the "
-                "interpolation models"
-            )
-        method = method or "consistency"
-        allowed: tuple[str, ...] = ("consistency",)
-    else:
-        if optics_given:
-            raise ValueError(
-                f"{', '.join(optics_given)}: the optics are for the super-resolution models "
-                f"(their widefield kernel); {spec.name} does not use them"
-            )
-        axis = axis or spec.axis or "t"
-        method = method or ("pairs" if axis == "z" else "triplets")
-        allowed = ("pairs", "triplets")
-    if method not in allowed:
-        raise ValueError(f"{spec.name} adapts by {' or '.join(allowed)}, not {method!r}")
-    return single_frame_sr, axis, method
 
 
 def adapt_model(

@@ -1,0 +1,48 @@
+"""Which models can adapt to the user's data (``live-restore adapt``, ``HookConfig.adapt``), how.
+
+A property of the model's spec, checked before any data is read: by the command, and when a
+hook that adapts a stage is built (so a stage that cannot adapt is refused in one line then).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._spec import ModelTask
+
+__all__ = ["adapt_plan"]
+
+
+def adapt_plan(
+    spec: Any, axis: str | None, method: str | None, optics_given: list[str]
+) -> tuple[bool, str | None, str]:
+    """(single-frame SR, axis, method) for adapting ``spec``; ValueError, in one line, if not.
+
+    Checked before any data is read: by ``adapt`` and when a hook with ``adapt`` is built.
+    """
+    single_frame_sr = spec.task is ModelTask.SUPER_RESOLUTION and spec.architecture == "dfcan"
+    if spec.task is not ModelTask.INTERPOLATION and not single_frame_sr:
+        raise ValueError(
+            f"{spec.name} cannot adapt here: adapting is built for the interpolation models "
+            "(interp-t, interp-z) and the single-frame super-resolution ones (dfcan-sr2x-*)"
+        )
+    if single_frame_sr:
+        if axis:
+            raise ValueError(
+                f"{spec.name} adapts on every frame of the input: --axis is for the "
+                "interpolation models"
+            )
+        method = method or "consistency"
+        allowed: tuple[str, ...] = ("consistency",)
+    else:
+        if optics_given:
+            raise ValueError(
+                f"{', '.join(optics_given)}: the optics are for the super-resolution models "
+                f"(their widefield kernel); {spec.name} does not use them"
+            )
+        axis = axis or spec.axis or "t"
+        method = method or ("pairs" if axis == "z" else "triplets")
+        allowed = ("pairs", "triplets")
+    if method not in allowed:
+        raise ValueError(f"{spec.name} adapts by {' or '.join(allowed)}, not {method!r}")
+    return single_frame_sr, axis, method
