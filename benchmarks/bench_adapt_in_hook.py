@@ -65,7 +65,7 @@ def one_run(args: argparse.Namespace, adapt: bool, out: Path) -> dict[str, objec
         "p95_ms": float(np.percentile(latency, 95)),
         "adapt_state": adapted.get("state", "-"),
         "adapt_steps": adapted.get("result", {}).get("steps", "-"),
-        "swapped_at": adapted.get("adapted_from_index", "-"),
+        "swapped_at": adapted.get("swapped_at_index", "-"),
     }
 
 

@@ -17,7 +17,7 @@ def adapt(
     model: Annotated[
         str,
         typer.Argument(
-            help="interp-t, interp-z or a single-frame super-resolution model (dfcan-sr2x-*): "
+            help="interp-t, interp-z or a super-resolution model (dfcan-sr2x-*, mfsr-sr2x): "
             "a name or a model folder."
         ),
     ],
@@ -71,7 +71,8 @@ def adapt(
     pairs (z): each pair of neighbouring planes is recorrupted with the camera noise fitted
     from the stack, and the network learns the half-way blend of the clean planes (its target's
     noise is independent of its input's). triplets (t): each acquired frame is the target for
-    the two around it (Noise2Noise). consistency (dfcan-sr2x-*): each frame is recorrupted and
+    the two around it (Noise2Noise). consistency (dfcan-sr2x-*, mfsr-sr2x on windows of time
+    points): each frame is recorrupted and
     the 2x output, blurred by your optics' widefield kernel and binned, must give the clean
     frame (ZS-DeconvNet), staying near the parent's output. The last fifth is held out; the
     held-out error is measured before and after, and if adapting did not lower it the parent's

@@ -72,7 +72,7 @@ def test_a_stage_adapts_mid_acquisition_and_swaps_at_the_next_time_point(core, t
     assert adapt["learned_from"]["frames"] == "0-9"
     assert adapt["result"]["kept"] == "adapted" and adapt["result"]["steps"] == 20
     # not inside the z-stack it was ready in: at the first plane of the next time point
-    assert adapt["adapted_from_index"] == "t=2;z=0" and adapt["adapted_from_frame"] == 14
+    assert adapt["swapped_at_index"] == "t=2;z=0" and adapt["adapted_from_frame"] == 14
     folder = Path(adapt["folder"])
     assert tifffile.imread(folder / "input.ome.tif").shape == (10, 64, 64)
     record = read_spec(folder / "model").training["adapted"]
@@ -101,35 +101,52 @@ def test_a_stage_adapts_mid_acquisition_and_swaps_at_the_next_time_point(core, t
         adapted.close()
 
 
-def test_an_adaptation_that_does_not_lower_the_held_out_error_keeps_the_parent(core, tmp_path):
-    # interp-z on the very simulator it was trained on: whichever way the check goes, the
-    # record, the rows and the weights that ran agree with the adapt command's verdict
+Z_STACKS = useq.MDASequence(
+    time_plan={"interval": 0.01, "loops": 3}, z_plan={"range": 3.0, "step": 0.5}
+)
+# model -> (its sequence, after_frames, the frame the MDA is held at, the swap's boundary)
+KEPT_OR_NOT = {
+    "interp-z": (Z_STACKS, 7, {"t": 1, "z": 2}, "t=2;z=0"),
+    "mfsr-sr2x": (useq.MDASequence(time_plan={"interval": 0.05, "loops": 16}), 10, {"t": 11},
+                  "t=12"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", list(KEPT_OR_NOT))
+def test_the_records_follow_the_adapt_verdict_whichever_it_is(core, tmp_path, model):
+    # interp-z and mfsr-sr2x on the very simulator they were trained on, a few steps: whichever
+    # way the held-out check goes, the record, the rows and the weights that ran agree with it
+    sequence, after_frames, hold_at, boundary = KEPT_OR_NOT[model]
     out = tmp_path / "run"
     config = HookConfig(
-        models=["interp-z"],
+        models=[model],
         backend="torch-cpu",
         output=out,
         live=False,
         progress=False,
-        adapt={"stage": "interp-z", "after_frames": 7, "minutes": 5, "steps": 5},
-    )
-    sequence = useq.MDASequence(
-        time_plan={"interval": 0.01, "loops": 3}, z_plan={"range": 3.0, "step": 0.5}
+        adapt={"stage": model, "after_frames": after_frames, "minutes": 5, "steps": 5},
     )
     with build_hook(core, config) as hook:
-        _hold_mda_until_adapted(core, hook, {"t": 1, "z": 2})
+        _hold_mda_until_adapted(core, hook, hold_at)
         hook.run(sequence)
+    assert hook.report.errors == 0, (out / "run.log").read_text()
     adapt = json.loads((out / "summary.json").read_text())["adapt"]
     kept = read_spec(Path(adapt["folder"]) / "model").training["adapted"]["kept"]
     assert adapt["result"]["kept"] == kept
-    weights = {r["index"].split(";")[0]: r["weights"] for r in _rows(out, "interp-z")}
+    rows = _rows(out, model)
+    assert {r["status"] for r in rows} == {"restored"}
     if kept == "parent":
         assert adapt["state"] == "kept the parent's weights"
         assert "did not fall" in adapt["message"] and "adapted_from_frame" not in adapt
-        assert set(weights.values()) == {"parent"}
-    else:
-        assert adapt["adapted_from_index"] == "t=2;z=0"
-        assert weights == {"t=0": "parent", "t=1": "parent", "t=2": "adapted"}
+        assert {r["weights"] for r in rows} == {"parent"}
+        return
+    assert adapt["state"] == "adapted" and adapt["swapped_at_index"] == boundary
+    first = adapt["adapted_from_frame"]
+    # each row says which weights made it; from the first adapted output on, all are adapted
+    assert all((r["weights"] == "adapted") == (int(r["frame"]) >= first) for r in rows)
+    boundary_frame = next(int(r["frame"]) for r in rows if r["index"].startswith(boundary))
+    # a centred window (mfsr-sr2x) around the last 2 frames before the boundary completes after
+    assert boundary_frame - (2 if model == "mfsr-sr2x" else 0) <= first <= boundary_frame
 
 
 def test_an_acquisition_shorter_than_after_frames_leaves_collecting_to_the_next(core, tmp_path):
@@ -154,7 +171,7 @@ def test_an_acquisition_shorter_than_after_frames_leaves_collecting_to_the_next(
     ("models", "adapt", "executor", "says"),
     [
         (["richardson-lucy"], {"stage": "richardson-lucy"}, "thread", "not a trained model"),
-        (["mfsr-sr2x"], {"stage": "mfsr-sr2x"}, "thread", "cannot adapt here"),
+        (["refocus"], {"stage": "refocus"}, "thread", "cannot adapt here"),
         (["interp-z"], {"stage": "interp-z", "na": 1.2}, "thread", "--na"),
         ([MODEL], {"stage": MODEL, "method": "pairs"}, "thread", "adapts by consistency"),
         (

@@ -261,7 +261,7 @@ def test_adapting_a_stage_in_the_hook_works_in_its_venues_and_its_weights_on_das
         hook.run(useq.MDASequence(time_plan={"interval": 0.05, "loops": 14}))
     assert hook.report.errors == 0, (out / "run.log").read_text()
     adapt = json.loads((out / "summary.json").read_text())["adapt"]
-    assert (adapt["state"], adapt.get("adapted_from_index")) == ("adapted", "t=12"), adapt
+    assert (adapt["state"], adapt.get("swapped_at_index")) == ("adapted", "t=12"), adapt
     with (out / "frames.csv").open() as f:
         rows = [row["weights"] for row in csv.DictReader(f) if row["stage"] == model]
     assert rows == ["parent"] * 12 + ["adapted"] * 2

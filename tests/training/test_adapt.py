@@ -102,7 +102,9 @@ def test_an_ome_tiff_adapts_by_its_axis_method(tmp_path, cli, model, axes, metho
     ("model", "planes", "message", "options"),
     [
         ("interp-z", 4, "adapting needs at least 6", []),
-        ("mfsr-sr2x", 8, "cannot adapt here", []),
+        ("refocus", 8, "cannot adapt here", []),
+        ("mfsr-sr2x", 8, "needs at least 10", []),  # two windows of 5, disjoint
+        ("mfsr-sr2x", 12, "windows of consecutive time points", ["--axis", "z"]),
         ("dfcan-sr2x-tiny", 3, "needs at least 4", []),
         ("dfcan-sr2x-tiny", 8, "too narrow a range of brightness", []),  # flat: no noise fit
         ("dfcan-sr2x-tiny", 8, "--axis is for the interpolation models", ["--axis", "z"]),
@@ -146,3 +148,21 @@ def test_a_super_resolution_model_adapts_by_consistency_with_its_optics(tmp_path
     assert record["kept"] == ("adapted" if _measured_gain(record) else "parent")
     session = load_model(out, "torch-cpu")
     assert session(series[0]).shape == (96, 96)
+
+
+def test_the_multi_frame_model_adapts_by_consistency_on_whole_windows(tmp_path, cli):
+    scope = SimMicroscope("mitochondria", 0, (48, 48), peak_photons_per_ms=5.0, clock=ManualClock())
+    series = np.stack([scope.snap(np.random.default_rng(i)) for i in range(12)])
+    path = tmp_path / "series.ome.tif"
+    tifffile.imwrite(path, series, metadata={"axes": "TYX"}, ome=True)
+    out = tmp_path / "mine"
+    result = cli("adapt", "mfsr-sr2x", str(path), "--out", str(out), "--minutes", "0.02")
+    assert result.exit_code == 0, result.output
+    record = yaml.safe_load((out / "model.yaml").read_text())["training"]["adapted"]
+    assert record["method"] == "consistency" and record["axis"] == "t"
+    # 12 time points: the last 5 held out (one window of 5), 7 to train on (3 windows)
+    assert (record["training_examples"], record["held_out_examples"]) == (3, 1)
+    assert "windows of 5" in record["held_out"]
+    assert record["kept"] == ("adapted" if _measured_gain(record) else "parent")
+    session = load_model(out, "torch-cpu")
+    assert session(series[:5]).shape == (96, 96)

@@ -120,6 +120,7 @@ class StageAdaptation:
         self._log: Any = None
         self.result: dict[str, Any] = {}
         self.swapped: dict[str, Any] | None = None  # run, frame and index of the swap
+        self.first_adapted: dict[int, int] = {}  # run -> first frame restored adapted in it
         self._last_t: int | None = None
         self._begun = threading.Event()  # the process started, or adapting failed before it
         stage.weights = "parent"
@@ -288,6 +289,15 @@ class StageAdaptation:
                     format_index(index))  # fmt: skip
         return None
 
+    def restored_adapted(self, run: int, number: int) -> None:
+        """An output of frame ``number`` ran with the adapted weights (what the record says).
+
+        Usually the boundary frame first; a centred window (mfsr-sr2x) around a frame just
+        before it completes after the swap, and its output is the adapted weights' too.
+        """
+        if number < self.first_adapted.get(run, number + 1):
+            self.first_adapted[run] = number
+
     def _fail(self, message: str) -> None:
         self.state, self.message = "failed", message
         self._begun.set()
@@ -320,8 +330,11 @@ class StageAdaptation:
             document["message"] = self.message
         if self.swapped is not None:
             if self.swapped["acquisition"] == run:
-                document["adapted_from_frame"] = self.swapped["from_frame"]
-                document["adapted_from_index"] = self.swapped["from_index"]
+                # the first output restored adapted (frames.csv's weights column, row by row)
+                document["adapted_from_frame"] = self.first_adapted.get(
+                    run, self.swapped["from_frame"]
+                )
+                document["swapped_at_index"] = self.swapped["from_index"]
             else:  # an earlier acquisition swapped: this one ran adapted from its start
                 document["adapted_from_frame"] = 0
                 document["adapted_since"] = self.swapped

@@ -196,8 +196,8 @@ def _adapt_parts(config: HookConfig, build: Callable[[Path], Restorer]) -> Adapt
     assert config.adapt is not None
     model = config.adapt.stage
     spec = read_spec(model_dir(model))
-    single_frame, axis, _method = adapt_plan(spec, None, config.adapt.method, [])
-    return AdaptParts(config.models.index(model), model, None if single_frame else axis, build)
+    _super_resolution, axis, _method = adapt_plan(spec, None, config.adapt.method, [])
+    return AdaptParts(config.models.index(model), model, axis, build)
 
 
 def _light(config: HookConfig, stages: Sequence[Restorer]) -> AdaptiveLight | None:

@@ -389,6 +389,11 @@ class Worker:
             if outcomes is None:
                 return False
             self.outcomes.record(self.run, stage, outcomes, by_number)
+            adapting, run = self.adaptation, self.run
+            if adapting is not None and run is not None and stage is adapting.stage:
+                for outcome in outcomes:
+                    if outcome.weights == "adapted":
+                        adapting.restored_adapted(run.number, min(outcome.group.numbers))
         return True
 
     def _call(self, stage: StageRunner, groups: list[FrameGroup]) -> list[StageOutcome] | None:

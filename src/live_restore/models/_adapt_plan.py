@@ -16,22 +16,27 @@ __all__ = ["adapt_plan"]
 def adapt_plan(
     spec: Any, axis: str | None, method: str | None, optics_given: list[str]
 ) -> tuple[bool, str | None, str]:
-    """(single-frame SR, axis, method) for adapting ``spec``; ValueError, in one line, if not.
+    """(super-resolution, axis, method) for adapting ``spec``; ValueError, in one line, if not.
 
+    The axis is the one frames are series along: an interpolation model's, ``t`` for the
+    multi-frame model (its windows are consecutive time points), None for a single-frame one.
     Checked before any data is read: by ``adapt`` and when a hook with ``adapt`` is built.
     """
     single_frame_sr = spec.task is ModelTask.SUPER_RESOLUTION and spec.architecture == "dfcan"
-    if spec.task is not ModelTask.INTERPOLATION and not single_frame_sr:
+    multi_frame_sr = spec.task is ModelTask.MULTI_FRAME_SR
+    if spec.task is not ModelTask.INTERPOLATION and not (single_frame_sr or multi_frame_sr):
         raise ValueError(
             f"{spec.name} cannot adapt here: adapting is built for the interpolation models "
-            "(interp-t, interp-z) and the single-frame super-resolution ones (dfcan-sr2x-*)"
+            "(interp-t, interp-z) and the super-resolution ones (dfcan-sr2x-*, mfsr-sr2x)"
         )
-    if single_frame_sr:
-        if axis:
+    if single_frame_sr or multi_frame_sr:
+        if axis and not (multi_frame_sr and axis == "t"):
             raise ValueError(
-                f"{spec.name} adapts on every frame of the input: --axis is for the "
-                "interpolation models"
+                f"{spec.name} adapts on "
+                + ("windows of consecutive time points" if multi_frame_sr else "every frame")
+                + " of the input: --axis is for the interpolation models"
             )
+        axis = "t" if multi_frame_sr else None
         method = method or "consistency"
         allowed: tuple[str, ...] = ("consistency",)
     else:
@@ -45,4 +50,4 @@ def adapt_plan(
         allowed = ("pairs", "triplets")
     if method not in allowed:
         raise ValueError(f"{spec.name} adapts by {' or '.join(allowed)}, not {method!r}")
-    return single_frame_sr, axis, method
+    return single_frame_sr or multi_frame_sr, axis, method

@@ -41,14 +41,14 @@ import torch
 from torch import nn
 
 from live_restore.models import (
+    ModelTask,
     adapt_plan,
     file_sha256,
-    frame_scale,
     load_network,
     write_spec,
 )
 
-from ._adapt_sources import ConsistencyTask, PairTask, Task, TripletTask
+from ._adapt_sources import ConsistencyTask, PairTask, Task, TripletTask, window_scale
 from ._recorrupt import NoiseModel
 from ._trainer import Trainer, TrainSettings
 
@@ -154,7 +154,7 @@ def adapt_model(
     spec, network, parent_folder = load_network(model)
     optics_given = [n for n, v in (("--na", na), ("--emission-nm", emission_nm),
                                    ("--pixel-um", pixel_um)) if v is not None]  # fmt: skip
-    single_frame_sr, axis, method = adapt_plan(spec, axis, method, optics_given)
+    super_resolution, axis, method = adapt_plan(spec, axis, method, optics_given)
     # the rates measured on a user stack: 3e-4 for pairs (1e-4 gained less in 3 minutes);
     # triplets lost less at lower rates (issue 43: -2.5 dB at 2e-4, -0.5 dB at 3e-5)
     learning_rate = learning_rate or {"pairs": 3e-4, "triplets": 1e-4, "consistency": 1e-4}[method]
@@ -164,9 +164,9 @@ def adapt_model(
     stack, axes = read_stack(input_path)
     if stack.dtype.kind not in "uif" or not np.isfinite(stack).all():
         raise ValueError(f"{input_path} holds {stack.dtype} frames with non-finite values")
-    if single_frame_sr:
+    if super_resolution:
         task, held_out_task, facts = _consistency_tasks(
-            spec, network, stack, input_path, na, emission_nm, pixel_um
+            spec, network, stack, axes, input_path, na, emission_nm, pixel_um
         )
     else:
         task, held_out_task, facts = _interpolation_tasks(
@@ -291,14 +291,28 @@ def _interpolation_tasks(
 
 
 def _consistency_tasks(
-    spec: Any, network: nn.Module, stack: np.ndarray, input_path: str | Path,
-    na: float | None, emission_nm: float | None, pixel_um: float | None,
+    spec: Any, network: nn.Module, stack: np.ndarray, axes: tuple[str, ...],
+    input_path: str | Path, na: float | None, emission_nm: float | None, pixel_um: float | None,
 ) -> tuple[Task, Task, dict[str, Any]]:  # fmt: skip
-    frames = [np.asarray(f, np.float32) for f in stack.reshape(-1, *stack.shape[-2:])]
-    if len(frames) < MIN_FRAMES:
+    """Recorrupted-deconvolution tasks: every frame, or every whole window along t (mfsr-sr2x).
+
+    The last fifth of each series is held out; no window spans the cut.
+    """
+    window = int(spec.arguments.get("window", 5)) if spec.task is ModelTask.MULTI_FRAME_SR else 1
+    if window == 1:
+        runs = [np.asarray(stack, np.float32).reshape(-1, *stack.shape[-2:])]
+    elif "t" in axes[:-2]:
+        runs = _series(stack, axes, "t")
+    else:  # no time axis: the frames in order are the series
+        runs = [np.asarray(stack, np.float32).reshape(-1, *stack.shape[-2:])]
+    least = MIN_FRAMES if window == 1 else 2 * window
+    if runs[0].shape[0] < least:
+        what = "frames" if window == 1 else "time points"
         raise ValueError(
-            f"{input_path} has {len(frames)} frames; adapting a super-resolution model needs at "
-            f"least {MIN_FRAMES} (training frames and a held-out one, disjoint)"
+            f"{input_path} has {runs[0].shape[0]} {what}; adapting {spec.name} needs at least "
+            f"{least} (training "
+            + ("frames" if window == 1 else "windows")
+            + " and a held-out one, disjoint)"
         )
     optics = spec.optics or {}
     na = na or float(optics.get("na", 1.49))
@@ -306,30 +320,47 @@ def _consistency_tasks(
     pixel_um = pixel_um or float(optics.get("pixel_um", 0.065))
     sigma_um = _KERNEL_SIGMA_UM * (emission_nm / 1000 / na) / _KERNEL_LAMBDA_OVER_NA_UM
     sigma_px = sigma_um / (pixel_um / spec.scale)
-    cut = len(frames) - max(1, round(HELD_OUT_FRACTION * len(frames)))
-    noise = NoiseModel.fit(np.stack(frames[:cut]))
-    network.eval()
-    with torch.no_grad():
-        parents = [
-            network(torch.from_numpy(frame_scale(f, spec.normalisation).forward(f))[None, None])
-            [0, 0].numpy()
-            for f in frames
-        ]  # fmt: skip
+    length = runs[0].shape[0]
+    cut = length - max(window, round(HELD_OUT_FRACTION * length))
+    noise = NoiseModel.fit(np.concatenate([run[:cut] for run in runs]))
     facts = {
-        "held_out": f"the last {len(frames) - cut} of {len(frames)} frames",
+        "held_out": f"the last {length - cut} of {length} "
+        + ("frames" if window == 1 else f"time points of each series (windows of {window})"),
         "noise_model": noise.describe(),
         "optics": {"na": na, "emission_wavelength_nm": emission_nm, "pixel_um": pixel_um},
         "kernel_sigma_px": round(sigma_px, 3),
         "anchor_weight": _ANCHOR_WEIGHT,
     }
 
-    def task(indices: range) -> ConsistencyTask:
+    def task(positions: range) -> ConsistencyTask:
+        frames = [run[i] for run in runs for i in positions]
+        per_run, half = len(positions), window // 2
+        windows = [
+            tuple(r * per_run + c + d for d in range(-half, half + 1))
+            for r in range(len(runs))
+            for c in range(half, per_run - half)
+        ]
+        parents = [_parent_output(network, frames, w, spec) for w in windows]
         return ConsistencyTask(
-            [frames[i] for i in indices], [parents[i] for i in indices], noise, spec, sigma_px,
-            _ANCHOR_WEIGHT, _PATCH_PX,
-        )  # fmt: skip
+            frames, windows, parents, noise, spec, sigma_px, _ANCHOR_WEIGHT, _PATCH_PX
+        )
 
-    return task(range(cut)), task(range(cut, len(frames))), facts
+    return task(range(cut)), task(range(cut, length)), facts
+
+
+def _parent_output(
+    network: nn.Module, frames: list[np.ndarray], window: tuple[int, ...], spec: Any
+) -> np.ndarray:
+    """The parent's 2x output on an acquired window, padded to its multiple as a session pads."""
+    scale = window_scale(frames, window, spec)
+    x = np.stack([scale.forward(frames[j]) for j in window])
+    rows, cols = x.shape[-2:]
+    pad = [(-s) % spec.multiple_of for s in (rows, cols)]
+    x = np.pad(x, ((0, 0), (0, pad[0]), (0, pad[1])), "reflect")
+    network.eval()
+    with torch.no_grad():
+        output: np.ndarray = network(torch.from_numpy(x)[None])[0, 0].numpy()
+    return output[: rows * spec.scale, : cols * spec.scale]
 
 
 _METHOD_TEXT = {

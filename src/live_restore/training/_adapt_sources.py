@@ -26,6 +26,8 @@ from torch import nn
 
 from live_restore.models import frame_scale, interp_inputs
 
+from ._interp import _dihedral
+from ._physics_prior import blur_and_bin, gaussian_kernel
 from ._recorrupt import NoiseModel, recorrupt
 
 __all__ = ["ConsistencyTask", "Example", "HeldOutErrors", "PairTask", "Task", "TripletTask"]
@@ -36,6 +38,11 @@ HELD_OUT_DRAWS = 4  # recorruptions of each held-out frame (fixed: before and af
 TILE_PX = 32  # held-out errors are compared per tile of this side (pixels of the error map)
 Window = tuple[slice, slice]
 Net = Callable[[torch.Tensor], torch.Tensor]
+
+
+def window_scale(frames: list[np.ndarray], window: tuple[int, ...], spec: Any) -> Any:
+    """One scale for a window of frames: their joint percentiles (what the sessions use)."""
+    return frame_scale(np.stack([frames[j] for j in window]), spec.normalisation)
 
 
 class Task:
@@ -84,9 +91,7 @@ class Task:
             window = (slice(top, top + p_y), slice(left, left + p_x))
             # a quarter turn of a crop that is not square would change its shape: half turns
             k = int(rng.integers(8)) if p_y == p_x else int(rng.choice((0, 2, 4, 6)))
-            pair = [np.rot90(a, k % 4, axes=(-2, -1)) for a in self.example(int(i), window, rng)]
-            if k >= 4:
-                pair = [a[..., ::-1] for a in pair]
+            pair = [_dihedral(a, k) for a in self.example(int(i), window, rng)]
             inputs.append(np.ascontiguousarray(pair[0]))
             targets.append(np.ascontiguousarray(pair[1]))
         return torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(targets))
@@ -223,64 +228,60 @@ class PairTask(Task):
         return x, scale.forward(0.5 * (noisy[0][1] + noisy[1][1]))[None]
 
 
-def gaussian_kernel(sigma_px: float) -> torch.Tensor:
-    """A normalised 2-D Gaussian, 4 sigma each side."""
-    half = max(1, math.ceil(4 * sigma_px))
-    axis = torch.arange(-half, half + 1, dtype=torch.float32)
-    one = torch.exp(-(axis**2) / (2 * sigma_px**2))
-    kernel = one[:, None] * one[None, :]
-    return kernel / kernel.sum()
-
-
 class ConsistencyTask(Task):
-    """Single frames for a 2x model: ``y_hat`` in, the parent's output and ``y_bar`` out.
+    """Frames for a 2x model: ``y_hat`` in, the parent's output and ``y_bar`` out.
 
-    The target is one tensor on the 2x grid: channel 0 the parent's output on ``y``, channel 1
-    ``y_bar`` repeated 2x2 (binning it 2x2 gives ``y_bar`` back exactly).
+    An example is a window of frames (``windows``: indices into ``frames``; one frame each for a
+    single-frame model, ``window`` consecutive ones, centre in the middle, for mfsr-sr2x): every
+    frame of it recorrupted independently, one scale for the window (its joint percentiles, as
+    the session does). The target is one tensor on the 2x grid: channel 0 the parent's output on
+    the acquired window, channel 1 the centre's ``y_bar`` repeated 2x2 (binning it 2x2 gives
+    ``y_bar`` back exactly).
     """
 
     scale_factor = 2
     reference_name = "Gaussian blur of the input"
 
     def __init__(
-        self, frames: list[np.ndarray], parent_outputs: list[np.ndarray], noise: NoiseModel,
-        spec: Any, kernel_sigma_px: float, anchor_weight: float, patch_px: int,
+        self, frames: list[np.ndarray], windows: list[tuple[int, ...]],
+        parent_outputs: list[np.ndarray], noise: NoiseModel, spec: Any, kernel_sigma_px: float,
+        anchor_weight: float, patch_px: int,
     ) -> None:  # fmt: skip
         super().__init__(patch_px, spec.multiple_of)
         self.frames = frames
+        self.windows = windows
         self.parent_outputs = parent_outputs
         self.variances = [noise.variance(ndimage.uniform_filter(f, 3)) for f in frames]
-        self.scales = [frame_scale(f, spec.normalisation) for f in frames]
+        self.scales = [window_scale(frames, w, spec) for w in windows]
         self.output_range = float(spec.normalisation.output_range)
-        self.kernel = gaussian_kernel(kernel_sigma_px)[None, None]
+        self.kernel = gaussian_kernel(kernel_sigma_px)
         self.anchor_weight = anchor_weight
 
     def count(self) -> int:
-        return len(self.frames)
+        return len(self.windows)
 
     def shape(self) -> tuple[int, int]:
         side_y, side_x = self.frames[0].shape
         return side_y, side_x
 
     def example(self, index: int, window: Window, rng: np.random.Generator) -> Example:
-        scale = self.scales[index]
-        hat, bar = recorrupt(
-            self.frames[index][window], self.variances[index][window], RECORRUPTION_ALPHA, rng
-        )
+        scale, members = self.scales[index], self.windows[index]
+        hats, bars = zip(*(
+            recorrupt(self.frames[j][window], self.variances[j][window], RECORRUPTION_ALPHA, rng)
+            for j in members
+        ), strict=True)  # fmt: skip
         fine = tuple(slice(None if w.start is None else 2 * w.start,
                            None if w.stop is None else 2 * w.stop) for w in window)  # fmt: skip
+        centre = bars[len(members) // 2]
         target = np.stack([
             self.parent_outputs[index][fine],
-            np.repeat(np.repeat(scale.forward(bar), 2, axis=0), 2, axis=1),
+            np.repeat(np.repeat(scale.forward(centre), 2, axis=0), 2, axis=1),
         ])  # fmt: skip
-        return scale.forward(hat)[None], target.astype(np.float32)
+        return np.stack([scale.forward(h) for h in hats]), target.astype(np.float32)
 
     def degrade(self, estimate: torch.Tensor) -> torch.Tensor:
         """The 2x estimate (network units) blurred and binned onto the camera grid (input units)."""
-        half = self.kernel.shape[-1] // 2
-        padded = nn.functional.pad(estimate, (half, half, half, half), mode="reflect")
-        blurred = nn.functional.conv2d(padded, self.kernel)
-        return nn.functional.avg_pool2d(blurred, 2) * self.output_range
+        return blur_and_bin(estimate, self.kernel, self.output_range)
 
     def _consistency_map(self, estimate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         camera = nn.functional.avg_pool2d(y[:, 1:2], 2)
@@ -301,7 +302,8 @@ class ConsistencyTask(Task):
         return result
 
     def reference_error(self, x: np.ndarray, y: np.ndarray) -> float:
-        """The input itself, blurred by the kernel as if it were the 2x estimate."""
-        upsampled = torch.from_numpy(np.repeat(np.repeat(x, 2, axis=-2), 2, axis=-1))[None]
+        """The input (its centre frame) blurred by the kernel as if it were the 2x estimate."""
+        centre = x[len(x) // 2 : len(x) // 2 + 1]
+        upsampled = torch.from_numpy(np.repeat(np.repeat(centre, 2, axis=-2), 2, axis=-1))[None]
         estimate = upsampled / self.output_range
         return float(self._consistency(estimate, torch.from_numpy(y)[None]))

@@ -37,11 +37,26 @@ SIM_LOSS_TERMS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _gaussian_kernel(size: int, sigma_px: float) -> torch.Tensor:
+def gaussian_kernel(sigma_px: float, size: int | None = None) -> torch.Tensor:
+    """A normalised 2-D Gaussian, ``size`` px a side (odd; default 4 sigma each side)."""
+    if size is None:
+        size = 2 * max(1, math.ceil(4 * sigma_px)) + 1
     axis = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     one = torch.exp(-(axis**2) / (2 * sigma_px**2))
     kernel = one[:, None] * one[None, :]
     return kernel / kernel.sum()
+
+
+def blur_and_bin(estimate: torch.Tensor, kernel: torch.Tensor, output_range: float) -> torch.Tensor:
+    """A 2x estimate (network units) blurred by ``kernel`` and binned 2x2 onto the camera grid.
+
+    What the camera would have seen of it, in input units: the physics term here and the
+    self-supervised consistency of ``adapt`` (ZS-DeconvNet's loss) are this one forward model.
+    """
+    half = kernel.shape[-1] // 2
+    padded = nn.functional.pad(estimate, (half, half, half, half), mode="reflect")
+    blurred = nn.functional.conv2d(padded, kernel.reshape(1, 1, *kernel.shape[-2:]))
+    return nn.functional.avg_pool2d(blurred, 2) * output_range
 
 
 class SimReconstructionLoss(nn.Module):
@@ -87,7 +102,7 @@ class SimReconstructionLoss(nn.Module):
         self.consistency_weight = consistency_weight
         self.kernel_prior_weight = kernel_prior_weight
         self.kernel = (
-            nn.Parameter(_gaussian_kernel(kernel_px, start_sigma_px))
+            nn.Parameter(gaussian_kernel(start_sigma_px, kernel_px))
             if "physics" in self.terms
             else None
         )
@@ -95,10 +110,7 @@ class SimReconstructionLoss(nn.Module):
     def degrade(self, estimate: torch.Tensor) -> torch.Tensor:
         """The 2x estimate (network units) blurred by the kernel and binned onto the camera grid."""
         assert self.kernel is not None
-        half = self.kernel.shape[-1] // 2
-        padded = nn.functional.pad(estimate, (half, half, half, half), mode="reflect")
-        blurred = nn.functional.conv2d(padded, self.kernel[None, None])
-        return nn.functional.avg_pool2d(blurred, 2) * self.output_range
+        return blur_and_bin(estimate, self.kernel, self.output_range)
 
     def kernel_priors(self) -> torch.Tensor:
         """Energy conservation + rotational symmetry of the kernel."""
