@@ -10,6 +10,7 @@ held-out frames (the last fifth, never trained on) against the simulator's 2x tr
 MS-SSIM after the affine fit every SR evaluation here uses).
 
     python benchmarks/bench_adapt_sr.py [--minutes 3] [--frames 12] [--size 192]
+    python benchmarks/bench_adapt_sr.py --model mfsr-sr2x --frames 30  # held-out windows
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from live_restore.frames import PhotonConversion
-from live_restore.inference import ModelSession, load_model
+from live_restore.inference import MFSRSession, ModelSession, load_model
 from live_restore.simulate import (
     CameraParams,
     ManualClock,
@@ -60,7 +61,11 @@ def scores(model: str | Path, raw: np.ndarray, truth: list, frames: range) -> tu
     session = load_model(model, "torch-cpu", tile_px=raw.shape[-1])
     assert isinstance(session, ModelSession)
     session.camera = PhotonConversion(CAMERA.offset_adu, CAMERA.gain_adu_per_e)
-    rows = [truth_scores(session(raw[i]), truth[i]) for i in frames]
+    if isinstance(session, MFSRSession):  # the centred window of 5 around each scored frame
+        half = session.window // 2
+        rows = [truth_scores(session(raw[i - half : i + half + 1]), truth[i]) for i in frames]
+    else:
+        rows = [truth_scores(session(raw[i]), truth[i]) for i in frames]
     return float(np.mean([r["psnr"] for r in rows])), float(np.mean([r["ms_ssim"] for r in rows]))
 
 
@@ -91,7 +96,11 @@ def main() -> None:
                        "--emission-nm", "600"]  # fmt: skip
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             record = yaml.safe_load((out / "model.yaml").read_text())["training"]["adapted"]
-            held = range(args.frames - max(1, round(0.2 * args.frames)), args.frames)
+            if args.model.startswith("mfsr"):  # held out: the last fifth (at least a window)
+                cut = args.frames - max(5, round(0.2 * args.frames))
+                held = range(cut + 2, args.frames - 2)  # whole windows inside it
+            else:
+                held = range(args.frames - max(1, round(0.2 * args.frames)), args.frames)
             parent = scores(args.model, raw, truth, held)
             adapted = scores(out, raw, truth, held)
             table.add_row(

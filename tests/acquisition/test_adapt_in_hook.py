@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def test_a_stage_adapts_mid_acquisition_and_swaps_at_the_next_time_point(core, t
 
     adapt = json.loads((out / "summary.json").read_text())["adapt"]
     assert adapt["state"] == "adapted", adapt
-    assert adapt["learned_from"]["frames"] == "0-9"
+    assert adapt["learned_from"]["frames"] == list(range(10))
     assert adapt["result"]["kept"] == "adapted" and adapt["result"]["steps"] == 20
     # not inside the z-stack it was ready in: at the first plane of the next time point
     assert adapt["swapped_at_index"] == "t=2;z=0" and adapt["adapted_from_frame"] == 14
@@ -81,6 +82,9 @@ def test_a_stage_adapts_mid_acquisition_and_swaps_at_the_next_time_point(core, t
     rows = _rows(out, MODEL)
     assert [r["weights"] for r in rows] == ["parent"] * 14 + ["adapted"] * 7
     assert {r["status"] for r in rows} == {"restored"}
+    # the store's provenance names the parent, and the adapted weights that took over
+    provenance = json.loads((out / "summary.json").read_text())["stages"][MODEL]["provenance"]
+    assert provenance["model"] == MODEL and provenance["adapted"]["model"] == f"{MODEL}-adapted"
 
     # each output is the model it says it was: the parent's before frame 14, the adapted after
     raw, restored = _read(out / "raw.ome.zarr"), _read(out / f"{MODEL}.ome.zarr")
@@ -108,7 +112,7 @@ Z_STACKS = useq.MDASequence(
 KEPT_OR_NOT = {
     "interp-z": (Z_STACKS, 7, {"t": 1, "z": 2}, "t=2;z=0"),
     "mfsr-sr2x": (useq.MDASequence(time_plan={"interval": 0.05, "loops": 16}), 10, {"t": 11},
-                  "t=12"),
+                  "t=12"),  # NA 1.2 given: it adapted in every trial run
 }  # fmt: skip
 
 
@@ -124,7 +128,13 @@ def test_the_records_follow_the_adapt_verdict_whichever_it_is(core, tmp_path, mo
         output=out,
         live=False,
         progress=False,
-        adapt={"stage": model, "after_frames": after_frames, "minutes": 5, "steps": 5},
+        adapt={
+            "stage": model,
+            "after_frames": after_frames,
+            "minutes": 5,
+            "steps": 5 if model == "interp-z" else 20,
+            **({"na": 1.2} if model == "mfsr-sr2x" else {}),
+        },
     )
     with build_hook(core, config) as hook:
         _hold_mda_until_adapted(core, hook, hold_at)
@@ -145,8 +155,9 @@ def test_the_records_follow_the_adapt_verdict_whichever_it_is(core, tmp_path, mo
     # each row says which weights made it; from the first adapted output on, all are adapted
     assert all((r["weights"] == "adapted") == (int(r["frame"]) >= first) for r in rows)
     boundary_frame = next(int(r["frame"]) for r in rows if r["index"].startswith(boundary))
-    # a centred window (mfsr-sr2x) around the last 2 frames before the boundary completes after
-    assert boundary_frame - (2 if model == "mfsr-sr2x" else 0) <= first <= boundary_frame
+    # an output is the adapted weights' when the boundary frame or a later one completed its
+    # group: mfsr-sr2x's centred windows around the 2 frames before it complete after it
+    assert first == boundary_frame - (2 if model == "mfsr-sr2x" else 0)
 
 
 def test_an_acquisition_shorter_than_after_frames_leaves_collecting_to_the_next(core, tmp_path):
@@ -203,3 +214,67 @@ def test_a_stage_that_cannot_adapt_here_is_refused_when_the_hook_is_built(
 def test_a_wrong_adapt_config_is_refused(tmp_path, fields, says):
     with pytest.raises(ValueError, match=says):
         HookConfig.model_validate({"output": tmp_path, **fields})
+
+
+def test_closing_the_hook_stops_adapting_and_says_so(core, tmp_path):
+    out = tmp_path / "run"
+    config = HookConfig(
+        models=[MODEL],
+        backend="torch-cpu",
+        output=out,
+        live=False,
+        progress=False,
+        adapt={"stage": MODEL, "after_frames": 6, "minutes": 30},
+    )
+    with build_hook(core, config) as hook:
+        hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 8}))
+    # the hook closed while the adapt process had half an hour left: it is stopped, not orphaned
+    adaptation = hook.adaptation
+    assert adaptation.state == "stopped" and "closed before adapting finished" in adaptation.message
+    assert adaptation._process is not None and adaptation._process.poll() is not None
+    assert "closed before adapting finished" in (adaptation.folder / "adapt.log").read_text()
+    assert not (adaptation.folder / "model" / "model.yaml").exists()
+    assert {r["weights"] for r in _rows(out, MODEL)} == {"parent"}
+
+
+def test_live_mode_takes_the_adapted_weights_at_its_next_frame(core, tmp_path):
+    out = tmp_path / "run"
+    config = HookConfig(
+        models=[MODEL],
+        backend="torch-cpu",
+        output=out,
+        progress=False,
+        adapt={"stage": MODEL, "after_frames": 10, "minutes": 5, "steps": 20, "na": 1.2},
+    )
+    core.setExposure(10)
+    with build_hook(core, config) as hook:
+        hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 10}))
+        assert hook.adaptation.wait(600)
+        shown: list[Any] = []
+        hook.events.restored.connect(lambda frame: shown.append(frame) if frame.live else None)
+        core.startContinuousSequenceAcquisition(0)
+        try:
+            deadline = time.monotonic() + 300  # a bound on a stuck test, not a speed requirement
+            while hook.adaptation.state != "adapted":
+                assert time.monotonic() < deadline, hook.adaptation.state
+                time.sleep(0.05)
+            seen = len(shown)  # every frame shown from here on was restored after the swap
+            while len(shown) < seen + 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            core.stopSequenceAcquisition()
+        assert hook.adaptation.swapped["from_index"] == "live mode"
+        hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 2}))
+    adapted = make_restorer(str(hook.adaptation.folder / "model"), core, "torch-cpu")
+    try:
+        frame = shown[-1]
+        expected = adapted(frame.raw)
+        span = float(np.ptp(expected))
+        np.testing.assert_allclose(frame.restored, expected, rtol=0, atol=1e-4 * span)
+    finally:
+        adapted.close()
+    # the next acquisition ran adapted from its first frame, and says since when
+    second = json.loads((out / "run-2" / "summary.json").read_text())["adapt"]
+    assert second["adapted_from_frame"] == 0 and second["adapted_since"]["acquisition"] == "live"
+    assert {r["weights"] for r in _rows(out / "run-2", MODEL)} == {"adapted"}

@@ -19,7 +19,6 @@ from ._process import ProcessExecutor
 from ._registry import (
     Instrument,
     instrument_of,
-    make_restorer,
     restorer_for,
     served_restorer,
 )
@@ -73,9 +72,11 @@ class AdaptParts:
     """What ``HookConfig.adapt`` needs: which stage, along which axis, and how to load a folder."""
 
     slot: int  # the stage's position in ``HookParts.stages``
-    model: str
-    axis: str | None  # "t" or "z" for an interpolation model; None: every frame
+    model: str  # the model the stage runs (on a CPU, dfcan-sr2x runs as dfcan-sr2x-tiny)
+    axis: str | None  # the series' axis ("t" or "z"); None: every frame on its own
+    least: int  # the fewest positions along the axis it adapts on
     build: Callable[[Path], Restorer]  # a model folder -> the stage's restorer, in its venue
+    prebuild: bool  # build the adapted restorer off the worker thread (this process's stages)
 
 
 @dataclass(frozen=True)
@@ -100,43 +101,38 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         if problem:
             raise ValueError(problem)
     executor: Executor
+    instrument = instrument_of(core)  # once: a swap later must not call into the core
+
+    def recipe(name: str) -> StageRecipe:
+        return StageRecipe(
+            name,
+            instrument,
+            backend,
+            str(config.precision),
+            config.interp_factor,
+            config.window_mode,
+        )
+
     build_folder: Callable[[Path], Restorer] | None = None
     if config.executor == "process":
-        instrument = instrument_of(core)
-        recipes = [
-            StageRecipe(
-                name,
-                instrument,
-                backend,
-                str(config.precision),
-                config.interp_factor,
-                config.window_mode,
-            )
-            for name in config.models
-        ]
-        # a hang is a call far beyond any stage's time; the close-time stall rule is stricter
-        # adapting runs at idle priority (SCHED_IDLE); the stage worker must come before it,
-        # so it runs at nice 19 then: still far below the camera (measured: bench_adapt_in_hook)
+        # a hang is a call far beyond any stage's time; the close-time stall rule is stricter.
+        # Adapting runs at idle priority (SCHED_IDLE) and the stage worker must come before
+        # it: it runs at nice 19 then, still far below the camera (bench_adapt_in_hook)
         priority: str | int = 19 if config.adapt is not None else "idle"
         process = ProcessExecutor(
-            recipes, call_timeout_s=max(60.0, 3 * config.stall_timeout_s), priority=priority
+            [recipe(name) for name in config.models],
+            call_timeout_s=max(60.0, 3 * config.stall_timeout_s),
+            priority=priority,
         )
         stages: list[Restorer] = list(process.start())
         executor = process
+        if config.adapt is not None:
+            slot = config.models.index(config.adapt.stage)
 
-        def build_folder(folder: Path) -> Restorer:
-            slot = config.models.index(config.adapt.stage)  # type: ignore[union-attr]
-            recipe = StageRecipe(
-                str(folder),
-                instrument,
-                backend,
-                str(config.precision),
-                config.interp_factor,
-                config.window_mode,
-            )
-            return process.replace(slot, recipe)
+            def build_folder(folder: Path) -> Restorer:
+                return process.replace(slot, recipe(str(folder)))
+
     elif config.executor.startswith("grpc://"):
-        instrument = instrument_of(core)
         stages = []
         try:
             for name in config.models:
@@ -155,28 +151,11 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
             raise
         executor = InThreadExecutor()  # the calls wait on the network, outside the GIL
     else:
-        stages = stages_sharing_restorations(
-            config.models,
-            lambda name: make_restorer(
-                name,
-                core,
-                backend,
-                str(config.precision),
-                config.interp_factor,
-                config.window_mode,
-            ),
-        )
+        stages = stages_sharing_restorations(config.models, lambda name: recipe(name)())
         executor = InThreadExecutor()
 
         def build_folder(folder: Path) -> Restorer:
-            return make_restorer(
-                str(folder),
-                core,
-                backend,
-                str(config.precision),
-                config.interp_factor,
-                config.window_mode,
-            )
+            return recipe(str(folder))()
 
     try:
         focus, hold = _focus_parts(config, backend)
@@ -186,18 +165,29 @@ def build_parts(core: Any, config: HookConfig) -> HookParts:
         raise
     adapt = None
     if config.adapt is not None and build_folder is not None:
-        adapt = _adapt_parts(config, build_folder)
+        adapt = _adapt_parts(config, stages, build_folder, config.executor != "process")
     return HookParts(stages, focus, hold, executor, light, adapt)
 
 
-def _adapt_parts(config: HookConfig, build: Callable[[Path], Restorer]) -> AdaptParts:
-    from live_restore.models import adapt_plan, model_dir, read_spec
+def _adapt_parts(
+    config: HookConfig,
+    stages: list[Restorer],
+    build: Callable[[Path], Restorer],
+    prebuild: bool,
+) -> AdaptParts:
+    from live_restore.models import adapt_plan, least_positions, model_dir, read_spec
 
     assert config.adapt is not None
+    slot = config.models.index(config.adapt.stage)
     model = config.adapt.stage
+    # the model the stage runs: on a CPU dfcan-sr2x loads as dfcan-sr2x-tiny, and adapting
+    # the one that never ran would be checked against the wrong parent
+    running = str(stages[slot].provenance().get("model", ""))
+    if running and running != read_spec(model_dir(model)).name:
+        model = running
     spec = read_spec(model_dir(model))
     _super_resolution, axis, _method = adapt_plan(spec, None, config.adapt.method, [])
-    return AdaptParts(config.models.index(model), model, axis, build)
+    return AdaptParts(slot, model, axis, least_positions(spec), build, prebuild)
 
 
 def _light(config: HookConfig, stages: Sequence[Restorer]) -> AdaptiveLight | None:

@@ -93,9 +93,11 @@ class AdaptConfig(_Strict):
     after_frames: int = Field(
         12,
         ge=6,
-        description="Learn from the stage's first N frames of an MDA: planes of a z-stack for "
-        "interp-z, time points for interp-t, frames for super-resolution; the last fifth "
-        "of them is held out to check the result.",
+        le=1000,
+        description="Learn from the stage's first N of an MDA: planes of each z-stack for "
+        "interp-z, time points of each series for interp-t and mfsr-sr2x (fewer when the "
+        "acquisition has fewer), frames for single-frame super-resolution; the last fifth is "
+        "held out to check the result. Copies of at most 512 MB of frames are held.",
     )
     minutes: float = Field(3.0, gt=0.0, le=120.0, description="The fine-tune's budget (min).")
     steps: int | None = Field(

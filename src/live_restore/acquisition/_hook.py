@@ -133,8 +133,10 @@ class RestoreHook:
                 runner,
                 parts.adapt.model,
                 parts.adapt.axis,
+                parts.adapt.least,
                 folder,
                 parts.adapt.build,
+                parts.adapt.prebuild,
             )
         self.adaptation = adaptation
         self._worker = Worker(

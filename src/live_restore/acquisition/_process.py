@@ -44,11 +44,24 @@ from live_restore.frames import Restorer, check_restorer
 
 from ._process_worker import Described
 
-__all__ = ["ProcessExecutor", "RemoteStage", "StageProcessError", "shared_memory_prefix"]
+__all__ = [
+    "ProcessExecutor",
+    "RemoteStage",
+    "StageProcessError",
+    "child_environment",
+    "shared_memory_prefix",
+]
 
 log = logging.getLogger(__name__)
 
 _BLOCK_COUNTER = itertools.count()
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """The environment for a Python child that imports what this process imports."""
+    # the child imports live_restore (and a user's factories) from the same paths as this one
+    paths = os.pathsep.join(p for p in sys.path if p)
+    return {**os.environ, "PYTHONPATH": paths, **extra}
 
 
 def shared_memory_prefix() -> str:
@@ -215,14 +228,12 @@ class ProcessExecutor:
         # script (a script without ``if __name__ == "__main__"`` would start acquiring again),
         # and fork would copy Qt, torch and camera threads. The socket pair is the pipe.
         ours, theirs = socket.socketpair()
-        # the worker imports live_restore and the factories from the same paths as this process
-        paths = os.pathsep.join(p for p in sys.path if p)
         with theirs:
             process = subprocess.Popen(
                 [sys.executable, "-m", "live_restore._stage_worker", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": paths},
+                env=child_environment(),
             )
         conn = Connection(ours.detach())
         self._held.process, self._held.conn = process, conn
@@ -242,7 +253,8 @@ class ProcessExecutor:
         """Build ``factory``'s restorer in the worker in place of ``slot``'s; its stand-in.
 
         The old restorer is closed there; a restarted worker builds the new one. ValueError
-        carries the worker's message when it cannot be built (the old one then stays).
+        carries the worker's message when it cannot be built (the old one then stays). As in
+        :meth:`run`, the wait holds no lock: ``close`` can stop the worker under a slow load.
         """
         factories = [*self._factories[:slot], factory, *self._factories[slot + 1 :]]
         pickled = _check_factories(factories)
@@ -251,16 +263,21 @@ class ProcessExecutor:
             self._ensure_running(self.stages[slot].name)
             conn = self._held.conn
             assert conn is not None
+            self._in_call = True
+        try:
             try:
                 conn.send(("replace", slot, pickle.dumps(factory)))
             except OSError:
                 pass  # it died between calls: _await says how
             reply = self._await(self.start_timeout_s, "loading the adapted weights")
-            if reply[0] == "failed":
-                raise ValueError(reply[1])
+        finally:
+            self._in_call = False
+        if reply[0] == "failed":
+            raise ValueError(reply[1])
+        stage = RemoteStage(self, slot, reply[1])
+        check_restorer(stage)
+        with self._lock:
             self._factories, self._factories_pickled = factories, pickled
-            stage = RemoteStage(self, slot, reply[1])
-            check_restorer(stage)
             self.stages[slot] = stage
         return stage
 

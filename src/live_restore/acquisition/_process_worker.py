@@ -24,7 +24,7 @@ import numpy as np
 
 from live_restore.frames import Grouping, Restorer, check_restorer, output_kind_of
 
-__all__ = ["Described", "worker_main"]
+__all__ = ["Described", "lower_priority", "worker_main"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _describe(restorer: Restorer) -> Described:
     )
 
 
-def _lower_priority(priority: str | int) -> None:
+def lower_priority(priority: str | int) -> None:
     """First thing in the worker, so that every thread it starts (torch's too) inherits it."""
     if priority == "idle" and hasattr(os, "SCHED_IDLE"):
         # the worker runs only on CPU time nothing else wants: the camera, the MDA runner and
@@ -72,7 +72,7 @@ def worker_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     sys.path[:] = conn.recv()
     pickled, priority = conn.recv()
-    _lower_priority(priority)
+    lower_priority(priority)
     factories: list[Callable[[], Restorer]]
     try:
         factories = pickle.loads(pickled)
@@ -117,10 +117,16 @@ def worker_main(conn: Connection) -> None:
 def _replace(message: tuple[Any, ...], restorers: list[Restorer]) -> tuple[Any, ...]:
     """Build a restorer in place of one slot's (adapted weights); the old one is closed."""
     _, slot, pickled = message
+    restorer = None
     try:
         restorer = pickle.loads(pickled)()
         described = _describe(restorer)
     except Exception as e:
+        if restorer is not None:  # built but unusable: it must not hold its memory
+            try:
+                restorer.close()
+            except Exception:
+                log.exception("closing a restorer that could not be described")
         return ("failed", f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e))
     old, restorers[slot] = restorers[slot], restorer
     try:

@@ -107,9 +107,16 @@ class RunRecord:
             sink = self.sinks.get(stage.name)
             return dict(sink.provenance) if sink else {"model": stage.name}
         try:
-            return dict(stage.restorer.provenance())
+            provenance = dict(stage.restorer.provenance())
         except Exception as e:
             return {"model": stage.name, "provenance_error": f"{type(e).__name__}: {e}"}
+        if stage.parent_provenance is not None:  # adapted weights took over (HookConfig.adapt)
+            adapted: dict[str, str] = {
+                k: provenance[k] for k in ("model", "weights_sha256") if k in provenance
+            }
+            adapted["from"] = "summary.json adapt.adapted_from_frame; frames.csv column weights"
+            return {**stage.parent_provenance, "adapted": adapted}
+        return provenance
 
     def log(self, line: str, trace: str = "") -> None:
         """One line (and a traceback, if any) in run.log, opened at the first failure."""

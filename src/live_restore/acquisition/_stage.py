@@ -8,6 +8,7 @@ failures in a row the stage disables itself and says why.
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from live_restore.frames import (
 from ._executor import InThreadExecutor
 
 __all__ = ["StageOutcome", "StageRunner"]
+
+logger = logging.getLogger("live_restore")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class StageRunner:
         self.disabled_reason: str | None = None
         self.disable_reported = False
         self.weights = ""  # "parent" while an adaptation is pending, "adapted" once swapped
+        self.parent_provenance: dict[str, str] | None = None  # the restorer before a swap
 
     def swap_restorer(self, restorer: Restorer) -> None:
         """Run ``restorer`` from the next call on (adapted weights); the grouping stays.
@@ -84,10 +88,14 @@ class StageRunner:
         The grouping holds frames waiting for their group, so it is the stage's, not the
         restorer's. The old restorer is closed (a worker process's is replaced there).
         """
+        parent = self.parent_provenance or dict(self.restorer.provenance())
         old, self.restorer = self.restorer, check_restorer(restorer)
-        self.weights = "adapted"
+        self.weights, self.parent_provenance = "adapted", parent
         if old is not restorer:
-            old.close()
+            try:
+                old.close()
+            except Exception:  # the old model's clean-up must not undo the swap
+                logger.exception("closing %s's parent restorer", self.name)
 
     @property
     def scale(self) -> int:
@@ -117,11 +125,15 @@ class StageRunner:
         outcomes: list[StageOutcome] = []
         for group in groups:
             if not group.complete:
-                outcomes.append(StageOutcome(group, None, FrameStatus.INCOMPLETE_GROUP))
+                incomplete = FrameStatus.INCOMPLETE_GROUP
+                outcomes.append(StageOutcome(group, None, incomplete, weights=self.weights))
             elif id(group) in batched:
                 outcomes.append(batched[id(group)])
             elif self.disabled:
-                outcomes.append(StageOutcome(group, None, FrameStatus.DISABLED, "disabled", ""))
+                disabled = FrameStatus.DISABLED
+                outcomes.append(
+                    StageOutcome(group, None, disabled, "disabled", "", weights=self.weights)
+                )
             else:
                 outcomes.append(self._run_one(group, batch=1))
         return outcomes

@@ -133,6 +133,7 @@ class Worker:
                 elif self.closing.is_set():
                     break
                 else:
+                    self._poll_adaptation()  # its verdict is read while frames are awaited too
                     self.intake.wait(timeout_s=0.05)
                 if time.perf_counter() >= next_stats:
                     next_stats = time.perf_counter() + self._stats_interval_s
@@ -254,9 +255,11 @@ class Worker:
             self.counters.runs.append(str(folder) if folder else "")
             if self.focus is not None:
                 self.focus.begin(start.sequence)
-            if self.adaptation is not None:
-                self.adaptation.new_run()
             known = known_sequence(start.sequence)  # not a list or generator of events
+            if self.adaptation is not None:
+                note = self.adaptation.new_run(start.sequence if known else None)
+                if note:
+                    self.error(self.adaptation.stage.name, None, "adapt", note)
             for stage in self.stages:
                 problem = stage.grouping.sequence_problem(start.sequence) if known else None
                 if problem:
@@ -288,11 +291,9 @@ class Worker:
             if self.run is None or stage.name in self.run.refused:
                 continue
             leftovers = stage.grouping.finish()
-            if complete := [g for g in leftovers if g.complete]:
-                outcomes = self._call(stage, complete)  # outside the lock, as every stage call
-                if outcomes is None:
-                    return
-                self.outcomes.record(self.run, stage, outcomes, {})
+            complete = [g for g in leftovers if g.complete]
+            if complete and not self._run_groups(stage, complete, {}):
+                return
             cut = [StageOutcome(g, None, FrameStatus.INCOMPLETE_GROUP) for g in leftovers]
             self.outcomes.record(self.run, stage, [o for o in cut if not o.group.complete], {})
 
@@ -313,7 +314,7 @@ class Worker:
         if self.outcomes.light is not None:
             summary["light"] = self.outcomes.light.summary()
         if self.adaptation is not None:
-            self.adaptation.poll()
+            self._poll_adaptation()
             summary["adapt"] = self.adaptation.summary(run.number)
         run.finish(self.stages, summary, asdict(self.report()))
 
@@ -344,7 +345,7 @@ class Worker:
         by_number = {f.number: (f, image, source) for f, image, source in frames}
         swap_at = None
         if (adapting := self.adaptation) is not None:
-            adapting.poll()
+            self._poll_adaptation()
             swap_at = adapting.swap_point([(f.number, f.index) for f, _image, _source in frames])
         for stage in self.stages:
             with self.lock:
@@ -356,25 +357,50 @@ class Worker:
                     self.fates.resolve(stage.name, by_number, FrameStatus.REFUSED)
                     continue
             groups: list[FrameGroup] = []
+            before_swap = 0  # the groups completed by frames before the boundary
             for f, image, _source in frames:
                 groups += stage.grouping.add(f.number, f.index, image)
-            if not groups:
-                continue
+                if swap_at is not None and f.number < swap_at:
+                    before_swap = len(groups)
             if swap_at is not None and adapting is not None and stage is adapting.stage:
-                # groups before the boundary with the parent's weights, the rest adapted
-                before = [g for g in groups if min(g.numbers) < swap_at]
-                if not self._run_groups(stage, before, by_number):
+                # a group is the parent's when a frame before the boundary completed it, and
+                # the adapted weights' when the boundary frame or a later one did: the same
+                # split whichever batches the frames came in
+                if not self._run_groups(stage, groups[:before_swap], by_number):
                     return
-                frame, _image, _source = by_number[swap_at]
-                if (failed := adapting.swap(run.number, swap_at, frame.index)) is not None:
-                    self.error(stage.name, swap_at, "adapt", failed)
-                groups = [g for g in groups if min(g.numbers) >= swap_at]
-            if not self._run_groups(stage, groups, by_number):
+                if not self._swap(adapting, run.number, by_number[swap_at][0]):
+                    return
+                groups = groups[before_swap:]
+            if groups and not self._run_groups(stage, groups, by_number):
                 return
         newest, image, _source = frames[-1]
         self.display.latest_raw = RawFrame(newest.number, newest.index, image, newest.received_s)
         if adapting is not None and adapting.stage.name not in run.refused:
-            adapting.collect(run.number, [(f.number, f.index, i) for f, i, _s in frames])
+            if not self.abandoned.is_set():
+                adapting.collect(run.number, [(f.number, f.index, i) for f, i, _s in frames])
+
+    def _poll_adaptation(self) -> None:
+        adapting = self.adaptation
+        if adapting is not None and (failed := adapting.poll()) is not None:
+            self.error(adapting.stage.name, None, "adapt", failed)
+
+    def _swap(self, adapting: StageAdaptation, run: int | str, frame: IntakeFrame | None) -> bool:
+        """Load the adapted weights into their stage (close() sees it as that stage's call)."""
+        with self.lock:
+            if self.abandoned.is_set():
+                return False
+            self.current_stage = f"{adapting.stage.name} (loading its adapted weights)"
+            self.call_size = 1
+        number, index = (frame.number, frame.index) if frame is not None else (-1, {})
+        failed = adapting.swap(run, number, index)
+        with self.lock:
+            self.current_stage = None
+            self.progress += 1
+            if self.abandoned.is_set():
+                return False
+        if failed is not None:
+            self.error(adapting.stage.name, None, "adapt", failed)
+        return True
 
     def _run_groups(
         self, stage: StageRunner, groups: list[FrameGroup], by_number: dict[int, Any]
@@ -391,9 +417,9 @@ class Worker:
             self.outcomes.record(self.run, stage, outcomes, by_number)
             adapting, run = self.adaptation, self.run
             if adapting is not None and run is not None and stage is adapting.stage:
-                for outcome in outcomes:
+                for outcome in outcomes:  # its row is the newest frame's
                     if outcome.weights == "adapted":
-                        adapting.restored_adapted(run.number, min(outcome.group.numbers))
+                        adapting.restored_adapted(run.number, outcome.group.numbers[-1])
         return True
 
     def _call(self, stage: StageRunner, groups: list[FrameGroup]) -> list[StageOutcome] | None:
@@ -445,10 +471,10 @@ class Worker:
         with self.lock:
             self.current_stage = None
         if (adapting := self.adaptation) is not None:
-            adapting.poll()
-            if adapting.state == "ready":  # a live frame is a time point of its own
-                if (failed := adapting.swap(0, -1, {})) is not None:
-                    self.error(adapting.stage.name, None, "adapt", failed)
+            self._poll_adaptation()
+            # a live frame is a time point of its own
+            if adapting.state == "ready" and not self._swap(adapting, "live", None):
+                return
         for stage in self.stages:
             if stage.disabled or stage.name in self.live_refused:
                 continue

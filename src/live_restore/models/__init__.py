@@ -1,7 +1,7 @@
 """The restoration networks (PyTorch is their source of truth) and their shipped files."""
 
 from . import _fourier as fourier  # the module itself: a zoo package bundles its source
-from ._adapt_plan import adapt_plan
+from ._adapt_plan import MIN_FRAMES, MIN_POSITIONS, adapt_plan, least_positions
 from ._architectures import ARCHITECTURES, build_network, load_network, register_architecture
 from ._grow import grow_dfcan
 from ._normalise import FrameScale, frame_scale, interp_inputs
@@ -27,6 +27,8 @@ from .unet import RefocusUNet
 __all__ = [
     "ARCHITECTURES",
     "DFCAN",
+    "MIN_FRAMES",
+    "MIN_POSITIONS",
     "Architecture",
     "DFGANDiscriminator",
     "FocusNet",
@@ -47,6 +49,7 @@ __all__ = [
     "frame_scale",
     "grow_dfcan",
     "interp_inputs",
+    "least_positions",
     "load_network",
     "model_dir",
     "read_spec",

@@ -10,7 +10,19 @@ from typing import Any
 
 from ._spec import ModelTask
 
-__all__ = ["adapt_plan"]
+__all__ = ["MIN_FRAMES", "MIN_POSITIONS", "adapt_plan", "least_positions"]
+
+MIN_POSITIONS = 6  # interpolation: 2 training triplets' frames and 1 held-out triplet, disjoint
+MIN_FRAMES = 4  # a single-frame super-resolution model: 3 training frames, 1 held out
+
+
+def least_positions(spec: Any) -> int:
+    """The fewest frames along its axis (all frames, single-frame SR) ``spec`` adapts on."""
+    if spec.task is ModelTask.MULTI_FRAME_SR:  # a training window and a held-out one, disjoint
+        return 2 * int(spec.arguments.get("window", 5))
+    if spec.task is ModelTask.INTERPOLATION:
+        return MIN_POSITIONS
+    return MIN_FRAMES
 
 
 def adapt_plan(

@@ -41,9 +41,11 @@ import torch
 from torch import nn
 
 from live_restore.models import (
+    MIN_POSITIONS,
     ModelTask,
     adapt_plan,
     file_sha256,
+    least_positions,
     load_network,
     write_spec,
 )
@@ -56,8 +58,6 @@ __all__ = ["ADAPT_METHODS", "AdaptResult", "adapt_model", "read_stack"]
 
 ADAPT_METHODS = ("pairs", "triplets", "consistency")
 HELD_OUT_FRACTION = 0.2
-MIN_POSITIONS = 6  # 2 training triplets' frames and 1 held-out triplet, disjoint
-MIN_FRAMES = 4  # a super-resolution model: 3 training frames, 1 held out
 _PATCH_PX = 64
 # the widefield kernel from the 2x truth to the camera image on the simulator (NA 1.49, 525 nm):
 # a Gaussian of sigma 3.5 px at 32.5 nm (_physics_prior.py); it scales with lambda / NA
@@ -305,7 +305,7 @@ def _consistency_tasks(
         runs = _series(stack, axes, "t")
     else:  # no time axis: the frames in order are the series
         runs = [np.asarray(stack, np.float32).reshape(-1, *stack.shape[-2:])]
-    least = MIN_FRAMES if window == 1 else 2 * window
+    least = least_positions(spec)
     if runs[0].shape[0] < least:
         what = "frames" if window == 1 else "time points"
         raise ValueError(
