@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .acquisition._process_worker import lower_priority
+from .acquisition import lower_priority
 
 lower_priority("idle")
 os.environ["OMP_NUM_THREADS"] = "1"

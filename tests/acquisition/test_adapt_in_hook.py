@@ -5,8 +5,9 @@ MDA at one frame until that process has ended (the MDA thread waits in a frameRe
 slow user script would), so which frame the adapted weights start from does not depend on
 the machine's speed: it must be the first frame of the next time point. The super-resolution
 model adapts to a microscope other than the one it was trained for (NA 1.2 given, the
-simulator's is 1.49), where its consistency error falls at once (by 7-8 standard errors in
-20 steps, three runs).
+simulator's is 1.49), where its consistency error falls at once: by 4.65 standard errors in
+20 steps on the z-stacks below, every run (the sample is still and the noise seeded, so the
+frames, and the verdict, are the same each time).
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ from live_restore.serving import open_inputs
 MODEL = "dfcan-sr2x-tiny"
 
 
+def _still(core: Any) -> Any:
+    """A sample that does not move: its frames (seeded noise) and so the adapt verdict are the
+    same in every run (with motion, 20 steps gave 2.0-2.3 standard errors, once below 2)."""
+    core.setProperty("SimScope", "MotionUmPerMin", 0.0)
+    return core
+
+
 def _hold_mda_until_adapted(core: Any, hook: Any, at: dict[str, int]) -> None:
     def hold(_image: Any, event: useq.MDAEvent, _meta: Any = None) -> None:
         if dict(event.index) == at:
@@ -50,6 +58,7 @@ def _read(path: Path) -> np.ndarray:
 
 
 def test_a_stage_adapts_mid_acquisition_and_swaps_at_the_next_time_point(core, tmp_path):
+    _still(core)
     out = tmp_path / "run"
     config = HookConfig(
         models=[MODEL],
@@ -118,6 +127,7 @@ KEPT_OR_NOT = {
 
 @pytest.mark.parametrize("model", list(KEPT_OR_NOT))
 def test_the_records_follow_the_adapt_verdict_whichever_it_is(core, tmp_path, model):
+    _still(core)
     # interp-z and mfsr-sr2x on the very simulator they were trained on, a few steps: whichever
     # way the held-out check goes, the record, the rows and the weights that ran agree with it
     sequence, after_frames, hold_at, boundary = KEPT_OR_NOT[model]
@@ -238,6 +248,7 @@ def test_closing_the_hook_stops_adapting_and_says_so(core, tmp_path):
 
 
 def test_live_mode_takes_the_adapted_weights_at_its_next_frame(core, tmp_path):
+    _still(core)
     out = tmp_path / "run"
     config = HookConfig(
         models=[MODEL],
