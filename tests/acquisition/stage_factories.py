@@ -104,3 +104,17 @@ def raises_memory_error() -> IdentityRestorer:
             raise MemoryError("cannot allocate 64 GiB for the workspace")
 
     return _Oom()
+
+
+def doubles() -> IdentityRestorer:
+    """Identity times two: a stand-in for other (adapted) weights under the same name."""
+
+    class _Doubles(IdentityRestorer):
+        def __call__(self, frame: np.ndarray) -> np.ndarray:
+            return 2 * super().__call__(frame)
+
+    return _Doubles()
+
+
+def fails_to_build() -> IdentityRestorer:
+    raise ValueError("model.yaml: weights file missing")

@@ -213,3 +213,27 @@ def test_acquire_refuses_an_unknown_executor(tmp_path, cli):
     sequence.write_text("time_plan: {interval: 0, loops: 2}\n")
     result = cli("acquire", "--sequence", str(sequence), "--executor", "gpu-farm")
     assert result.exit_code == 2 and "--executor must be thread or process" in result.output
+
+
+def test_a_replaced_restorer_serves_and_survives_a_restart_of_the_worker():
+    """What HookConfig.adapt's swap does in the process venue: the slot's restorer replaced
+    in the worker; a replacement that cannot be built leaves the old one; a worker killed
+    after the swap comes back with the replacement, not the first one."""
+    frame = np.full((32, 32), 300, np.uint16)
+    executor = ProcessExecutor([stage_factories.identity])
+    try:
+        (stage,) = executor.start()
+        plain = stage(frame)
+        with pytest.raises(ValueError, match="weights file missing"):
+            executor.replace(0, stage_factories.fails_to_build)
+        np.testing.assert_array_equal(stage(frame), plain)  # the old one stays
+        replaced = executor.replace(0, stage_factories.doubles)
+        np.testing.assert_array_equal(replaced(frame), 2 * plain)
+        os.kill(executor.pid, 9)
+        with pytest.raises(Exception, match="died"):
+            replaced(frame)  # the call the kill cost
+        np.testing.assert_array_equal(replaced(frame), 2 * plain)  # restarted: the replacement
+        assert executor.restarts == 1
+    finally:
+        executor.close()
+    assert executor.pid is None and _our_blocks() == []
