@@ -238,6 +238,10 @@ def test_closing_the_hook_stops_adapting_and_says_so(core, tmp_path):
     )
     with build_hook(core, config) as hook:
         hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 8}))
+        deadline = time.monotonic() + 300  # a bound on a stuck test, not a speed requirement
+        while hook.adaptation.state != "adapting":  # the process has started
+            assert time.monotonic() < deadline, hook.adaptation.state
+            time.sleep(0.05)
     # the hook closed while the adapt process had half an hour left: it is stopped, not orphaned
     adaptation = hook.adaptation
     assert adaptation.state == "stopped" and "closed before adapting finished" in adaptation.message
@@ -289,3 +293,24 @@ def test_live_mode_takes_the_adapted_weights_at_its_next_frame(core, tmp_path):
     second = json.loads((out / "run-2" / "summary.json").read_text())["adapt"]
     assert second["adapted_from_frame"] == 0 and second["adapted_since"]["acquisition"] == "live"
     assert {r["weights"] for r in _rows(out / "run-2", MODEL)} == {"adapted"}
+
+
+def test_an_acquisition_whose_axis_is_too_short_is_named_and_not_copied(core, tmp_path):
+    out = tmp_path / "run"
+    config = HookConfig(
+        models=["mfsr-sr2x"],
+        backend="torch-cpu",
+        output=out,
+        live=False,
+        progress=False,
+        adapt={"stage": "mfsr-sr2x", "after_frames": 12, "minutes": 1},
+    )
+    errors: list[Any] = []
+    with build_hook(core, config) as hook:
+        hook.events.error.connect(errors.append)
+        hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 6}))
+    (note,) = [e for e in errors if e.kind == "adapt"]
+    assert note.stage == "mfsr-sr2x" and "6 positions along 't'" in note.message
+    assert "needs runs of at least 10" in note.message
+    adapt = json.loads((out / "summary.json").read_text())["adapt"]
+    assert adapt["state"] == "collecting" and adapt["collected"] == 0

@@ -7,7 +7,7 @@ from ._events import HookEvents, RawFrame, RestoredFrame, StageError
 from ._executor import InThreadExecutor
 from ._hook import RestoreHook, build_hook
 from ._process import ProcessExecutor, RemoteStage, StageProcessError
-from ._process_worker import lower_priority, worker_main
+from ._process_worker import worker_main
 from ._registry import (
     RESTORERS,
     Instrument,
@@ -54,7 +54,6 @@ __all__ = [
     "build_parts",
     "instrument_for_pixel",
     "instrument_of",
-    "lower_priority",
     "make_restorer",
     "register_restorer",
     "restorer_names",

@@ -60,6 +60,10 @@ _RESULT_KEYS = (
 # the series' axis letter in the OME-TIFF the adapt process reads, and the other axis's
 _TIFF_AXES = {"z": "TZYX", "t": "ZTYX", None: "TYX"}
 _MOST_BYTES = 512 * 2**20  # frames held to learn from: adapting starts on what is there then
+_TOO_MANY = (
+    "512 MB of this acquisition's frames held no run long enough along the model's axis (is it "
+    "an outer axis?): it learns from a later acquisition"
+)
 
 
 def optics_options(config: AdaptConfig) -> list[tuple[str, float]]:
@@ -142,6 +146,8 @@ class StageAdaptation:
         self.first_adapted: dict[int, int] = {}  # acquisition -> first frame restored adapted
         self._last_t: int | None = None
         self._t_outermost = False  # whether a new t starts a time point (the axis order says)
+        self._skip_run = False  # this acquisition cannot serve: nothing of it is copied
+        self._pending_failure: str | None = None  # a failure off the worker thread, to report
         self._lock = threading.Lock()  # the worker starting the process vs close()
         self._closed = False
         self._settled = threading.Event()  # ready to swap, or the parent's weights stay
@@ -166,6 +172,7 @@ class StageAdaptation:
         self._last_t = None
         self._wanted = self.config.after_frames
         self._t_outermost = False
+        self._skip_run = False
         if sequence is None:
             return None
         sizes = {str(a): int(n) for a, n in sequence.sizes.items() if n}
@@ -175,6 +182,7 @@ class StageAdaptation:
             return None
         along = sizes.get(self.axis, 1)
         if along < self.least:
+            self._skip_run = True  # nothing of it is copied
             return (
                 f"this acquisition has {along} positions along '{self.axis}'; adapting "
                 f"{self.model} needs runs of at least {self.least}: it learns from a later one"
@@ -184,14 +192,21 @@ class StageAdaptation:
 
     def collect(self, run: int, frames: list[tuple[int, FrameIndex, np.ndarray]]) -> None:
         """Copy the run's frames until there are enough; then start adapting on them."""
-        if self.state != "collecting" or self._closed:
+        if self.state != "collecting" or self._closed or self._skip_run:
             return
         if self._collecting_run != run:  # a new acquisition: never mix two
             self._frames, self._collecting_run = [], run
         for number, index, image in frames:
             self._frames.append((number, dict(index), np.array(image, copy=True)))
-            held_bytes = sum(image.nbytes for _n, _i, image in self._frames)
-            if self._enough() or held_bytes > _MOST_BYTES:
+            if self._enough():
+                self._start(run)
+                return
+            if sum(image.nbytes for _n, _i, image in self._frames) > _MOST_BYTES:
+                if self.axis is not None and max(map(len, self._runs())) < self.least:
+                    # no run long enough within the bound (an outer axis): a later one may be
+                    self._frames, self._skip_run = [], True
+                    logger.warning("adapting %s: %s", self.stage.name, _TOO_MANY)
+                    return
                 self._start(run)
                 return
 
@@ -241,23 +256,35 @@ class StageAdaptation:
         return np.stack([np.stack([image for _n, image in r]) for r in kept]), numbers
 
     def _start(self, run: int) -> None:
-        import tifffile
-
+        """Stack the frames here; write them and start the process in a thread of its own."""
         try:
             stack, numbers = self._stack()
-            self.folder.mkdir(parents=True, exist_ok=False)
-            source = self.folder / "input.ome.tif"
-            tifffile.imwrite(source, stack, metadata={"axes": _TIFF_AXES[self.axis]}, ome=True)
-        except (OSError, ValueError) as e:
+        except ValueError as e:
             self._fail(f"could not keep the frames to learn from: {e}")
             return
+        self._frames = []
+        self.state = "starting"  # collecting is over
+        source = self.folder / "input.ome.tif"
         self.learned_from = {
             "acquisition": run,
             "frames": numbers,
             "input": str(source),
             "input_shape": list(stack.shape),
         }
-        self._frames = []  # on disk now
+        # writing up to 512 MB must not hold up restoring
+        threading.Thread(
+            target=self._launch, args=(stack, source), name="live-restore-adapt-start", daemon=True
+        ).start()
+
+    def _launch(self, stack: np.ndarray, source: Path) -> None:
+        import tifffile
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=False)
+            tifffile.imwrite(source, stack, metadata={"axes": _TIFF_AXES[self.axis]}, ome=True)
+        except (OSError, ValueError) as e:
+            self._pending_failure = self._fail(f"could not keep the frames to learn from: {e}")
+            return
         command = [
             sys.executable, "-m", "live_restore._adapt_child", "adapt", self.model, str(source),
             "--out", str(self.folder / "model"), "--minutes", str(self.config.minutes),
@@ -268,6 +295,8 @@ class StageAdaptation:
             command += ["--method", self.config.method]
         for flag, value in optics_options(self.config):
             command += [flag, str(value)]
+        threads = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        one_thread = dict.fromkeys(threads, "1")  # set before numpy and torch start any
         with self._lock:  # close() may have come meanwhile: then nothing starts
             if self._closed:
                 return
@@ -275,13 +304,13 @@ class StageAdaptation:
                 self._log = (self.folder / "adapt.log").open("wb")
                 self._held["process"] = subprocess.Popen(
                     command, stdin=subprocess.DEVNULL, stdout=self._log,
-                    stderr=subprocess.STDOUT, env=child_environment(COLUMNS="100"),
+                    stderr=subprocess.STDOUT, env=child_environment(COLUMNS="100", **one_thread),
                 )  # fmt: skip
             except OSError as e:
-                self._fail(f"could not start the adapt process: {e}")
+                self._pending_failure = self._fail(f"could not start the adapt process: {e}")
                 return
             self.state = "adapting"
-        logger.info("adapting %s on frames %d-%d", self.stage.name, numbers[0], numbers[-1])
+        logger.info("adapting %s on %s", self.stage.name, source)
 
     # -- waiting, swapping ------------------------------------------------------------------
 
@@ -294,19 +323,26 @@ class StageAdaptation:
         return self._settled.wait(timeout_s)
 
     def poll(self) -> str | None:
-        """Look in on the adapt process (never waits); the failure to report, once, if any."""
-        if self.state != "adapting" or self._process is None:
-            return None
-        code = self._process.poll()
-        if code is None:
-            return None
+        """Look in on the adapt process (never waits); a failure to report, once, if any.
+
+        Safe from two threads (the worker, and close() giving up on it): the verdict is
+        read by one of them.
+        """
+        with self._lock:
+            failure, self._pending_failure = self._pending_failure, None
+            if failure is not None:
+                return failure
+            process = self._process
+            if self.state != "adapting" or process is None or process.poll() is None:
+                return None
+            self.state = "reading its verdict"
+            self._log.close()
         try:
-            return self._verdict(code)
+            return self._verdict(int(process.returncode))
         except Exception as e:  # an unreadable log or record must not reach the worker's loop
             return self._fail(f"the adapt process's result cannot be read: {e}")
 
     def _verdict(self, code: int) -> str | None:
-        self._log.close()
         if code != 0:
             lines = (self.folder / "adapt.log").read_text(errors="replace").strip().splitlines()
             last = lines[-1] if lines else f"exit code {code}"
@@ -334,12 +370,17 @@ class StageAdaptation:
 
     def _prepare(self) -> None:
         try:
-            self._built = self._build(self.folder / "model")
+            built = self._build(self.folder / "model")
         except Exception as e:
-            self._fail(f"the adapted weights could not be loaded: {type(e).__name__}: {e}")
+            message = f"the adapted weights could not be loaded: {type(e).__name__}: {e}"
+            self._pending_failure = self._fail(message)
             return
-        self.state = "ready"
-        self._settled.set()
+        with self._lock:
+            if not self._closed:
+                self._built, self.state = built, "ready"
+                self._settled.set()
+                return
+        built.close()  # the hook closed while it loaded
 
     def swap_point(self, frames: list[tuple[int, FrameIndex]]) -> int | None:
         """The number of the first of ``frames`` that starts a new time point, once ready.
@@ -396,7 +437,7 @@ class StageAdaptation:
         }
         if self.state == "collecting":
             document["collected"] = len(self._frames) if self._collecting_run == run else 0
-        if self.state in ("adapting", "loading"):
+        if self.state in ("starting", "adapting", "reading its verdict", "loading"):
             document["message"] = (
                 "still adapting when this acquisition ended: a later acquisition's summary, or "
                 "adapt.log, says how it ended (closing the hook stops it)"
@@ -408,13 +449,11 @@ class StageAdaptation:
         if self.message:
             document["message"] = self.message
         if self.swapped is not None:
+            if run in self.first_adapted:  # the first output the adapted weights made here
+                document["adapted_from_frame"] = self.first_adapted[run]
             if self.swapped["acquisition"] == run:
-                # the first output the adapted weights made (frames.csv's weights column)
-                first = self.first_adapted.get(run, self.swapped["from_frame"])
-                document["adapted_from_frame"] = first
                 document["swapped_at_index"] = self.swapped["from_index"]
-            else:  # an earlier acquisition (or live mode) swapped: this one ran adapted
-                document["adapted_from_frame"] = 0
+            else:  # an earlier acquisition (or live mode) swapped
                 document["adapted_since"] = self.swapped
         return document
 
@@ -422,15 +461,19 @@ class StageAdaptation:
         """Stop an adapt process still running (the hook is closing); none starts after."""
         with self._lock:
             self._closed = True
-            process = self._process
-        if process is not None and process.poll() is None:
-            _reap(self._held)
-            self.state, self.message = "stopped", "the hook closed before adapting finished"
-            logger.warning("adapting %s: %s", self.stage.name, self.message)
-        if self._log is not None and not self._log.closed:
-            if self.state == "stopped":
-                self._log.write(f"\n{self.message}\n".encode())
-            self._log.close()
+            process, built, self._built = self._process, self._built, None
+            running = process is not None and process.poll() is None
+            if running or self.state == "starting":  # a process not started yet never will
+                _reap(self._held)
+                self.state, self.message = "stopped", "the hook closed before adapting finished"
+                logger.warning("adapting %s: %s", self.stage.name, self.message)
+                if self._log is not None and not self._log.closed:
+                    self._log.write(f"\n{self.message}\n".encode())
+            if self._log is not None and not self._log.closed:
+                self._log.close()
+        if built is not None:  # loaded, never swapped in
+            built.close()
+        self._settled.set()  # nothing more will come: no wait() hangs
         self._finalizer.detach()
 
 

@@ -37,6 +37,11 @@ from ._stage import StageOutcome, StageRunner
 
 __all__ = ["ErrorReporter", "RunRecord"]
 
+
+def _weights_of(provenance: dict[str, str]) -> dict[str, str]:
+    return {k: provenance[k] for k in ("model", "weights_sha256") if k in provenance}
+
+
 ErrorReporter = Callable[[str, "int | None", str, str], None]
 """``(stage, frame number or None, kind, message)``: how the record reports a failure."""
 
@@ -67,6 +72,7 @@ class RunRecord:
     _log: TextIO | None = None
     _log_failed: bool = False
     stalled: str | None = None  # a stage that never returned (set when close() gives up)
+    adapted_at_start: set[str] = field(default_factory=set)  # stages adapted before it began
 
     def open(self, stages: list[str]) -> None:
         """Create the folder, the frame table and a first summary.json (none without a folder).
@@ -110,13 +116,15 @@ class RunRecord:
             provenance = dict(stage.restorer.provenance())
         except Exception as e:
             return {"model": stage.name, "provenance_error": f"{type(e).__name__}: {e}"}
-        if stage.parent_provenance is not None:  # adapted weights took over (HookConfig.adapt)
-            adapted: dict[str, str] = {
-                k: provenance[k] for k in ("model", "weights_sha256") if k in provenance
-            }
-            adapted["from"] = "summary.json adapt.adapted_from_frame; frames.csv column weights"
-            return {**stage.parent_provenance, "adapted": adapted}
-        return provenance
+        parent = stage.parent_provenance
+        if parent is None:
+            return provenance
+        # adapted weights took over (HookConfig.adapt): the top level names the weights that
+        # made this acquisition's first outputs, the other ones beside them
+        where = "summary.json adapt.adapted_from_frame; frames.csv column weights"
+        if stage.name in self.adapted_at_start:
+            return {**provenance, "adapted_from": {**_weights_of(parent), "from": where}}
+        return {**parent, "adapted": {**_weights_of(provenance), "from": where}}
 
     def log(self, line: str, trace: str = "") -> None:
         """One line (and a traceback, if any) in run.log, opened at the first failure."""

@@ -43,7 +43,7 @@ class StageOutcome:
     compute_ms: float = 0.0
     batch: int = 1
     traceback: str = ""  # the full traceback of a failure (run.log keeps it)
-    weights: str = ""  # a stage under HookConfig.adapt: "parent" or "adapted"
+    weights: str = ""  # a stage under HookConfig.adapt: the weights that ran ("parent", "adapted")
 
 
 def _failure_kind(error: BaseException) -> str:
@@ -125,15 +125,11 @@ class StageRunner:
         outcomes: list[StageOutcome] = []
         for group in groups:
             if not group.complete:
-                incomplete = FrameStatus.INCOMPLETE_GROUP
-                outcomes.append(StageOutcome(group, None, incomplete, weights=self.weights))
+                outcomes.append(StageOutcome(group, None, FrameStatus.INCOMPLETE_GROUP))
             elif id(group) in batched:
                 outcomes.append(batched[id(group)])
             elif self.disabled:
-                disabled = FrameStatus.DISABLED
-                outcomes.append(
-                    StageOutcome(group, None, disabled, "disabled", "", weights=self.weights)
-                )
+                outcomes.append(StageOutcome(group, None, FrameStatus.DISABLED, "disabled", ""))
             else:
                 outcomes.append(self._run_one(group, batch=1))
         return outcomes

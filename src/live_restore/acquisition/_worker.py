@@ -253,6 +253,7 @@ class Worker:
                 self.error,
             )
             self.counters.runs.append(str(folder) if folder else "")
+            run.adapted_at_start = {s.name for s in self.stages if s.weights == "adapted"}
             if self.focus is not None:
                 self.focus.begin(start.sequence)
             known = known_sequence(start.sequence)  # not a list or generator of events
@@ -299,6 +300,7 @@ class Worker:
 
     def finish_run(self, canceled: bool, reason: str) -> None:
         """Close the current run's records (stores, table, summary.json)."""
+        self._poll_adaptation()  # a failure it reports still has this run's run.log
         run, self.run = self.run, None
         if run is None:
             return
@@ -314,7 +316,6 @@ class Worker:
         if self.outcomes.light is not None:
             summary["light"] = self.outcomes.light.summary()
         if self.adaptation is not None:
-            self._poll_adaptation()
             summary["adapt"] = self.adaptation.summary(run.number)
         run.finish(self.stages, summary, asdict(self.report()))
 
@@ -418,7 +419,7 @@ class Worker:
             adapting, run = self.adaptation, self.run
             if adapting is not None and run is not None and stage is adapting.stage:
                 for outcome in outcomes:  # its row is the newest frame's
-                    if outcome.weights == "adapted":
+                    if outcome.weights == "adapted" and outcome.status is FrameStatus.RESTORED:
                         adapting.restored_adapted(run.number, outcome.group.numbers[-1])
         return True
 
