@@ -39,6 +39,18 @@ def _still(core: Any) -> Any:
     return core
 
 
+def _config(out: Path, model: str = MODEL, live: bool = False, **adapt: Any) -> HookConfig:
+    """One stage, on the CPU, saved to ``out``, adapting as ``adapt`` says."""
+    return HookConfig(
+        models=[model],
+        backend="torch-cpu",
+        output=out,
+        live=live,
+        progress=False,
+        adapt={"stage": model, **adapt},
+    )
+
+
 def _hold_mda_until_adapted(core: Any, hook: Any, at: dict[str, int]) -> None:
     def hold(_image: Any, event: useq.MDAEvent, _meta: Any = None) -> None:
         if dict(event.index) == at:
@@ -60,14 +72,7 @@ def _read(path: Path) -> np.ndarray:
 def test_a_stage_adapts_mid_acquisition_and_swaps_at_the_next_time_point(core, tmp_path):
     _still(core)
     out = tmp_path / "run"
-    config = HookConfig(
-        models=[MODEL],
-        backend="torch-cpu",
-        output=out,
-        live=False,
-        progress=False,
-        adapt={"stage": MODEL, "after_frames": 10, "minutes": 5, "steps": 20, "na": 1.2},
-    )
+    config = _config(out, after_frames=10, minutes=5, steps=20, na=1.2)
     # 3 z-stacks of 7 planes; the MDA is held at t=1, z=4 until adapting has ended
     sequence = useq.MDASequence(
         time_plan={"interval": 0.01, "loops": 3}, z_plan={"range": 3.0, "step": 0.5}
@@ -132,19 +137,13 @@ def test_the_records_follow_the_adapt_verdict_whichever_it_is(core, tmp_path, mo
     # way the held-out check goes, the record, the rows and the weights that ran agree with it
     sequence, after_frames, hold_at, boundary = KEPT_OR_NOT[model]
     out = tmp_path / "run"
-    config = HookConfig(
-        models=[model],
-        backend="torch-cpu",
-        output=out,
-        live=False,
-        progress=False,
-        adapt={
-            "stage": model,
-            "after_frames": after_frames,
-            "minutes": 5,
-            "steps": 5 if model == "interp-z" else 20,
-            **({"na": 1.2} if model == "mfsr-sr2x" else {}),
-        },
+    config = _config(
+        out,
+        model,
+        after_frames=after_frames,
+        minutes=5,
+        steps=5 if model == "interp-z" else 20,
+        **({"na": 1.2} if model == "mfsr-sr2x" else {}),
     )
     with build_hook(core, config) as hook:
         _hold_mda_until_adapted(core, hook, hold_at)
@@ -172,14 +171,7 @@ def test_the_records_follow_the_adapt_verdict_whichever_it_is(core, tmp_path, mo
 
 def test_an_acquisition_shorter_than_after_frames_leaves_collecting_to_the_next(core, tmp_path):
     out = tmp_path / "run"
-    config = HookConfig(
-        models=[MODEL],
-        backend="torch-cpu",
-        output=out,
-        live=False,
-        progress=False,
-        adapt={"stage": MODEL, "after_frames": 6, "minutes": 1},
-    )
+    config = _config(out, after_frames=6, minutes=1)
     with build_hook(core, config) as hook:
         hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 4}))
     adapt = json.loads((out / "summary.json").read_text())["adapt"]
@@ -228,14 +220,7 @@ def test_a_wrong_adapt_config_is_refused(tmp_path, fields, says):
 
 def test_closing_the_hook_stops_adapting_and_says_so(core, tmp_path):
     out = tmp_path / "run"
-    config = HookConfig(
-        models=[MODEL],
-        backend="torch-cpu",
-        output=out,
-        live=False,
-        progress=False,
-        adapt={"stage": MODEL, "after_frames": 6, "minutes": 30},
-    )
+    config = _config(out, after_frames=6, minutes=30)
     with build_hook(core, config) as hook:
         hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 8}))
         deadline = time.monotonic() + 300  # a bound on a stuck test, not a speed requirement
@@ -254,13 +239,7 @@ def test_closing_the_hook_stops_adapting_and_says_so(core, tmp_path):
 def test_live_mode_takes_the_adapted_weights_at_its_next_frame(core, tmp_path):
     _still(core)
     out = tmp_path / "run"
-    config = HookConfig(
-        models=[MODEL],
-        backend="torch-cpu",
-        output=out,
-        progress=False,
-        adapt={"stage": MODEL, "after_frames": 10, "minutes": 5, "steps": 20, "na": 1.2},
-    )
+    config = _config(out, live=True, after_frames=10, minutes=5, steps=20, na=1.2)
     core.setExposure(10)
     with build_hook(core, config) as hook:
         hook.run(useq.MDASequence(time_plan={"interval": 0, "loops": 10}))
@@ -297,14 +276,7 @@ def test_live_mode_takes_the_adapted_weights_at_its_next_frame(core, tmp_path):
 
 def test_an_acquisition_whose_axis_is_too_short_is_named_and_not_copied(core, tmp_path):
     out = tmp_path / "run"
-    config = HookConfig(
-        models=["mfsr-sr2x"],
-        backend="torch-cpu",
-        output=out,
-        live=False,
-        progress=False,
-        adapt={"stage": "mfsr-sr2x", "after_frames": 12, "minutes": 1},
-    )
+    config = _config(out, "mfsr-sr2x", after_frames=12, minutes=1)
     errors: list[Any] = []
     with build_hook(core, config) as hook:
         hook.events.error.connect(errors.append)
